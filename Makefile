@@ -1,0 +1,31 @@
+# facecolor: the common jobs. PYTHON defaults to the project's virtual environment.
+PYTHON ?= .venv/bin/python
+MODEL ?= models/gpsagd.safetensors
+DATA ?= ../shared/data/faces
+EPOCHS ?= 20
+
+.PHONY: install test demo train export bench gpu-check
+
+install:  ## a virtual environment with the project and its test tools
+	python3 -m venv .venv
+	.venv/bin/pip install -q torch==2.14.1 torchvision==0.29.1
+	.venv/bin/pip install -q -e '.[dev]'
+
+test:  ## the CPU test suite (GPU and TensorRT tests are marked and skipped here)
+	$(PYTHON) -m pytest -q
+
+demo:  ## colorize the public-domain examples/ into out/ with the shipped model
+	$(PYTHON) -m facecolor.runtime examples out
+
+train:  ## the shipped model's chain psag -> gpsag -> gpsagd on the face data
+	$(PYTHON) -m facecolor.train gpsagd --data $(DATA)/lfw --data $(DATA)/utkface \
+		--val $(DATA)/ffhq_dev --out runs/gpsagd --epochs $(EPOCHS)
+
+export:  ## ONNX (fp32, fp16) and, where TensorRT is installed, the engine, into models/
+	$(PYTHON) -m facecolor.export $(MODEL) --onnx models/gpsagd.onnx --engine models/gpsagd.plan
+
+bench:  ## latency and parity of the exported model against PyTorch
+	$(PYTHON) -m facecolor.bench --engine models/gpsagd.onnx --reference $(MODEL) --json out/bench.json
+
+gpu-check:  ## on a CUDA machine: the GPU and TensorRT tests, then the benchmark (< 5 minutes)
+	bash scripts/gpu-check.sh

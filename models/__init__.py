@@ -1,0 +1,1 @@
+"""The shipped default model (installed as ``facecolor.shipped``); see README.md here."""
