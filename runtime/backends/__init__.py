@@ -1,0 +1,23 @@
+"""Inference backends behind one interface (``base.Backend``), chosen in ``select``.
+
+    from facecolor.runtime.backends import open_backend
+    backend, reason = open_backend(None, "auto", batch_size=16)
+"""
+
+from facecolor.runtime.backends.base import (
+    Backend,
+    BackendError,
+    BackendUnavailable,
+    ModelInfo,
+)
+from facecolor.runtime.backends.select import ModelNotFound, open_backend, shipped_model
+
+__all__ = [
+    "Backend",
+    "BackendError",
+    "BackendUnavailable",
+    "ModelInfo",
+    "ModelNotFound",
+    "open_backend",
+    "shipped_model",
+]

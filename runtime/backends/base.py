@@ -1,0 +1,102 @@
+"""The one small interface every inference backend shares.
+
+A backend turns a batch of normalised render-size lightness into normalised ab (DESIGN §2):
+
+- CPU backends (``device == "cpu"``): numpy float32 ``[N, 1, S, S]`` in ``[-1, 1]``
+  (``L/50 - 1``) -> numpy float32 ``[N, 2, S, S]`` in ``[-1, 1]`` (``ab/110``), C-contiguous,
+  NCHW, host memory.
+- CUDA backends (``device == "cuda"``): the same shapes and ranges as torch float32 CUDA
+  tensors, in and out, on the current device; the output is valid once the current torch
+  stream reaches it (backends synchronise their own streams with it).
+
+``S`` is ``render_size``; ``N`` is at most ``max_batch`` when that is not None. A backend owns
+its session/engine/buffers and frees them in ``close()``; it is also a context manager.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+
+class BackendUnavailable(RuntimeError):
+    """A backend cannot run here (library missing, no CUDA, a file it cannot load).
+
+    The message says what is missing and how to get it.
+    """
+
+
+class BackendError(RuntimeError):
+    """A backend failed while running a batch: fatal for the run, never one file's fault."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Which model a backend runs: written into every output's metadata and the report."""
+
+    preset: str
+    sha256: str
+    source: Path | None = None
+
+    @property
+    def label(self) -> str:
+        """``"gpsagd (sha256:0123456789ab)"``: short enough for image metadata."""
+        return f"{self.preset} (sha256:{self.sha256[:12]})"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"preset": self.preset, "sha256": self.sha256, "source": str(self.source or "")}
+
+
+def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """See the module docstring for the tensor contract of ``infer``."""
+
+    name: str  # 'tensorrt', 'onnxruntime-cuda', 'torch-cuda', 'onnxruntime-cpu', 'torch-cpu'
+    device: str  # 'cpu' or 'cuda'
+    render_size: int  # S: the square input size the model takes
+    max_batch: int | None  # largest N infer accepts; None when unbounded
+    model: ModelInfo
+
+    def infer(self, l_norm: Any) -> Any:
+        """``[N, 1, S, S]`` float32 L/50-1 -> ``[N, 2, S, S]`` float32 ab/110 (see module)."""
+        ...
+
+    def close(self) -> None:
+        """Free the session, engine and buffers; the backend is unusable afterwards."""
+        ...
+
+
+class BackendBase:
+    """Shared plumbing (context manager, repr); backends need not inherit it."""
+
+    name: str = "?"
+    device: str = "cpu"
+    render_size: int = 0
+    max_batch: int | None = None
+    model: ModelInfo
+
+    def close(self) -> None:  # pragma: no cover - overridden
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(name={self.name!r}, device={self.device!r}, "
+            f"render_size={self.render_size}, max_batch={self.max_batch}, model={self.model.label!r})"
+        )

@@ -1,0 +1,69 @@
+"""PyTorch backends: the generator from a ``.safetensors`` checkpoint, on the CPU or CUDA.
+
+CPU runs in fp32 (numpy in and out). CUDA runs under fp16 autocast in inference mode on
+torch CUDA tensors; BatchNorm and the tanh output stay fp32 through autocast's own rules, and
+the output is returned as float32.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from facecolor.runtime.backends.base import (
+    BackendBase,
+    BackendError,
+    BackendUnavailable,
+    ModelInfo,
+    file_sha256,
+)
+
+
+class TorchBackend(BackendBase):
+    """A generator in eval mode. Any render size the architecture accepts works."""
+
+    def __init__(
+        self,
+        checkpoint_path: Path,
+        *,
+        device: str = "cpu",
+        render_size: int | None = None,
+    ) -> None:
+        import torch
+
+        from facecolor.checkpoint import CheckpointError, load_generator
+
+        if device == "cuda" and not torch.cuda.is_available():
+            raise BackendUnavailable("torch sees no CUDA device: use --device cpu")
+        checkpoint_path = Path(checkpoint_path)
+        try:
+            self._model, checkpoint = load_generator(checkpoint_path, device)
+        except CheckpointError as error:
+            raise BackendUnavailable(str(error)) from error
+        self._torch = torch
+        self.name = f"torch-{device}"
+        self.device = device
+        self.render_size = int(render_size or checkpoint.render_size)
+        self.max_batch = None
+        self.model = ModelInfo(checkpoint.preset, file_sha256(checkpoint_path), checkpoint_path)
+
+    def infer(self, l_norm):
+        """CPU: numpy float32 [N,1,S,S] (L/50-1) -> numpy float32 [N,2,S,S] (ab/110).
+        CUDA: torch float32 CUDA tensors, same shapes; see ``backends/base.py``."""
+        torch = self._torch
+        if self._model is None:
+            raise BackendError("the torch backend was closed")
+        try:
+            with torch.inference_mode():
+                if self.device == "cpu":
+                    x = torch.from_numpy(np.ascontiguousarray(l_norm, dtype=np.float32))
+                    return self._model(x).numpy()
+                with torch.autocast("cuda", dtype=torch.float16):
+                    ab = self._model(l_norm)
+                return ab.float()
+        except Exception as error:
+            raise BackendError(f"torch failed on a batch of {len(l_norm)}: {error}") from error
+
+    def close(self) -> None:
+        self._model = None
