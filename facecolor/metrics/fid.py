@@ -90,7 +90,8 @@ def frechet_distance(
     Covariances must be symmetric positive semi-definite (sample covariances are). The
     result is clamped at 0: rounding can leave -1e-12 for identical inputs.
     """
-    mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
+    mu1 = np.atleast_1d(np.asarray(mu1, np.float64))
+    mu2 = np.atleast_1d(np.asarray(mu2, np.float64))
     sigma1 = np.atleast_2d(np.asarray(sigma1, np.float64))
     sigma2 = np.atleast_2d(np.asarray(sigma2, np.float64))
     dim = mu1.shape[0]
@@ -239,40 +240,37 @@ def load_inception(weights: str | os.PathLike[str], device: Any = "cpu") -> Any:
 
 
 def list_images(folder: str | os.PathLike[str]) -> list[str]:
-    """Image files under ``folder`` (recursive), sorted: the files clean-fid would read."""
+    """Image files under ``folder`` (recursive, clean-fid's extensions), sorted; at least 2."""
     _import_cleanfid()
     from cleanfid.utils import EXTENSIONS
 
     root = Path(folder)
     if not root.is_dir():
         raise FIDInputError(f"FID folder {root} does not exist or is not a folder")
-    found = {
-        file for ext in EXTENSIONS for file in glob(os.path.join(root, f"**/*.{ext}"), recursive=True)
-    }
+    patterns = [os.path.join(root, f"**/*.{ext}") for ext in EXTENSIONS]
+    found = {file for pattern in patterns for file in glob(pattern, recursive=True)}
+    if len(found) < 2:
+        raise FIDInputError(
+            f"FID folder {root} holds {len(found)} image(s); FID needs at least 2 per folder "
+            "(and hundreds for a stable value)"
+        )
     return sorted(found)
 
 
-def folder_features(
-    folder: str | os.PathLike[str],
+def files_features(
+    files: list[str],
     extractor: Callable[[Any], Any],
     *,
     device: Any = "cpu",
     batch_size: int = 32,
     num_workers: int = 0,
 ) -> np.ndarray:
-    """Features (N x D float) of every image under ``folder``, read and resized as clean-fid's
-    mode ``clean`` does (RGB, PIL bicubic to 299x299 in float, values in [0, 255]).
+    """Features (N x D) of image files, read and resized as clean-fid's mode ``clean`` does
+    (RGB, PIL bicubic to 299x299 in float, values in [0, 255]), then passed to ``extractor``.
     """
     import torch
 
-    cleanfid_fid = _import_cleanfid()
-    files = list_images(folder)
-    if len(files) < 2:
-        raise FIDInputError(
-            f"FID folder {folder} holds {len(files)} image(s); FID needs at least 2 per folder "
-            "(and hundreds for a stable value)"
-        )
-    return cleanfid_fid.get_files_features(
+    return _import_cleanfid().get_files_features(
         files,
         model=extractor,
         num_workers=num_workers,
@@ -296,25 +294,24 @@ def compute_fid(
     """clean-fid FID (mode ``clean``) between a folder of generated images and the ground truth.
 
     Args:
-        generated_dir, truth_dir: folders of images (searched recursively).
+        generated_dir, truth_dir: folders of images (searched recursively, >= 2 images each).
         weights: clean-fid's ``inception-2015-12-05.pt`` (``--fid-weights``); None looks where
             clean-fid does (``default_weights_path()``) and raises FIDWeightsMissing if absent.
         device: torch device for the Inception network.
         batch_size, num_workers: clean-fid's data loader settings (workers 0 = main process).
         feature_extractor: replaces the Inception network (clean-fid's custom_feat_extractor):
-            float Bx3x299x299 in [0, 255] on ``device`` -> BxD. Excludes ``weights``.
+            a callable taking a float32 Bx3x299x299 tensor in [0, 255] on ``device`` and
+            returning a BxD torch tensor. Excludes ``weights``.
     """
     if feature_extractor is not None and weights is not None:
         raise ValueError("pass either weights or feature_extractor, not both")
-    _import_cleanfid()
     # List both folders first: a typo in a path should not wait for a model to load.
-    for folder in (generated_dir, truth_dir):
-        list_images(folder)
+    generated_files, truth_files = list_images(generated_dir), list_images(truth_dir)
     if feature_extractor is None:
         extractor = load_inception(resolve_weights(weights), device)
     else:
         extractor = feature_extractor
     options = dict(device=device, batch_size=batch_size, num_workers=num_workers)
-    generated = folder_features(generated_dir, extractor, **options)
-    truth = folder_features(truth_dir, extractor, **options)
+    generated = files_features(generated_files, extractor, **options)
+    truth = files_features(truth_files, extractor, **options)
     return fid_from_features(generated, truth)

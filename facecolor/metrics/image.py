@@ -112,11 +112,9 @@ def batch_to_uint8_images(batch: Any) -> np.ndarray:
     Accepts numpy uint8 NxHxWx3, or a torch tensor Nx3xHxW on any device: uint8 as is,
     float in [0, 1] (the output of ``facecolor.color.join_lab_torch``) clamped and rounded.
     """
-    try:
-        import torch
-    except ImportError:  # torch is a core dependency; this only guards odd environments.
-        torch = None
-    if torch is not None and isinstance(batch, torch.Tensor):
+    import torch
+
+    if isinstance(batch, torch.Tensor):
         if batch.ndim != 4 or batch.shape[1] != 3:
             raise MetricsError(f"expected a Nx3xHxW tensor, got shape {tuple(batch.shape)}")
         if batch.is_floating_point():

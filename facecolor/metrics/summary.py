@@ -21,7 +21,7 @@ _LABELS = {
     "hist": "hist {:.4f}",
     "ciede2000": "CIEDE2000 {:.2f}",
     "colorfulness_pred": "colorfulness {:.1f}",
-    "colorfulness_true": "(truth {:.1f})",
+    "colorfulness_true": "colorfulness of truth {:.1f}",
 }
 
 
@@ -65,7 +65,7 @@ class MetricsSummary:
         return dataclasses.replace(self, fid=float(fid))
 
     def to_dict(self) -> dict[str, float | int | None]:
-        """Flat, JSON-ready: ``count``, each mean under its key, each std as ``KEY_std``, ``fid``."""
+        """Flat and JSON-ready: ``count``, each mean under its key, std as ``KEY_std``, ``fid``."""
         flat: dict[str, float | int | None] = {"count": self.count}
         for key, value in self.mean.items():
             flat[key] = value
@@ -75,14 +75,10 @@ class MetricsSummary:
 
     def describe(self) -> str:
         """One human-readable line for CLI output, e.g. ``PSNR 24.31 dB | hist 0.9120 | ...``."""
-        parts = []
-        for key, value in self.mean.items():
-            label = _LABELS.get(key, key + " {:.4g}")
-            parts.append(label.format(value))
+        parts = [_LABELS.get(key, key + " {:.4g}").format(v) for key, v in self.mean.items()]
         if self.fid is not None and math.isfinite(self.fid):
             parts.append(f"FID {self.fid:.2f}")
-        text = " | ".join(parts).replace(" | (truth", " (truth")
-        return f"{text} over {self.count} image{'s' if self.count != 1 else ''}"
+        return f"{' | '.join(parts)} over {self.count} image{'s' if self.count != 1 else ''}"
 
 
 def summarize(rows: Sequence[Mapping[str, float]]) -> dict[str, float]:
