@@ -1,0 +1,303 @@
+"""Where inputs are read and outputs written: a local folder or an object-storage prefix.
+
+``IN`` and ``OUT`` of ``facecolor-batch`` are either local folders or URLs that fsspec
+understands (``s3://bucket/prefix`` through s3fs; ``gs://``, ``az://``, ``memory://`` ... when
+their fsspec package is installed). A :class:`Storage` is one such root; every file under it
+is named by its ``/``-separated path relative to the root, the same relative path the
+single-machine runtime mirrors from IN to OUT.
+
+Endpoints and credentials come from the standard places: for S3 the AWS variables
+(``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_PROFILE``,
+``AWS_REGION``) or an instance role, or explicit fsspec ``storage_options`` (for s3fs e.g.
+``{"endpoint_url": "http://127.0.0.1:9000", "key": ..., "secret": ...}``). The command line
+also reads ``storage_options`` as JSON from ``FACECOLOR_STORAGE_OPTIONS``.
+
+Writes never leave a broken file behind:
+
+- local folders: a temporary file in the target's folder, renamed over the target;
+- object stores (S3, GCS, Azure, memory): the object is sent whole, in one PUT (or one
+  multipart upload, which S3 makes visible only when it completes), so a reader sees the
+  old object, nothing, or the whole new one;
+- any other fsspec filesystem: a hidden temporary name, then a move.
+
+A :class:`Storage` pickles as its URL and options (not as a live connection), so it can be
+sent to Ray workers, each of which opens its own client.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+import re
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from facecolor.checkpoint import write_atomically
+
+STORAGE_OPTIONS_ENV = "FACECOLOR_STORAGE_OPTIONS"
+# Filesystems whose single write of a whole object is atomic: no temporary name needed.
+OBJECT_STORES = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "memory"})
+# Where each protocol's fsspec implementation comes from, for the "install it" message.
+PROTOCOL_PACKAGES = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs", "abfs": "adlfs"}
+_URL = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
+
+
+class StorageError(OSError):
+    """A folder or bucket that cannot be listed, read or written; the message says the fix."""
+
+
+def is_url(location: str | os.PathLike) -> bool:
+    """True for ``scheme://...`` locations other than ``file://``."""
+    match = _URL.match(str(location))
+    return bool(match) and match.group(1).lower() != "file"
+
+
+def storage_options_from_env() -> dict[str, Any]:
+    """fsspec options from ``FACECOLOR_STORAGE_OPTIONS`` (a JSON object), else ``{}``."""
+    raw = os.environ.get(STORAGE_OPTIONS_ENV, "").strip()
+    if not raw:
+        return {}
+    try:
+        options = json.loads(raw)
+    except json.JSONDecodeError as error:
+        raise StorageError(f"{STORAGE_OPTIONS_ENV} is not JSON ({error}); set it to e.g. "
+                           '\'{"endpoint_url": "http://127.0.0.1:9000"}\'') from error
+    if not isinstance(options, dict):
+        raise StorageError(f"{STORAGE_OPTIONS_ENV} must be a JSON object, not {type(options).__name__}")
+    return options
+
+
+def _clean_relpath(rel: str) -> str:
+    """A relative path that cannot climb out of its root."""
+    rel = rel.replace("\\", "/").lstrip("/")
+    parts = [p for p in rel.split("/") if p not in ("", ".")]
+    if not parts or ".." in parts:
+        raise StorageError(f"not a relative path inside the root: {rel!r}")
+    return "/".join(parts)
+
+
+def _explain(error: BaseException, what: str) -> StorageError:
+    """Turn a client's own error into a StorageError that says what to do."""
+    name = type(error).__name__
+    text = f"{what}: {name}: {error}"
+    if name in ("NoCredentialsError", "PartialCredentialsError") or "credential" in str(error).lower():
+        text += ("; give credentials with AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE "
+                 "or an instance role (on a Ray cluster: on every node)")
+    elif isinstance(error, PermissionError) or "AccessDenied" in str(error):
+        text += "; the credentials lack permission for this bucket or prefix"
+    elif isinstance(error, FileNotFoundError):
+        text += "; check the bucket and prefix (and AWS_ENDPOINT_URL for a non-AWS server)"
+    elif "Could not connect" in str(error) or "Connect" in name:
+        text += "; check AWS_ENDPOINT_URL (or storage option endpoint_url) and the network"
+    return StorageError(text)
+
+
+class Storage:
+    """One root: a local folder or an fsspec URL prefix. Paths below it are relative, ``/``."""
+
+    def __init__(self, location: str | os.PathLike, storage_options: Mapping[str, Any] | None = None):
+        self.location = str(location)
+        self.storage_options = dict(storage_options or {})
+        self.is_local = not is_url(self.location)
+        if self.is_local:
+            path = self.location
+            if path.startswith("file://"):
+                path = path[len("file://"):]
+            self.root_path = Path(path).expanduser().absolute()
+            self.protocol = "file"
+            self.root = str(self.root_path)
+            self._fs = None
+        else:
+            self.protocol = _URL.match(self.location).group(1).lower()
+            self.root_path = None
+            self._fs = self._open_filesystem()
+            self.root = self._fs._strip_protocol(self.location).rstrip("/")
+
+    # -- pickling: URL and options, never a live client -------------------------------------
+    def __reduce__(self):
+        return (Storage, (self.location, self.storage_options))
+
+    def __repr__(self) -> str:
+        return f"Storage({self.location!r})"
+
+    def _open_filesystem(self):
+        try:
+            import fsspec
+        except ImportError as error:
+            raise StorageError(f"{self.location}: URLs need fsspec: pip install 'facecolor[ray]'") from error
+        try:
+            return fsspec.filesystem(self.protocol, **self.storage_options)
+        except (ImportError, ValueError) as error:
+            package = PROTOCOL_PACKAGES.get(self.protocol, f"the fsspec implementation of {self.protocol}://")
+            raise StorageError(f"{self.location}: cannot open {self.protocol}:// ({error}); "
+                               f"pip install {package}") from error
+
+    @property
+    def fs(self):
+        """The fsspec filesystem (URLs only)."""
+        if self._fs is None:
+            raise StorageError(f"{self.location} is a local folder, not a URL")
+        return self._fs
+
+    # -- naming ---------------------------------------------------------------------------
+    def full(self, rel: str) -> str:
+        """The native path of ``rel``: an absolute local path, or ``bucket/key`` for fsspec."""
+        rel = _clean_relpath(rel)
+        if self.is_local:
+            return str(self.root_path.joinpath(*rel.split("/")))
+        return f"{self.root}/{rel}"
+
+    def url(self, rel: str) -> str:
+        """``rel`` as the user would write it: a local path, or ``s3://bucket/key``."""
+        return self.full(rel) if self.is_local else f"{self.protocol}://{self.full(rel)}"
+
+    def contains(self, other: Storage) -> bool:
+        """True when ``other`` is this root or lies inside it (same filesystem)."""
+        if self.protocol != other.protocol and not (self.is_local and other.is_local):
+            return False
+        if self.is_local:
+            mine, theirs = os.path.realpath(self.root), os.path.realpath(other.root)
+            return theirs == mine or theirs.startswith(mine.rstrip(os.sep) + os.sep)
+        return other.root == self.root or other.root.startswith(self.root + "/")
+
+    def relative_to_me(self, other: Storage) -> str | None:
+        """``other``'s root relative to this one, when it lies strictly inside it."""
+        if not self.contains(other):
+            return None
+        if self.is_local:
+            rel = os.path.relpath(os.path.realpath(other.root), os.path.realpath(self.root))
+            return None if rel == "." else rel.replace(os.sep, "/")
+        rel = other.root[len(self.root):].strip("/")
+        return rel or None
+
+    # -- reading --------------------------------------------------------------------------
+    def check_readable_root(self) -> None:
+        """Raise StorageError unless the root exists and is a folder (or prefix)."""
+        if self.is_local:
+            if not self.root_path.is_dir():
+                raise StorageError(f"{self.location} is not a folder")
+            return
+        try:
+            exists = self.fs.isdir(self.root)
+        except Exception as error:  # botocore/aiohttp raise their own types
+            raise _explain(error, f"cannot list {self.location}") from error
+        if not exists:
+            raise StorageError(f"{self.location}: no such bucket or prefix (or it holds no objects)")
+
+    def iter_files(self, exclude_prefix: str | None = None) -> Iterator[tuple[str, int]]:
+        """``(relative path, size in bytes)`` of every file below the root, sorted.
+
+        Hidden names (a part starting with ``.``, e.g. temporary files) are left out, and so
+        is everything under ``exclude_prefix`` (OUT inside IN is never re-read). For a local
+        folder the single-machine runtime's own walk is the one to use (symlink rules, image
+        sniffing); this listing serves URLs.
+        """
+        if self.is_local:
+            files = self._local_files()
+        else:
+            try:
+                self.fs.invalidate_cache(self.root)
+                found = self.fs.find(self.root, withdirs=False, detail=True)
+            except Exception as error:
+                raise _explain(error, f"cannot list {self.location}") from error
+            files = (
+                (name[len(self.root):].lstrip("/"), int(info.get("size") or 0))
+                for name, info in found.items()
+                if info.get("type", "file") == "file"
+            )
+        for rel, size in sorted(files):
+            if not rel or any(part.startswith(".") for part in rel.split("/")):
+                continue
+            if exclude_prefix and (rel == exclude_prefix or rel.startswith(exclude_prefix.rstrip("/") + "/")):
+                continue
+            yield rel, size
+
+    def _local_files(self) -> Iterator[tuple[str, int]]:
+        for dirpath, dirnames, filenames in os.walk(self.root_path):
+            dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(dirpath, d))]
+            for name in filenames:
+                path = os.path.join(dirpath, name)
+                if os.path.islink(path) or not os.path.isfile(path):
+                    continue
+                rel = os.path.relpath(path, self.root_path).replace(os.sep, "/")
+                yield rel, os.path.getsize(path)
+
+    def existing(self) -> set[str]:
+        """Every relative path already under the root (one listing: no request per file)."""
+        if self.is_local and not self.root_path.exists():
+            return set()
+        if not self.is_local:
+            try:
+                if not self.fs.exists(self.root):
+                    return set()
+            except Exception as error:
+                raise _explain(error, f"cannot list {self.location}") from error
+        return {rel for rel, _ in self.iter_files()}
+
+    def exists(self, rel: str) -> bool:
+        if self.is_local:
+            return os.path.isfile(self.full(rel))
+        try:
+            return bool(self.fs.exists(self.full(rel)))
+        except Exception as error:
+            raise _explain(error, f"cannot check {self.url(rel)}") from error
+
+    def read_bytes(self, rel: str) -> bytes:
+        """The file's bytes. FileNotFoundError, PermissionError or StorageError on failure:
+        the caller records it as that one input's failure."""
+        if self.is_local:
+            return Path(self.full(rel)).read_bytes()
+        try:
+            return self.fs.cat_file(self.full(rel))
+        except (FileNotFoundError, PermissionError):
+            raise
+        except Exception as error:
+            raise _explain(error, f"cannot read {self.url(rel)}") from error
+
+    # -- writing --------------------------------------------------------------------------
+    def write_bytes(self, rel: str, data: bytes) -> str:
+        """Write ``data`` to ``rel`` so that no reader ever sees a partial file; return its URL."""
+        target = self.full(rel)
+        if self.is_local:
+            write_atomically(Path(target), lambda tmp: _write_synced(tmp, data))
+            return target
+        try:
+            if self.protocol in OBJECT_STORES:
+                self.fs.pipe_file(target, data)
+            else:
+                parent, name = posixpath.split(target)
+                tmp = f"{parent}/.{name}.{os.getpid()}.tmp"
+                self.fs.makedirs(parent, exist_ok=True)
+                self.fs.pipe_file(tmp, data)
+                self.fs.mv(tmp, target)
+        except Exception as error:
+            raise _explain(error, f"cannot write {self.url(rel)}") from error
+        return self.url(rel)
+
+    def makedirs(self) -> None:
+        """Create the root (a no-op on object stores, where prefixes need no creation)."""
+        if self.is_local:
+            try:
+                self.root_path.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise StorageError(f"cannot create {self.location}: {error}") from error
+        elif self.protocol not in OBJECT_STORES:
+            self.fs.makedirs(self.root, exist_ok=True)
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    with open(path, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def open_storage(location: str | os.PathLike | Storage, storage_options: Mapping[str, Any] | None = None) -> Storage:
+    """A :class:`Storage` for ``location``; options default to ``FACECOLOR_STORAGE_OPTIONS``."""
+    if isinstance(location, Storage):
+        return location
+    if storage_options is None and is_url(location):
+        storage_options = storage_options_from_env()
+    return Storage(location, storage_options)
