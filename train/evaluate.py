@@ -1,0 +1,224 @@
+"""``facecolor-train eval``: the study's Table 2 for any set of checkpoints.
+
+Like the study, everything is scored at the render size (128 px by default): each ground-truth
+image is center-cropped and resized as for training, its L* goes through the generator, and
+the result (that L* with the predicted ab) is compared with the resized original. The gray
+baseline row scores the input itself (ab = 0), the floor every model should beat on color.
+
+FID (clean-fid, mode ``clean``) needs Inception weights that cannot be downloaded here. When
+they are absent the table says so in a note under the FID column (the message names the file
+and ``--fid-weights``) and every other column is still computed; ``require_fid`` turns the
+absence into an error instead.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from facecolor.checkpoint import load_generator, write_atomically
+from facecolor.train.data import load_images
+from facecolor.train.settings import resolve_device
+from facecolor.train.validate import colorize, score
+
+log = logging.getLogger("facecolor.train")
+
+GRAY_BASELINE = "gray (input)"
+#: (row key, column title, format) in the study's Table 2 order, then our extra columns.
+COLUMNS = (
+    ("hist", "Hist ↑", "{:.4f}"),
+    ("psnr", "PSNR ↑", "{:.2f}"),
+    ("fid", "FID ↓", "{:.2f}"),
+    ("ciede2000", "CIEDE2000 ↓", "{:.2f}"),
+    ("colorfulness_pred", "Colorfulness", "{:.1f}"),
+    ("colorfulness_true", "Colorfulness (truth)", "{:.1f}"),
+)
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """One evaluation: which checkpoints, on which images, at which size, with or without FID."""
+
+    checkpoints: tuple[str, ...]
+    data: str
+    limit: int | None = None
+    seed: int = 0
+    render_size: int = 128
+    device: str = "auto"
+    batch_size: int = 64
+    fid_weights: str | None = None
+    gray_baseline: bool = True
+    require_fid: bool = False
+    workers: int = 4
+    cache_dir: str | None = None
+
+
+@dataclass
+class EvalRow:
+    """One table row: a model (or the gray baseline) and its mean metrics (fid may be None)."""
+
+    name: str
+    checkpoint: str | None
+    preset: str
+    metrics: dict[str, float | None]
+
+
+@dataclass
+class EvalTable:
+    """The evaluation's result: rows plus what is needed to read them honestly."""
+
+    settings: EvalSettings
+    images: int
+    data: dict[str, Any]
+    rows: list[EvalRow] = field(default_factory=list)
+    fid_note: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "settings": asdict(self.settings),
+            "images": self.images,
+            "render_size": self.settings.render_size,
+            "data": self.data,
+            "fid_note": self.fid_note,
+            "rows": [asdict(row) for row in self.rows],
+        }
+
+
+def evaluate(settings: EvalSettings) -> EvalTable:
+    """Score every checkpoint (and the gray baseline) on ``settings.data``; see module docstring."""
+    device = resolve_device(settings.device)
+    image_set = load_images([settings.data], settings.render_size, limit=settings.limit,
+                            seed=settings.seed, workers=settings.workers, cache_dir=settings.cache_dir)
+    truths = image_set.images.numpy()
+    table = EvalTable(settings, len(truths), image_set.describe())
+    fid = _FidRunner(settings, device)
+    table.fid_note = fid.note
+    with tempfile.TemporaryDirectory(prefix="facecolor-eval-") as scratch:
+        truth_dir = fid.write(truths, Path(scratch) / "truth")
+        names = _row_names(settings.checkpoints)
+        jobs: list[tuple[str, str | None]] = [(GRAY_BASELINE, None)] if settings.gray_baseline else []
+        jobs += list(zip(names, settings.checkpoints))
+        for number, (name, path) in enumerate(jobs):
+            generator, preset = None, "-"
+            if path is not None:
+                generator, checkpoint = load_generator(path, device)
+                preset = checkpoint.preset
+            predictions = colorize(generator, image_set.images, device, batch_size=settings.batch_size)
+            _, means = score(predictions, truths)
+            metrics: dict[str, float | None] = {key: means[key] for key, _, _ in COLUMNS if key != "fid"}
+            metrics["fid"] = fid.score(predictions, Path(scratch) / f"pred{number}", truth_dir)
+            table.rows.append(EvalRow(name, path, preset, metrics))
+            log.info(f"{name}: PSNR {metrics['psnr']:.2f} Hist {metrics['hist']:.4f}")
+            table.fid_note = fid.note
+    return table
+
+
+class _FidRunner:
+    """Computes FID per row while it can; on the first failure keeps the reason as the note."""
+
+    def __init__(self, settings: EvalSettings, device) -> None:
+        from facecolor.metrics import FIDError, resolve_weights
+
+        self.settings, self.device, self.note = settings, device, None
+        try:
+            resolve_weights(settings.fid_weights)
+        except FIDError as error:
+            self._give_up(error)
+
+    def _give_up(self, error: Exception) -> None:
+        if self.settings.require_fid:
+            raise error
+        self.note = f"FID not computed: {error}"  # shown once, under the table
+
+    def write(self, images: np.ndarray, folder: Path) -> Path | None:
+        """Write uint8 RGB images as PNGs for clean-fid (only while FID is still possible)."""
+        if self.note is not None:
+            return None
+        folder.mkdir(parents=True)
+        for index, image in enumerate(images):
+            cv2.imwrite(str(folder / f"{index:06d}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        return folder
+
+    def score(self, predictions: np.ndarray, folder: Path, truth_dir: Path | None) -> float | None:
+        from facecolor.metrics import FIDError, compute_fid
+
+        generated = self.write(predictions, folder)
+        if generated is None or truth_dir is None:
+            return None
+        try:
+            return float(compute_fid(generated, truth_dir, weights=self.settings.fid_weights,
+                                     device=str(self.device)))
+        except FIDError as error:
+            self._give_up(error)
+            return None
+
+
+def _row_names(paths: tuple[str, ...]) -> list[str]:
+    """File stems, or parent/stem where two stems collide (runs/a/gpsagd vs runs/b/gpsagd)."""
+    stems = [Path(p).stem for p in paths]
+    return [f"{Path(p).parent.name}/{s}" if stems.count(s) > 1 else s for p, s in zip(paths, stems)]
+
+
+# --------------------------------------------------------------------------- formatting
+
+
+def _cells(row: EvalRow) -> list[str]:
+    cells = [row.name]
+    for key, _, fmt in COLUMNS:
+        value = row.metrics.get(key)
+        cells.append("n/a*" if value is None or (isinstance(value, float) and math.isnan(value))
+                     else fmt.format(value))
+    return cells
+
+
+def _header() -> list[str]:
+    return ["model"] + [title for _, title, _ in COLUMNS]
+
+
+def _caption(table: EvalTable) -> str:
+    return (f"{table.images} images from {table.settings.data}, scored at "
+            f"{table.settings.render_size}x{table.settings.render_size} (center crop, as the study)")
+
+
+def format_text(table: EvalTable) -> str:
+    """The table as aligned plain text, with its caption and FID note."""
+    grid = [_header()] + [_cells(row) for row in table.rows]
+    widths = [max(len(line[i]) for line in grid) for i in range(len(grid[0]))]
+    lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in
+                       enumerate(zip(line, widths))) for line in grid]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    footer = [_caption(table)] + ([f"* {table.fid_note}"] if table.fid_note else [])
+    return "\n".join(lines + [""] + footer)
+
+
+def format_markdown(table: EvalTable) -> str:
+    """The table as GitHub Markdown, caption first, FID note under it."""
+    header = _header()
+    lines = [f"Table: {_caption(table)}", "", "| " + " | ".join(header) + " |",
+             "|" + "|".join([" --- "] + [" ---: "] * (len(header) - 1)) + "|"]
+    lines += ["| " + " | ".join(_cells(row)) + " |" for row in table.rows]
+    if table.fid_note:
+        lines += ["", f"\\* {table.fid_note}"]
+    return "\n".join(lines) + "\n"
+
+
+def write_outputs(table: EvalTable, markdown: str | Path | None, json_path: str | Path | None) -> list[Path]:
+    """Write the Markdown and/or JSON forms atomically; returns the paths written."""
+    written = []
+    if markdown is not None:
+        text = format_markdown(table)
+        write_atomically(Path(markdown), lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        written.append(Path(markdown))
+    if json_path is not None:
+        text = json.dumps(table.to_dict(), indent=2, ensure_ascii=False) + "\n"
+        write_atomically(Path(json_path), lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        written.append(Path(json_path))
+    return written

@@ -1,0 +1,121 @@
+"""The run folder's figures: loss curves, validation PSNR, and the study-style contact sheet.
+
+Figures are drawn with matplotlib's Agg backend (no display needed) and written atomically,
+so an interrupted run never leaves a truncated PNG behind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from facecolor.checkpoint import write_atomically
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(figure, path: Path) -> Path:
+    plt = _pyplot()
+    write_atomically(Path(path), lambda tmp: figure.savefig(tmp, format="png", dpi=110))
+    plt.close(figure)
+    return Path(path)
+
+
+def _stages(history: Sequence[dict[str, Any]]) -> list[str]:
+    return list(dict.fromkeys(entry["stage"] for entry in history))
+
+
+def plot_losses(history: Sequence[dict[str, Any]], path: Path, title: str = "") -> Path:
+    """One panel per stage, every loss of that stage against its epoch."""
+    plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
+    stages = _stages(history) or ["(no epochs)"]
+    figure, axes = plt.subplots(1, len(stages), figsize=(4.2 * len(stages), 3.4), squeeze=False)
+    for axis, stage in zip(axes[0], stages):
+        entries = [e for e in history if e["stage"] == stage]
+        for name in sorted({n for e in entries for n in e["losses"]}):
+            points = [(e["epoch"], e["losses"][name]) for e in entries if name in e["losses"]]
+            axis.plot(*zip(*points), "o-", label=name, markersize=4)
+        values = [v for e in entries for v in e["losses"].values()]
+        if values and min(values) > 0 and max(values) / min(values) > 20:
+            axis.set_yscale("log")  # the GAN's total G loss (with 100 * L1) dwarfs the others
+        axis.set_title(stage)
+        axis.set_xlabel("epoch")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axis.grid(alpha=0.3)
+        if entries:
+            axis.legend(fontsize=8)
+    axes[0][0].set_ylabel("loss (epoch mean)")
+    figure.suptitle(title or "training losses")
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def plot_val_psnr(history: Sequence[dict[str, Any]], path: Path, title: str = "") -> Path:
+    """Validation PSNR after every epoch of every stage, stages in sequence."""
+    plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
+    figure, axis = plt.subplots(figsize=(6.4, 3.6))
+    offset = 0
+    for stage in _stages(history):
+        entries = [e for e in history if e["stage"] == stage and e.get("val")]
+        xs = [offset + e["epoch"] for e in entries]
+        axis.plot(xs, [e["val"]["psnr"] for e in entries], "o-", label=stage, markersize=4)
+        offset += max((e["epoch"] for e in history if e["stage"] == stage), default=0)
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axis.set_xlabel("epoch (all stages in sequence)")
+    axis.set_ylabel("validation PSNR (dB)")
+    axis.grid(alpha=0.3)
+    if history:
+        axis.legend(fontsize=8)
+    axis.set_title(title or "validation PSNR")
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def contact_sheet(
+    gray: np.ndarray,
+    results: np.ndarray,
+    originals: np.ndarray,
+    rows: Sequence[dict[str, float]],
+    path: Path,
+    *,
+    result_label: str = "result",
+    title: str = "",
+) -> Path:
+    """Columns of (gray input, result, original) uint8 HxWx3 images, metrics under each column."""
+    plt = _pyplot()
+    count = len(results)
+    if count == 0:
+        raise ValueError("a contact sheet needs at least one image")
+    figure, axes = plt.subplots(3, count, figsize=(1.9 * count + 0.6, 6.9), squeeze=False)
+    labels = ("gray input", result_label, "original")
+    for column in range(count):
+        for row, images in enumerate((gray, results, originals)):
+            axis = axes[row][column]
+            axis.imshow(images[column])
+            axis.set_xticks([])
+            axis.set_yticks([])
+            if column == 0:
+                axis.set_ylabel(labels[row], fontsize=9)
+        metrics = rows[column]
+        axes[2][column].set_xlabel(
+            f"PSNR {metrics['psnr']:.2f} dB\nHist {metrics['hist']:.3f}\n"
+            f"CIEDE2000 {metrics['ciede2000']:.2f}",
+            fontsize=8,
+        )
+    figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    return _save(figure, path)

@@ -1,0 +1,153 @@
+"""The one frozen dataclass of training settings, resolved once and saved as ``settings.json``.
+
+Everything a run does follows from a ``TrainSettings`` value: the CLI builds it from flags,
+``resolve_device`` and ``resolve_amp`` turn ``auto`` into what this machine will really use,
+and the trainer never reads a global or an environment variable for a setting. The resume
+logic compares the *recipe* fields of a saved run with the new ones, so continuing a run with
+different data or hyper-parameters is an error rather than a silent mix.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from facecolor.train.errors import DeviceUnavailableError, TrainError
+
+#: Fields that may change between an interrupted run and its continuation: they say *where*
+#: and *how fast* to train, not *what*. Everything else must match to resume.
+RUNTIME_FIELDS = frozenset(
+    {"out", "device", "amp", "cache_dir", "workers", "contact_images", "progress"}
+)
+
+AMP_CHOICES = ("auto", "bf16", "fp16", "off")
+DEVICE_CHOICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Everything one ``facecolor-train PRESET`` run needs (defaults: the study's recipe).
+
+    ``epochs`` counts G pretraining and GAN epochs each; ``d_epochs`` counts D pretraining
+    epochs (the study pretrains D briefly, so 1 by default: D only has to stop being random
+    before the GAN starts, and a longer pretraining lets D overpower G at the GAN's start).
+    """
+
+    preset: str
+    data: tuple[str, ...]
+    val: str
+    out: str
+    epochs: int = 20
+    d_epochs: int = 1
+    batch_size: int = 16
+    lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    l1_weight: float = 100.0
+    render_size: int = 128
+    width: float = 1.0
+    seed: int = 0
+    limit: int | None = None
+    val_limit: int | None = None
+    flip: bool = True
+    init: str | None = None
+    encoder_weights: str | None = None
+    device: str = "auto"
+    amp: str = "auto"
+    cache_dir: str | None = None
+    workers: int = 4
+    contact_images: int = 8
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        checks = {
+            "epochs": self.epochs >= 1,
+            "d_epochs": self.d_epochs >= 0,
+            "batch_size": self.batch_size >= 2,
+            "lr": self.lr > 0,
+            "render_size": self.render_size >= 16,
+            "width": self.width > 0,
+            "workers": self.workers >= 1,
+            "limit": self.limit is None or self.limit >= 2,
+            "val_limit": self.val_limit is None or self.val_limit >= 1,
+            "contact_images": self.contact_images >= 0,
+        }
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            raise TrainError(
+                f"invalid training settings: {', '.join(f'{n}={getattr(self, n)!r}' for n in bad)} "
+                "(epochs >= 1, d_epochs >= 0, batch_size >= 2 for BatchNorm, lr > 0, "
+                "render_size >= 16, width > 0, limit >= 2)"
+            )
+        if self.init is not None and self.encoder_weights is not None:
+            raise TrainError(
+                "--init and --encoder-weights conflict: with --init the whole generator, encoder "
+                "included, starts from the checkpoint; drop one of them"
+            )
+        if self.amp not in AMP_CHOICES:
+            raise TrainError(f"amp must be one of {', '.join(AMP_CHOICES)}, not {self.amp!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (tuples become lists)."""
+        return json.loads(json.dumps(asdict(self)))
+
+    def recipe_differences(self, saved: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+        """Recipe fields whose saved value differs from this one: ``name -> (saved, now)``."""
+        now = self.to_dict()
+        return {
+            f.name: (saved.get(f.name), now[f.name])
+            for f in fields(self)
+            if f.name not in RUNTIME_FIELDS and saved.get(f.name) != now[f.name]
+        }
+
+    def write_json(self, path: Path, **extra: Any) -> Path:
+        """Write these settings (plus ``extra`` facts such as the world size) as JSON."""
+        from facecolor.checkpoint import write_atomically
+
+        document = {"settings": self.to_dict(), **extra}
+        text = json.dumps(document, indent=2, sort_keys=True) + "\n"
+        write_atomically(Path(path), lambda tmp: tmp.write_text(text))
+        return Path(path)
+
+
+def resolve_device(requested: str, local_rank: int = 0) -> torch.device:
+    """``auto|cpu|cuda`` -> the torch device this process trains on.
+
+    ``cuda`` on a machine without CUDA is an error, never a quiet fallback to the CPU.
+    """
+    if requested not in DEVICE_CHOICES:
+        raise TrainError(f"device must be one of {', '.join(DEVICE_CHOICES)}, not {requested!r}")
+    if requested == "cpu" or (requested == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        built = torch.version.cuda or "none (a CPU-only build)"
+        raise DeviceUnavailableError(
+            f"--device cuda was asked for, but torch sees no CUDA device (torch {torch.__version__}, "
+            f"CUDA build: {built}); use --device cpu or --device auto, or install a CUDA build "
+            "of torch on a machine with an NVIDIA driver"
+        )
+    return torch.device("cuda", local_rank % torch.cuda.device_count())
+
+
+def resolve_amp(requested: str, device: torch.device) -> str:
+    """``auto`` -> ``bf16`` on CUDA GPUs that support it, ``fp16`` on older GPUs, ``off`` on CPU.
+
+    Asking for bf16/fp16 on the CPU is an error: CPU autocast is slower than fp32 for these
+    convolutions here, and a silent downgrade would misreport what ran.
+    """
+    if requested == "auto":
+        if device.type != "cuda":
+            return "off"
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if requested != "off" and device.type != "cuda":
+        raise TrainError(f"--amp {requested} needs a CUDA device; use --amp off (or auto) on the CPU")
+    return requested
+
+
+def resolved(settings: TrainSettings, device: torch.device) -> TrainSettings:
+    """A copy with ``device`` and ``amp`` replaced by what this machine really uses."""
+    return replace(settings, device=device.type, amp=resolve_amp(settings.amp, device))
