@@ -32,6 +32,19 @@ TINY = 0.125
 STUDY_PRESETS = ["pug", "gu", "prg", "gprg", "gprgd", "psg", "gpsg", "gpsgd", "psag", "gpsag", "gpsagd"]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Run this module's small models on one intra-op thread, then restore the setting.
+
+    On a shared 2-core machine torch's default thread pool spins against other processes and
+    made these tiny forward/backward passes about 25x slower than a single thread.
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture(autouse=True)
 def offline(monkeypatch, tmp_path):
     """No test may reach the network, and torchvision's cache is an empty temporary folder."""
@@ -98,6 +111,8 @@ def test_generator_forward_backward_any_size(preset):
         assert ab.abs().max() <= 1.0
         ab.square().mean().backward()
         assert first.grad is not None and first.grad.abs().sum() > 0, "no gradient at the first layer"
+    with torch.no_grad():  # the smallest supported size, batch 1 (BatchNorm in eval mode)
+        assert generator.eval()(torch.zeros(1, 1, 32, 32)).shape == (1, 2, 32, 32)
 
 
 @pytest.mark.parametrize("preset", ["pug", "prg", "psag"])
@@ -214,3 +229,32 @@ def test_discriminator_backward_reaches_its_first_layer():
     discriminator = build_discriminator(width=TINY)
     discriminator(torch.rand(2, 3, 96, 80) * 2 - 1).mean().backward()
     assert discriminator.model[0].weight.grad.abs().sum() > 0
+
+
+# --------------------------------------------------------------------------- ONNX
+
+
+def test_attention_generator_exports_to_onnx_opset20(tmp_path):
+    """The hardest preset exports with dynamic batch: MatMul + Softmax (no Attention op), the
+    odd SqueezeNet sizes as Resize, and the same output as PyTorch in ONNX Runtime."""
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    generator = build_generator("psag", width=TINY).eval()
+    with torch.no_grad():
+        generator.blocks[0].attention.gamma.fill_(0.5)  # make the attention path count
+    path = tmp_path / "psag.onnx"
+    torch.onnx.export(
+        generator, (torch.rand(2, 1, 96, 80) * 2 - 1,), str(path), input_names=["L"], output_names=["ab"],
+        opset_version=20, dynamic_shapes={"l_norm": {0: torch.export.Dim("batch", min=1, max=64)}},
+        external_data=False, dynamo=True, verbose=False,
+    )
+    ops = {node.op_type for node in onnx.load(str(path)).graph.node}
+    assert {"MatMul", "Softmax", "Resize", "DepthToSpace"} <= ops and "Attention" not in ops
+    l_norm = torch.rand(3, 1, 96, 80) * 2 - 1
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (ab,) = session.run(None, {"L": l_norm.numpy()})
+    with torch.no_grad():
+        expected = generator(l_norm).numpy()
+    assert ab.shape == (3, 2, 96, 80)
+    assert abs(ab - expected).max() < 1e-4
