@@ -1,0 +1,182 @@
+"""Latency and throughput of one backend alone, per batch size (STYLE point 9).
+
+For each batch size: warm-up runs (at least ``warmup_runs`` and at least ``warmup_time``
+seconds, so lazy allocations, cuDNN/ONNX Runtime autotuning and CPU frequency ramps are over),
+then a run count chosen from the warm-up's median so that the timed runs take about
+``min_time`` seconds (never fewer than ``min_runs``, never more than ``max_runs``).
+
+Timing: on CUDA, a pair of CUDA events recorded on the current torch stream around each
+``infer`` (the backends order their own streams after it), read after the end event
+synchronises: this is device time, free of Python launch jitter. On the CPU,
+``time.perf_counter`` around ``infer``, which returns when the output is in host memory.
+
+Reported per batch size: p50/p90/p99 and mean latency of one batch (ms), and images/s =
+batch size / p50 latency (the median, not the mean, so one preempted run on a shared machine
+does not move the throughput).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from facecolor.runtime.backends.base import Backend, BackendError
+
+#: Batch sizes of ``--batch-sizes`` when none are given.
+DEFAULT_BATCH_SIZES = (1, 16, 64, 256)
+
+
+@dataclass(frozen=True)
+class LatencySettings:
+    """How long and how often to time each batch size."""
+
+    batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES
+    min_time: float = 2.0  # seconds of timed runs per batch size (``--min-time``)
+    min_runs: int = 5
+    max_runs: int = 1000
+    warmup_runs: int = 2
+    warmup_time: float = 0.5  # seconds; capped at min_time so short test runs stay short
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.batch_sizes or any(b < 1 for b in self.batch_sizes):
+            raise ValueError(f"batch sizes must be positive integers, got {self.batch_sizes}")
+        if self.min_time < 0 or self.min_runs < 1 or self.max_runs < self.min_runs:
+            raise ValueError(
+                f"need min_time >= 0 and 1 <= min_runs <= max_runs, got {self.min_time}, "
+                f"{self.min_runs}, {self.max_runs}"
+            )
+
+
+@dataclass(frozen=True)
+class LatencyResult:
+    """One batch size on one backend. Times in milliseconds; None where status is not 'ok'."""
+
+    batch_size: int
+    status: str  # 'ok', 'skipped: ...' or 'error: ...'
+    timer: str = ""  # 'cuda-events' or 'perf_counter'
+    warmup_runs: int = 0
+    runs: int = 0
+    p50_ms: float | None = None
+    p90_ms: float | None = None
+    p99_ms: float | None = None
+    mean_ms: float | None = None
+    min_ms: float | None = None
+    max_ms: float | None = None
+    images_per_s: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def percentiles(samples_ms: Sequence[float]) -> dict[str, float]:
+    """p50/p90/p99 (numpy's linear interpolation, so p50 <= p90 <= p99), mean, min, max."""
+    values = np.asarray(samples_ms, dtype=np.float64)
+    p50, p90, p99 = np.percentile(values, [50, 90, 99])
+    return {
+        "p50_ms": float(p50),
+        "p90_ms": float(p90),
+        "p99_ms": float(p99),
+        "mean_ms": float(values.mean()),
+        "min_ms": float(values.min()),
+        "max_ms": float(values.max()),
+    }
+
+
+def run_count(estimate_ms: float, settings: LatencySettings) -> int:
+    """Timed runs needed to fill ``min_time`` at ``estimate_ms`` per run, within the bounds."""
+    if estimate_ms <= 0:
+        return settings.max_runs
+    wanted = math.ceil(settings.min_time * 1000.0 / estimate_ms)
+    return int(min(settings.max_runs, max(settings.min_runs, wanted)))
+
+
+# --------------------------------------------------------------------------- timers
+
+
+def _cpu_timer(call: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    call()
+    return (time.perf_counter() - start) * 1000.0
+
+
+def _cuda_timer() -> Callable[[Callable[[], Any]], float]:
+    import torch
+
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+
+    def timed(call: Callable[[], Any]) -> float:
+        start.record()
+        call()
+        end.record()
+        end.synchronize()
+        return float(start.elapsed_time(end))
+
+    return timed
+
+
+def make_input(backend: Backend, batch_size: int, seed: int = 0) -> Any:
+    """A ``[N, 1, S, S]`` float32 batch in [-1, 1] in the form the backend takes (numpy on the
+    CPU, a torch CUDA tensor on CUDA). Speed does not depend on the values; a fixed seed keeps
+    runs comparable anyway."""
+    size = backend.render_size
+    rng = np.random.default_rng(seed)
+    batch = rng.uniform(-1.0, 1.0, size=(batch_size, 1, size, size)).astype(np.float32)
+    if backend.device == "cuda":
+        import torch
+
+        return torch.from_numpy(batch).to("cuda")
+    return batch
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+def measure_batch(backend: Backend, batch_size: int, settings: LatencySettings) -> LatencyResult:
+    """Warm up, choose the run count, time ``backend.infer`` on one batch size.
+
+    A batch above the backend's ``max_batch`` is 'skipped'; a BackendError (out of memory, a
+    shape the engine refuses) becomes an 'error' result, so the other sizes still run.
+    """
+    if backend.max_batch is not None and batch_size > backend.max_batch:
+        return LatencyResult(batch_size, f"skipped: above the engine's max batch {backend.max_batch}")
+    on_cuda = backend.device == "cuda"
+    timer = _cuda_timer() if on_cuda else _cpu_timer
+    try:
+        batch = make_input(backend, batch_size, settings.seed)
+        call = lambda: backend.infer(batch)  # noqa: E731 - the one thing being timed
+        warmup: list[float] = []
+        warmup_budget = min(settings.warmup_time, settings.min_time)
+        started = time.perf_counter()
+        while len(warmup) < settings.warmup_runs or time.perf_counter() - started < warmup_budget:
+            warmup.append(timer(call))
+        runs = run_count(float(np.median(warmup)), settings)
+        samples = [timer(call) for _ in range(runs)]
+    except BackendError as error:
+        return LatencyResult(batch_size, f"error: {error}")
+    except Exception as error:  # CUDA out-of-memory and friends, raised outside the backend
+        return LatencyResult(batch_size, f"error: {type(error).__name__}: {error}")
+    stats = percentiles(samples)
+    return LatencyResult(
+        batch_size=batch_size,
+        status="ok",
+        timer="cuda-events" if on_cuda else "perf_counter",
+        warmup_runs=len(warmup),
+        runs=runs,
+        images_per_s=batch_size * 1000.0 / stats["p50_ms"] if stats["p50_ms"] > 0 else math.inf,
+        **stats,
+    )
+
+
+def measure_latency(backend: Backend, settings: LatencySettings) -> list[LatencyResult]:
+    """``measure_batch`` for every batch size of ``settings``, smallest first."""
+    return [measure_batch(backend, size, settings) for size in sorted(set(settings.batch_sizes))]

@@ -1,0 +1,299 @@
+"""Parity: does a backend give the colors of the PyTorch reference, on the same inputs?
+
+With ``--data`` (color photos): each image is resized into the render square exactly as the
+runtime places it (``facecolor.runtime.geometry``: long side to the render size, edge padding),
+its color version at that size is the ground truth, and its L* is what both the engine and the
+reference colorize. Each output (the truth's L* joined with the predicted a*b*, cropped to the
+unpadded box) is scored against the truth with DESIGN §6's metrics, FID included when clean-fid's
+weights exist (else the reason is reported, never a silent skip); the engine's scores minus the
+reference's are the deltas the gates check.
+
+Without ``--data`` there is no truth: the example photos in ``examples/`` (or, where that
+folder is empty, a few synthetic portraits) are colorized by both, and only their agreement
+is reported.
+
+Agreement, on every valid (unpadded) pixel of every image: max and mean |Δab|, the Euclidean
+distance between the two predicted (a*, b*) in CIELAB units before gamut clipping; and the
+PSNR between the two 8-bit RGB outputs (per image, then the mean, capped at 100 dB).
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from facecolor.bench.errors import DataError
+from facecolor.color import AB_SCALE, join_lab, lightness, normalize_l, to_dtype
+from facecolor.metrics import PSNR_CAP_DB, evaluate_pair, psnr, summarize
+from facecolor.runtime.backends.base import Backend
+from facecolor.runtime.geometry import fit_geometry
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+#: Where the example photos live in a source checkout (bench/ sits beside examples/).
+EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
+#: Batch size used to colorize the parity images (lowered to the engine's max batch).
+PARITY_BATCH = 32
+
+
+@dataclass
+class ParityImages:
+    """The images both models colorize, at render size.
+
+    ``l_norm``: float32 [N, 1, S, S] in [-1, 1] (L/50-1), edge-padded squares, host memory.
+    ``lightness``: per image, float32 L* [h, w] of the unpadded box. ``truth``: per image,
+    uint8 [h, w, 3] sRGB of the unpadded box, or None without ground truth.
+    ``crops``: per image, the unpadded box ``(y0, y1, x0, x1)`` in the render square.
+    """
+
+    source: str
+    names: list[str]
+    render_size: int
+    l_norm: np.ndarray
+    lightness: list[np.ndarray]
+    crops: list[tuple[int, int, int, int]]
+    truth: list[np.ndarray] | None
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def has_truth(self) -> bool:
+        return self.truth is not None
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files under ``folder`` (recursive), sorted by path."""
+    return sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """uint8 HxWx3 RGB of an image file (8-bit; gray becomes three equal channels)."""
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError("OpenCV cannot decode it")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def render(rgb: np.ndarray, render_size: int) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int]]:
+    """uint8 RGB -> (L/50-1 float32 [S, S] edge-padded, uint8 RGB [h, w, 3] at render scale, crop)."""
+    geometry = fit_geometry(rgb.shape[0], rgb.shape[1], render_size)
+    interpolation = cv2.INTER_AREA if geometry.shrinks else cv2.INTER_LINEAR
+    small = cv2.resize(rgb, (geometry.inner_width, geometry.inner_height), interpolation=interpolation)
+    padded = cv2.copyMakeBorder(lightness(small), *geometry.padding, cv2.BORDER_REPLICATE)
+    return normalize_l(padded).astype(np.float32), small, geometry.crop
+
+
+def synthetic_portraits(count: int, seed: int = 0, size: tuple[int, int] = (160, 128)) -> list[np.ndarray]:
+    """``count`` uint8 RGB images (H, W = ``size``) of a face-like scene: a skin-toned ellipse
+    with hair and a shirt on a colored gradient. Not photos, but colored, smooth and varied,
+    which is all agreement and plumbing need when no real images are at hand."""
+    rng = np.random.default_rng(seed)
+    height, width = size
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    images = []
+    for _ in range(count):
+        top, bottom = rng.uniform(40, 220, 3), rng.uniform(40, 220, 3)
+        t = (yy / height)[..., None]
+        image = (1 - t) * top + t * bottom
+        cy, cx = height * rng.uniform(0.38, 0.48), width * rng.uniform(0.42, 0.58)
+        ry, rx = height * rng.uniform(0.22, 0.28), width * rng.uniform(0.2, 0.27)
+        face = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1.0
+        hair = (((yy - cy + 0.35 * ry) / (0.8 * ry)) ** 2 + ((xx - cx) / (1.1 * rx)) ** 2 <= 1.0) & ~face
+        shirt = yy > cy + 1.6 * ry
+        image[hair] = rng.uniform(20, 120, 3)
+        image[face] = np.array([224, 172, 140]) * rng.uniform(0.55, 1.05)
+        image[shirt] = rng.uniform(30, 230, 3)
+        image += rng.normal(0, 4, image.shape)
+        images.append(np.clip(image, 0, 255).astype(np.uint8))
+    return images
+
+
+def _assemble(source: str, named: list[tuple[str, np.ndarray]], render_size: int, truth: bool,
+              skipped: list[str]) -> ParityImages:
+    rendered = [render(rgb, render_size) for _, rgb in named]
+    return ParityImages(
+        source=source,
+        names=[name for name, _ in named],
+        render_size=render_size,
+        l_norm=np.stack([l_norm for l_norm, _, _ in rendered])[:, None],
+        lightness=[lightness(small) for _, small, _ in rendered],
+        crops=[crop for _, _, crop in rendered],
+        truth=[small for _, small, _ in rendered] if truth else None,
+        skipped=skipped,
+    )
+
+
+def load_folder(folder: Path, render_size: int, *, limit: int | None, truth: bool) -> ParityImages:
+    """The first ``limit`` images of ``folder`` (sorted by path); unreadable files are listed
+    in ``skipped`` with their reason. Raises DataError when none can be read."""
+    files = list_images(folder)
+    named, skipped = [], []
+    for path in files:
+        if limit is not None and len(named) >= limit:
+            break
+        try:
+            named.append((str(path.relative_to(folder)), read_rgb(path)))
+        except ValueError as error:
+            skipped.append(f"{path}: {error}")
+    if not named:
+        found = f"{len(files)} image file(s), none readable" if files else "no image files"
+        raise DataError(f"{folder} holds {found} ({', '.join(IMAGE_SUFFIXES)}); pass a folder of color photos")
+    return _assemble(str(folder), named, render_size, truth, skipped)
+
+
+def load_parity_images(data: Path | None, render_size: int, *, limit: int | None = None) -> ParityImages:
+    """``--data`` as ground truth, else the examples (agreement only), else synthetic portraits."""
+    if data is not None:
+        return load_folder(Path(data), render_size, limit=limit, truth=True)
+    if EXAMPLES_DIR.is_dir() and list_images(EXAMPLES_DIR):
+        return load_folder(EXAMPLES_DIR, render_size, limit=limit, truth=False)
+    count = min(limit or 8, 8)
+    named = [(f"synthetic_{i}", rgb) for i, rgb in enumerate(synthetic_portraits(count))]
+    return _assemble("synthetic portraits (examples/ is empty)", named, render_size, False, [])
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+@dataclass
+class Colorized:
+    """One backend's answer: ``ab`` float32 [N, 2, S, S] (ab/110, host memory) and the uint8
+    RGB outputs (truth's L* joined with the predicted a*b*, cropped to the unpadded box)."""
+
+    ab: np.ndarray
+    rgb: list[np.ndarray]
+
+
+def colorize(backend: Backend, images: ParityImages) -> Colorized:
+    """Run ``backend`` over the images in batches of up to ``PARITY_BATCH``.
+
+    Raises whatever the backend raises (BackendError): the caller records it on the row.
+    """
+    if backend.render_size != images.render_size:
+        raise DataError(
+            f"{backend.name} renders at {backend.render_size} px but the images were prepared at "
+            f"{images.render_size} px; export the engine at the reference's render size"
+        )
+    step = min(PARITY_BATCH, backend.max_batch or PARITY_BATCH)
+    parts = []
+    for start in range(0, len(images), step):
+        batch = images.l_norm[start : start + step]
+        if backend.device == "cuda":
+            import torch
+
+            parts.append(backend.infer(torch.from_numpy(batch).to("cuda")).float().cpu().numpy())
+        else:
+            parts.append(np.asarray(backend.infer(batch), dtype=np.float32))
+    ab = np.concatenate(parts)
+    rgb = []
+    for index, (y0, y1, x0, x1) in enumerate(images.crops):
+        ab_crop = np.nan_to_num(ab[index, :, y0:y1, x0:x1]).transpose(1, 2, 0) * AB_SCALE
+        rgb.append(to_dtype(join_lab(images.lightness[index], ab_crop), np.uint8))
+    return Colorized(ab=ab, rgb=rgb)
+
+
+# --------------------------------------------------------------------------- scores
+
+
+def agreement(engine: Colorized, reference: Colorized, images: ParityImages) -> dict[str, Any]:
+    """Direct agreement of two outputs on the valid pixels (see the module docstring)."""
+    distances, nonfinite = [], 0
+    for index, (y0, y1, x0, x1) in enumerate(images.crops):
+        a = engine.ab[index, :, y0:y1, x0:x1].astype(np.float64)
+        b = reference.ab[index, :, y0:y1, x0:x1].astype(np.float64)
+        nonfinite += int((~np.isfinite(a)).sum())
+        distances.append(np.hypot(a[0] - b[0], a[1] - b[1]).ravel() * AB_SCALE)
+    dab = np.concatenate(distances)
+    finite = dab[np.isfinite(dab)]
+    psnrs = [psnr(p, q) for p, q in zip(engine.rgb, reference.rgb)]
+    return {
+        "max_dab": float(finite.max()) if finite.size else math.inf,
+        "mean_dab": float(finite.mean()) if finite.size else math.inf,
+        "p99_dab": float(np.percentile(finite, 99)) if finite.size else math.inf,
+        "psnr": float(np.mean(psnrs)),
+        "psnr_cap": PSNR_CAP_DB,
+        "nonfinite": nonfinite,
+        "pixels": int(dab.size),
+    }
+
+
+def truth_scores(outputs: Colorized, images: ParityImages) -> dict[str, float] | None:
+    """DESIGN §6 means (and stds) against the truth, or None without truth."""
+    if not images.has_truth:
+        return None
+    return summarize([evaluate_pair(p, t) for p, t in zip(outputs.rgb, images.truth)])
+
+
+class FidScorer:
+    """FID of each output set against the truth, sharing one truth folder; when FID cannot run
+    (no clean-fid, no weights, too few images), every call returns None and ``note`` says why."""
+
+    def __init__(self, images: ParityImages, weights: Path | None, workdir: Path, device: str = "cpu"):
+        from facecolor.metrics import FIDError, resolve_weights
+
+        self.note = ""
+        self._weights: Path | None = None
+        self._workdir, self._device = Path(workdir), device
+        if not images.has_truth:
+            self.note = "no ground truth (no --data)"
+            return
+        if len(images) < 2:
+            self.note = "FID needs at least 2 images"
+            return
+        try:  # a missing clean-fid shows up on the first score() as FIDDependencyMissing
+            self._weights = resolve_weights(weights)
+        except FIDError as error:
+            self.note = str(error)
+            return
+        self._truth_dir = self._write("truth", images.truth)
+
+    def _write(self, name: str, rgbs: list[np.ndarray]) -> Path:
+        folder = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=self._workdir))
+        for index, rgb in enumerate(rgbs):
+            cv2.imwrite(str(folder / f"{index:06d}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        return folder
+
+    def score(self, name: str, outputs: Colorized) -> float | None:
+        from facecolor.metrics import FIDError, compute_fid
+
+        if self._weights is None:
+            return None
+        try:
+            return compute_fid(self._write(name, outputs.rgb), self._truth_dir, weights=self._weights,
+                               device=self._device)
+        except FIDError as error:
+            self.note = str(error)
+            return None
+
+
+def _delta(engine: dict[str, float] | None, reference: dict[str, float] | None, key: str) -> float | None:
+    if engine is None or reference is None or engine.get(key) is None or reference.get(key) is None:
+        return None
+    return float(engine[key]) - float(reference[key])
+
+
+def parity_record(
+    engine: Colorized,
+    reference: Colorized,
+    images: ParityImages,
+    reference_scores: dict[str, Any] | None,
+    engine_fid: float | None,
+) -> dict[str, Any]:
+    """One backend's parity: its scores vs truth, deltas to the reference (engine minus
+    reference), and direct agreement. JSON-ready; ``gates.check_gates`` reads it."""
+    scores = truth_scores(engine, images)
+    if scores is not None:
+        scores["fid"] = engine_fid
+    delta = {key: _delta(scores, reference_scores, key) for key in ("psnr", "hist", "ciede2000", "fid")}
+    delta["colorfulness"] = _delta(scores, reference_scores, "colorfulness_pred")
+    return {"scores": scores, "delta": delta, "agreement": agreement(engine, reference, images)}

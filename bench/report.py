@@ -1,0 +1,345 @@
+"""The bench's report: a header naming the machine, rows keyed by backend name, a table for
+people and JSON for machines.
+
+Each row carries a status ('ok', 'unavailable: why', 'error: what'), so one backend that
+cannot run (TensorRT missing, no GPU) or that fails halfway never hides the others
+(ultralytics' benchmark does the same). The JSON holds everything the table shows and more
+(standard deviations, colorfulness, per-gate records, skipped files, every setting).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import platform
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+FORMAT = "facecolor-bench"
+FORMAT_VERSION = 1
+
+
+# --------------------------------------------------------------------------- the machine
+
+
+def cpu_name() -> str:
+    """The CPU's model name from /proc/cpuinfo (Linux), else what ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.lower().startswith(("model name", "hardware", "processor\t: ")) and ":" in line:
+                value = line.split(":", 1)[1].strip()
+                if value and not value.isdigit():
+                    return value
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (the affinity mask; containers often restrict it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _version(module: str) -> str | None:
+    try:
+        imported = __import__(module)
+    except Exception:  # noqa: BLE001 - a broken install is 'not installed' for the header
+        return None
+    return str(getattr(imported, "__version__", "unknown"))
+
+
+def gpu_info() -> dict[str, Any] | None:
+    """Name, compute capability, memory and CUDA version of the current GPU, or None."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    index = torch.cuda.current_device()
+    props = torch.cuda.get_device_properties(index)
+    return {
+        "name": props.name,
+        "compute_capability": f"{props.major}.{props.minor}",
+        "memory_gib": round(props.total_memory / 2**30, 1),
+        "cuda": torch.version.cuda,
+        "index": index,
+    }
+
+
+def system_info() -> dict[str, Any]:
+    """Everything the header shows: CPU, cores, GPU and library versions."""
+    import torch
+
+    ort_version = _version("onnxruntime")
+    providers: list[str] = []
+    if ort_version is not None:
+        import onnxruntime
+
+        providers = list(onnxruntime.get_available_providers())
+    import facecolor
+
+    return {
+        "cpu": cpu_name(),
+        "cores": usable_cores(),
+        "logical_cpus": os.cpu_count(),
+        "gpu": gpu_info(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "versions": {
+            "facecolor": facecolor.__version__,
+            "torch": torch.__version__,
+            "tensorrt": _version("tensorrt"),
+            "onnxruntime": ort_version,
+            "numpy": _version("numpy"),
+            "opencv": _version("cv2"),
+        },
+        "onnxruntime_providers": providers,
+    }
+
+
+# --------------------------------------------------------------------------- the report
+
+
+@dataclass
+class Row:
+    """One backend's results; the report keys rows by ``name``."""
+
+    name: str
+    status: str = "ok"  # 'ok', 'unavailable: ...', 'error: ...'
+    precision: str | None = None
+    device: str | None = None
+    backend: str | None = None  # the runtime backend's own name, e.g. 'onnxruntime-cpu'
+    artifact: str | None = None  # the file it ran
+    latency: list[dict[str, Any]] = field(default_factory=list)
+    pipeline: dict[str, Any] | None = None
+    parity: dict[str, Any] | None = None
+    gates: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def failed_gates(self) -> list[dict[str, Any]]:
+        return [gate for gate in self.gates if gate.get("passed") is False]
+
+
+@dataclass
+class BenchReport:
+    """The whole run. ``to_dict`` is the JSON written by ``--json``."""
+
+    system: dict[str, Any]
+    settings: dict[str, Any]
+    engine: dict[str, Any]
+    reference: dict[str, Any]
+    data: dict[str, Any] = field(default_factory=dict)
+    codec: dict[str, Any] | None = None
+    reference_scores: dict[str, Any] | None = None
+    fid_note: str = ""
+    notes: list[str] = field(default_factory=list)
+    rows: dict[str, Row] = field(default_factory=dict)
+    created: str = field(
+        default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+    )
+
+    @property
+    def failures(self) -> list[str]:
+        """One line per failed gate ('ort-cpu: max |Δab| = 7.3 > 1 ...') and per backend that
+        failed while running ('trt: error: ...'). Unavailable backends are not failures."""
+        lines = []
+        for name, row in self.rows.items():
+            if row.status.startswith("error"):
+                lines.append(f"{name}: {row.status}")
+            lines += [f"{name}: {gate['message']}" for gate in row.failed_gates()]
+        return lines
+
+    @property
+    def passed(self) -> bool:
+        """True when every gate that ran passed and no backend failed while running."""
+        return not self.failures
+
+    def to_dict(self) -> dict[str, Any]:
+        return _json_safe({
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "created": self.created,
+            "system": self.system,
+            "settings": self.settings,
+            "engine": self.engine,
+            "reference": self.reference,
+            "data": self.data,
+            "codec": self.codec,
+            "reference_scores": self.reference_scores,
+            "fid_note": self.fid_note,
+            "notes": self.notes,
+            "rows": {name: row.__dict__ for name, row in self.rows.items()},
+            "passed": self.passed,
+            "failures": self.failures,
+        })
+
+    def write_json(self, path: Path) -> Path:
+        """Write the JSON document atomically; returns ``path``."""
+        from facecolor.checkpoint import write_atomically
+
+        text = json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n"
+        write_atomically(Path(path), lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        return Path(path)
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN/inf -> None (JSON has neither), Paths -> str, recursively."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+# --------------------------------------------------------------------------- the table
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[bool]) -> str:
+    """Plain-text columns: a header, a rule, the rows; numeric columns right-aligned."""
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+
+    def line(cells: Sequence[str]) -> str:
+        parts = [c.rjust(w) if r else c.ljust(w) for c, w, r in zip(cells, widths, right)]
+        return "  ".join(parts).rstrip()
+
+    return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)])
+
+
+def _num(value: Any, digits: int = 2, signed: bool = False) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "inf"
+    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+
+
+def _header(report: BenchReport) -> list[str]:
+    system = report.system
+    versions = system["versions"]
+    gpu = system.get("gpu")
+    gpu_text = (
+        f"GPU: {gpu['name']} (sm {gpu['compute_capability']}, {gpu['memory_gib']} GiB, CUDA {gpu['cuda']})"
+        if gpu else "GPU: none"
+    )
+    libs = ", ".join(
+        f"{name} {versions[key] or 'not installed'}"
+        for name, key in (("torch", "torch"), ("TensorRT", "tensorrt"), ("ONNX Runtime", "onnxruntime"))
+    )
+    engine, reference, data = report.engine, report.reference, report.data
+    lines = [
+        f"facecolor bench: {engine['path']} vs reference {reference['path']} ({reference['how']}, "
+        f"PyTorch fp32 on {reference['device']})",
+        f"CPU: {system['cpu']}, {system['cores']} cores | {gpu_text}",
+        f"{libs} | facecolor {versions['facecolor']}",
+    ]
+    if data:
+        truth = "with ground truth" if data.get("has_truth") else "no ground truth: agreement only"
+        lines.append(f"images: {data['source']} ({data['images']} images, {truth}; render {data['render_size']} px)")
+    return lines
+
+
+def _latency_table(report: BenchReport) -> str:
+    rows = []
+    for name, row in report.rows.items():
+        if not row.ok and not row.latency:
+            rows.append([name, row.precision or "-", row.device or "-", "-", "-", "-", "-", "-", "-", row.status])
+            continue
+        for result in row.latency:
+            rows.append([
+                name, row.precision or "-", row.device or "-", str(result["batch_size"]),
+                str(result["runs"] or "-"), _num(result["p50_ms"]), _num(result["p90_ms"]),
+                _num(result["p99_ms"]), _num(result["images_per_s"], 1), result["status"],
+            ])
+    headers = ["backend", "precision", "device", "batch", "runs", "p50 ms", "p90 ms", "p99 ms", "img/s", "status"]
+    right = [False, False, False, True, True, True, True, True, True, False]
+    return format_table(headers, rows, right)
+
+
+def _pipeline_table(report: BenchReport) -> str:
+    rows = []
+    for name, row in report.rows.items():
+        pipeline = row.pipeline or {}
+        status = pipeline.get("status", row.status if not row.ok else "not run")
+        rows.append([
+            name, str(pipeline.get("images") or "-"), _num(pipeline.get("images_per_s"), 1),
+            _num(pipeline.get("codec_images_per_s"), 1), _num(pipeline.get("ratio"), 2), status,
+        ])
+    headers = ["backend", "images", "pipeline img/s", "codec img/s", "pipeline/codec", "status"]
+    return format_table(headers, rows, [False, True, True, True, True, False])
+
+
+def _parity_table(report: BenchReport) -> str:
+    rows = []
+    ref = report.reference_scores or {}
+    if ref:
+        rows.append(["reference", _num(ref.get("psnr")), "-", _num(ref.get("hist"), 4), "-",
+                     _num(ref.get("ciede2000")), "-", _num(ref.get("fid")), "-", "-", "-", "-"])
+    for name, row in report.rows.items():
+        parity = row.parity
+        if parity is None:
+            rows.append([name, *["-"] * 10, row.status if not row.ok else "not run"])
+            continue
+        scores, delta, agree = parity.get("scores") or {}, parity["delta"], parity["agreement"]
+        gates = "pass" if not row.failed_gates() else "FAIL: " + ", ".join(g["name"] for g in row.failed_gates())
+        rows.append([
+            name, _num(scores.get("psnr")), _num(delta.get("psnr"), 3, True), _num(scores.get("hist"), 4),
+            _num(delta.get("hist"), 4, True), _num(scores.get("ciede2000")), _num(delta.get("ciede2000"), 3, True),
+            _num(scores.get("fid")), _num(agree["max_dab"], 3), _num(agree["mean_dab"], 4),
+            _num(agree["psnr"], 1), gates,
+        ])
+    headers = ["backend", "PSNR", "ΔPSNR", "Hist", "ΔHist", "CIEDE2000", "ΔCIEDE", "FID",
+               "max|Δab|", "mean|Δab|", "PSNR vs ref", "gates"]
+    return format_table(headers, rows, [False, *[True] * 10, False])
+
+
+def format_report(report: BenchReport) -> str:
+    """The whole report as text: header, latency, pipeline, parity, gates, notes."""
+    settings = report.settings
+    parts = ["\n".join(_header(report)), ""]
+    parts += [
+        f"Latency of the engine alone (after warm-up; runs fill >= {settings['min_time']} s per batch; "
+        "img/s = batch / p50)",
+        _latency_table(report), "",
+    ]
+    if any(row.pipeline for row in report.rows.values()):
+        codec = report.codec or {}
+        parts += [
+            f"Pipeline on a folder (decode -> engine -> encode), beside decode + encode alone on the same "
+            f"{codec.get('images', '?')} files in the same run",
+            _pipeline_table(report), "",
+        ]
+    parts += [
+        "Parity against the reference (scores vs ground truth; Δ = backend - reference; |Δab| in "
+        "CIELAB units; PSNR vs ref between the two RGB outputs)",
+        _parity_table(report), "",
+    ]
+    gate_lines = []
+    for name, row in report.rows.items():
+        for gate in row.gates:
+            mark = {True: "pass", False: "FAIL", None: "n/a"}[gate["passed"]]
+            gate_lines.append(f"  {mark:<4}  {name}: {gate['message']}")
+    if gate_lines:
+        parts += ["Gates:", *gate_lines, ""]
+    notes = list(report.notes)
+    if report.fid_note:
+        notes.append(f"FID not computed: {report.fid_note}")
+    if notes:
+        parts += ["Notes:", *(f"  - {note}" for note in notes), ""]
+    if report.passed:
+        parts.append("PASSED: every gate holds")
+    else:
+        parts += [f"FAILED ({len(report.failures)}):", *(f"  {line}" for line in report.failures)]
+    return "\n".join(parts)

@@ -1,0 +1,81 @@
+"""Backend names, default targets, the reference, precisions; unavailable backends say why."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from facecolor.bench import targets
+from facecolor.bench.errors import EngineError, ReferenceNotFound, UnknownTarget
+from facecolor.runtime.backends.base import BackendUnavailable
+
+
+def test_parse_targets_keeps_order_and_lists_valid_names():
+    assert targets.parse_targets("ort-cpu, torch-fp32,ort-cpu") == ["ort-cpu", "torch-fp32"]
+    with pytest.raises(UnknownTarget, match="torch-fp32, torch-fp16, ort-cpu, ort-cuda, trt"):
+        targets.parse_targets("onnx")
+
+
+def test_default_targets_follow_the_engine_kind(tmp_path):
+    assert targets.default_targets(tmp_path / "m.plan", "cuda") == ["trt"]
+    assert targets.default_targets(tmp_path / "m.onnx", "cpu") == ["ort-cpu"]
+    assert targets.default_targets(tmp_path / "m.onnx", "cuda") == ["ort-cuda"]
+    assert targets.default_targets(tmp_path / "m.safetensors", "cuda") == ["torch-fp32", "torch-fp16"]
+    assert targets.default_targets(tmp_path / "m.safetensors", "cpu") == ["torch-fp32"]
+    with pytest.raises(EngineError, match=".plan, an .onnx or a .safetensors"):
+        targets.check_engine(tmp_path / "m.pt")
+
+
+def test_reference_from_sidecar_flag_or_engine(tiny):
+    found = targets.resolve_reference(tiny["onnx"], None)
+    assert (found.path, found.how, found.warning) == (tiny["checkpoint"], "engine sidecar", "")
+    assert targets.resolve_reference(tiny["perturbed"], tiny["checkpoint"]).how == "--reference"
+    assert targets.resolve_reference(tiny["checkpoint"], None).how == "the engine itself"
+
+
+def test_changed_checkpoint_is_flagged(tiny, tmp_path):
+    onnx = shutil.copy(tiny["onnx"], tmp_path / "m.onnx")
+    checkpoint = shutil.copy(tiny["checkpoint"], tmp_path / "m.safetensors")
+    (tmp_path / "m.onnx.json").write_text(json.dumps(
+        {"source_checkpoint": {"path": "m.safetensors", "sha256": "0" * 64}}))  # relative path
+    found = targets.resolve_reference(onnx, None)
+    assert found.path.resolve() == checkpoint.resolve()
+    assert "changed since m.onnx was exported" in found.warning
+
+
+def test_no_reference_anywhere(tiny, tmp_path, monkeypatch):
+    import facecolor.runtime.backends as backends
+
+    def no_shipped():
+        raise backends.ModelNotFound("no shipped model: pass --model or run make train")
+
+    monkeypatch.setattr(backends, "shipped_model", no_shipped)
+    lone = shutil.copy(tiny["onnx"], tmp_path / "lone.onnx")
+    with pytest.raises(ReferenceNotFound, match="pass --reference CHECKPOINT"):
+        targets.resolve_reference(lone, None)
+
+
+def test_precision_from_sidecar_or_weights(tiny, tmp_path):
+    assert targets.onnx_precision(tiny["onnx"]) == "fp32"
+    lone = shutil.copy(tiny["perturbed"], tmp_path / "lone.onnx")
+    assert targets.onnx_precision(lone) == "fp32"  # no sidecar: float32 initializers
+
+
+@pytest.mark.skipif(targets.cuda_available(), reason="checks the reasons given without a GPU")
+@pytest.mark.parametrize("name, says", [
+    ("trt", "no CUDA device"), ("ort-cuda", "no CUDA device"), ("torch-fp16", "no CUDA device"),
+])
+def test_gpu_targets_are_unavailable_without_a_gpu(tiny, name, says):
+    with pytest.raises(BackendUnavailable, match=says):
+        targets.open_target(name, tiny["onnx"], tiny["checkpoint"], "cpu", 4)
+
+
+def test_ort_cpu_opens_the_runtime_backend(tiny):
+    opened = targets.open_target("ort-cpu", tiny["onnx"], tiny["checkpoint"], "cpu", 4)
+    try:
+        assert opened.backend.name == "onnxruntime-cpu" and opened.precision == "fp32"
+        assert opened.backend.render_size == 64
+    finally:
+        opened.backend.close()
