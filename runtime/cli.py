@@ -1,0 +1,104 @@
+"""``facecolor-batch IN_DIR OUT_DIR``: colorize a whole folder tree (also ``facecolor batch``
+and ``python -m facecolor.runtime``).
+
+Output: the first line names the backend and why it was chosen; a progress bar on stderr
+(when stderr is a terminal); each failed input on stderr as it happens; then the summary.
+Exit codes (DESIGN §5): 0 all done or skipped; 1 fatal (no model, no usable backend,
+unreadable IN_DIR, OUT_DIR locked by another run); 2 usage; 3 finished, but some inputs failed
+(listed in OUT_DIR/facecolor-report.json and on stderr).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from facecolor.runtime.decode import DEFAULT_MAX_PIXELS
+
+EXIT_SOME_FAILED = 3
+DEFAULT_BATCH = {"cpu": 8, "cuda": 64}
+
+
+def stages_for(settings, backend):
+    """The CPU pipeline for CPU backends, the GPU pipeline for CUDA backends."""
+    if backend.device == "cuda":
+        from facecolor.runtime.pipeline_gpu import build_stages
+    else:
+        from facecolor.runtime.pipeline_cpu import build_stages
+    return build_stages(settings, backend)
+
+
+def _megabytes(n: int) -> str:
+    return f"{n / 1e6:.1f} MB"
+
+
+@click.command(
+    name="batch",
+    epilog="Example: facecolor-batch ./yearbook-1931 ./yearbook-1931-color --format jpg",
+)
+@click.argument("in_dir", type=click.Path(exists=True, file_okay=False, readable=False, path_type=Path))
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--model", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="A .safetensors checkpoint, .onnx or TensorRT .plan (default: the shipped model).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="auto: TensorRT, else ONNX Runtime CUDA, else PyTorch CUDA, else ONNX Runtime CPU.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              help="Images per inference batch (default: 64 on CUDA, 8 on CPU).")
+@click.option("--render-size", type=click.IntRange(min=16), default=None,
+              help="Square size the network sees (default: the model's own; another size needs PyTorch).")
+@click.option("--overwrite", is_flag=True, help="Redo outputs that already exist (default: skip them).")
+@click.option("--format", "out_format", type=click.Choice(["keep", "jpg", "png"]), default="keep", show_default=True,
+              help="Output format: keep each input's format, or convert all to JPEG or PNG.")
+@click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True,
+              help="JPEG and WebP quality.")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Decode and encode threads each (default: the number of CPU cores).")
+@click.option("--max-pixels", type=click.IntRange(min=1), default=DEFAULT_MAX_PIXELS, show_default=True,
+              help="Refuse images larger than this (decompression bombs).")
+def main(in_dir, out_dir, model, device, batch_size, render_size, overwrite, out_format, quality, workers, max_pixels):
+    """Colorize every black-and-white image under IN_DIR into OUT_DIR.
+
+    OUT_DIR mirrors IN_DIR's folders and names, at full resolution, keeping each file's format
+    and 16-bit depth where the format allows. Existing outputs are skipped, so an interrupted
+    run can simply be started again. Every failure is listed in OUT_DIR/facecolor-report.json.
+    """
+    from facecolor.runtime.backends import BackendError, BackendUnavailable, ModelNotFound, open_backend
+    from facecolor.runtime.pipeline import DirectoryError, FatalError, Settings, check_directories, run_pipeline
+
+    try:
+        check_directories(in_dir, out_dir)
+    except DirectoryError as error:
+        if Path(in_dir).resolve().is_dir() and os.access(in_dir, os.R_OK | os.X_OK):
+            raise click.BadParameter(str(error), param_hint="OUT_DIR") from error
+        raise click.ClickException(str(error)) from error
+    try:
+        backend, reason = open_backend(model, device, batch_size=batch_size or DEFAULT_BATCH["cuda"],
+                                       render_size=render_size)
+    except (ModelNotFound, BackendUnavailable) as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(reason)
+    settings = Settings(
+        in_dir=in_dir,
+        out_dir=out_dir,
+        out_format=out_format,
+        quality=quality,
+        overwrite=overwrite,
+        batch_size=batch_size or DEFAULT_BATCH.get(backend.device, 8),
+        workers=workers or max(1, os.cpu_count() or 1),
+        max_pixels=max_pixels,
+    )
+    try:
+        with backend:
+            report = run_pipeline(settings, backend, reason, stages_for(settings, backend),
+                                  echo=lambda line: click.echo(line, err=True))
+    except (FatalError, BackendError) as error:
+        raise click.ClickException(f"{error} (report: {out_dir / 'facecolor-report.json'})") from error
+    for line in report.summary_lines():
+        click.echo(line)
+    click.echo(f"wrote {report.done} images ({_megabytes(report.bytes_written)}) to {out_dir}; "
+               f"report: {out_dir / 'facecolor-report.json'}")
+    if report.failed:
+        click.echo(f"{report.failed} inputs failed; the reasons are in the report and above", err=True)
+        raise click.exceptions.Exit(EXIT_SOME_FAILED)

@@ -1,0 +1,160 @@
+"""Decode one image file's bytes on the CPU into upright 8- or 16-bit pixels.
+
+Which library decodes what, and why:
+
+- **Pillow parses every header first** (no pixels yet): the true size for the pixel limit,
+  the mode, and the EXIF orientation, uniformly for JPEG, PNG, TIFF and WebP.
+- **OpenCV decodes the pixels** of gray, RGB and RGBA images, 8 or 16 bit: it is faster than
+  Pillow, releases the GIL (so decode threads run in parallel) and keeps 16-bit RGB, which
+  Pillow truncates to 8 bit. It is called with ``IMREAD_UNCHANGED`` (no channel conversion, no
+  implicit rotation) and the orientation is then applied here, once, as a numpy view.
+- **Pillow decodes palette, CMYK (including Adobe's inverted CMYK JPEGs), 1-bit, LA and other
+  modes**, converting them to RGB or L.
+
+Content decides the format (magic bytes), never the extension. Every problem with a file
+raises ``DecodeError`` (or ``TooManyPixels``) with a one-line reason for the report.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from facecolor.runtime.walk import sniff_format
+
+DEFAULT_MAX_PIXELS = 100_000_000
+
+# The pixel limit is ours (--max-pixels, checked before any pixel is decoded); Pillow's own
+# bomb check would otherwise refuse images between its limit and ours.
+Image.MAX_IMAGE_PIXELS = None
+
+#: Pillow modes decoded by Pillow, and what they become.
+_PIL_CONVERSIONS = {
+    "P": "RGB", "PA": "RGB", "CMYK": "RGB", "YCbCr": "RGB", "LAB": "RGB", "HSV": "RGB",
+    "RGBX": "RGB", "RGBa": "RGB", "1": "L", "LA": "L", "La": "L",
+}
+_EXIF_ORIENTATION = 0x0112
+
+
+class DecodeError(ValueError):
+    """This file cannot be decoded; the message is the reason shown in the report."""
+
+
+class TooManyPixels(DecodeError):
+    """The image is larger than the pixel limit (a likely decompression bomb)."""
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """An upright image.
+
+    ``pixels``: uint8 or uint16, host memory, HxW (gray) or HxWx3 in **RGB** order, values in
+    the full range of the dtype; alpha is dropped. It may be a non-contiguous view (the
+    orientation and BGR->RGB are applied as views); call ``np.ascontiguousarray`` before
+    handing it to torch.
+    """
+
+    pixels: np.ndarray
+    format: str  # 'jpeg', 'png', 'tiff', 'bmp', 'webp': what the content is
+    orientation: int  # EXIF orientation that was applied (1 = none)
+
+    @property
+    def bit_depth(self) -> int:
+        return 16 if self.pixels.dtype == np.uint16 else 8
+
+    @property
+    def height(self) -> int:
+        return self.pixels.shape[0]
+
+    @property
+    def width(self) -> int:
+        return self.pixels.shape[1]
+
+
+def apply_orientation(pixels: np.ndarray, orientation: int) -> np.ndarray:
+    """Rotate/flip HxW[xC] pixels so that EXIF ``orientation`` (1-8) becomes 1; views only."""
+    if orientation == 2:
+        return pixels[:, ::-1]
+    if orientation == 3:
+        return pixels[::-1, ::-1]
+    if orientation == 4:
+        return pixels[::-1]
+    if orientation in (5, 6, 7, 8):
+        swapped = pixels.swapaxes(0, 1)
+        return {5: swapped, 6: swapped[:, ::-1], 7: swapped[::-1, ::-1], 8: swapped[::-1]}[orientation]
+    return pixels
+
+
+def jpeg_is_truncated(data: bytes) -> bool:
+    """True when no end-of-image marker follows the last start-of-scan.
+
+    libjpeg (inside OpenCV) fills a truncated JPEG with gray and only warns; this catches it.
+    Entropy-coded data cannot contain 0xFFD9, and an EXIF thumbnail's markers come before the
+    main image's scans, so the check is exact for baseline and progressive files alike.
+    """
+    return data.rfind(b"\xff\xd9") < data.rfind(b"\xff\xda")
+
+
+def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
+    """Decode a whole file's bytes (see the module docstring for the rules)."""
+    if not data:
+        raise DecodeError("empty file (0 bytes)")
+    fmt = sniff_format(data[:16])
+    if fmt is None:
+        raise DecodeError("not an image: the content is not JPEG, PNG, TIFF, BMP or WebP")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            header = Image.open(io.BytesIO(data))
+            width, height = header.size
+            mode = header.mode
+            orientation = int(header.getexif().get(_EXIF_ORIENTATION, 1) or 1)
+    except Exception as error:  # Pillow raises many types for broken headers
+        raise DecodeError(f"unreadable {fmt.upper()} header: {error}") from error
+    if width * height > max_pixels:
+        raise TooManyPixels(
+            f"{width}x{height} = {width * height / 1e6:.1f} MP exceeds the limit of "
+            f"{max_pixels / 1e6:g} MP (raise it with --max-pixels if the file is trusted)"
+        )
+    if fmt == "jpeg" and jpeg_is_truncated(data):
+        raise DecodeError("truncated JPEG (no end-of-image marker after the last scan)")
+    if mode in _PIL_CONVERSIONS:
+        pixels = _decode_pillow(header, _PIL_CONVERSIONS[mode], fmt)
+    else:
+        pixels = _decode_opencv(data, fmt, mode)
+    if pixels.shape[:2] != (height, width):
+        raise DecodeError(f"decoded size {pixels.shape[1]}x{pixels.shape[0]} differs from the header's {width}x{height}")
+    return Decoded(apply_orientation(pixels, orientation), fmt, orientation if 1 <= orientation <= 8 else 1)
+
+
+def _decode_pillow(header: Image.Image, mode: str, fmt: str) -> np.ndarray:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return np.asarray(header.convert(mode))
+    except Exception as error:
+        raise DecodeError(f"broken {fmt.upper()} data: {error}") from error
+
+
+def _decode_opencv(data: bytes, fmt: str, mode: str) -> np.ndarray:
+    try:
+        pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error as error:
+        raise DecodeError(f"broken {fmt.upper()} data: {error.msg.strip() if hasattr(error, 'msg') else error}") from error
+    if pixels is None:
+        raise DecodeError(f"broken or truncated {fmt.upper()} data (OpenCV could not decode it)")
+    if pixels.dtype not in (np.uint8, np.uint16):
+        raise DecodeError(f"unsupported pixel type {pixels.dtype} (Pillow mode {mode}); use 8 or 16 bit")
+    if pixels.ndim == 3:
+        channels = pixels.shape[2]
+        if channels == 1:
+            return pixels[:, :, 0]
+        if channels not in (3, 4):
+            raise DecodeError(f"unsupported channel count {channels}")
+        return pixels[:, :, 2::-1]  # BGR(A) -> RGB, alpha dropped: a view
+    return pixels

@@ -1,0 +1,421 @@
+"""The stage runner both pipelines share, and the run around it (DESIGN §7).
+
+A pipeline is a list of stages over ``Item``s, each stage in its own threads, joined by
+bounded queues, so reading, decoding, inference and writing overlap and memory stays bounded
+by the queue sizes whatever the number of files:
+
+    walk -> [MapStage read] -> [MapStage decode] -> [BatchStage infer] -> [MapStage write] -> results
+
+- ``MapStage(fn, workers)``: ``fn(item) -> item`` in ``workers`` threads. An exception fails
+  that item only (its reason goes to the report) and the item skips the remaining stages:
+  one broken file never stops the run. ``FatalError`` subclasses stop the whole run.
+- ``BatchStage(fn, batch_size)``: one thread gathers up to ``batch_size`` items (waiting at
+  most ``linger_s`` for more once the queue runs dry) and calls ``fn(items) -> items``. Its
+  exceptions are fatal: a backend failure is never one file's fault.
+
+``run_pipeline`` adds the rest of a run: the lock on OUT_DIR, the walk, the progress bar, the
+report, and the summary. ``pipeline_cpu.build_stages`` and ``pipeline_gpu.build_stages``
+(``(settings, backend) -> list of stages``) differ only in their stages.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from facecolor.runtime.decode import DEFAULT_MAX_PIXELS
+from facecolor.runtime.walk import FAILED, SKIPPED, Job, display
+
+DONE = "done"
+_END = object()  # end of stream, passed from stage to stage
+_POLL_S = 0.1  # how often blocked threads look at the stop flag
+
+
+class FatalError(RuntimeError):
+    """Stops the whole run (the backend failed, OUT_DIR is locked, ...)."""
+
+
+class OutputLocked(FatalError):
+    """Another run is writing into the same OUT_DIR."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a run needs besides the backend; saved in the report."""
+
+    in_dir: Path
+    out_dir: Path
+    out_format: str = "keep"  # 'keep', 'jpg' or 'png'
+    quality: int = 95  # JPEG and WebP quality, 1-100
+    overwrite: bool = False
+    batch_size: int = 8
+    workers: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: str(v) if isinstance(v, Path) else v for k, v in self.__dict__.items()}
+
+
+@dataclass(eq=False)
+class Item:
+    """One job on its way through the stages; ``payload`` is whatever the stages pass on."""
+
+    job: Job
+    payload: Any = None
+    status: str | None = None  # None while in flight; then 'done', 'skipped' or 'failed'
+    reason: str = ""
+    stage: str = ""  # the stage that failed it
+    size: int = 0  # bytes written, once done
+
+    def fail(self, stage: str, reason: str) -> None:
+        self.status, self.stage, self.reason, self.payload = FAILED, stage, reason, None
+
+
+@dataclass
+class MapStage:
+    name: str
+    fn: Callable[[Item], Item]
+    workers: int = 1
+    queue_size: int = 8
+
+
+@dataclass
+class BatchStage:
+    name: str
+    fn: Callable[[list[Item]], list[Item]]
+    batch_size: int = 8
+    queue_size: int = 16
+    linger_s: float = 0.05
+
+
+@dataclass
+class StageStats:
+    """Seconds the stage's threads spent inside its function, and how many items it saw."""
+
+    busy_s: float = 0.0
+    items: int = 0
+    calls: int = 0
+
+
+def failure_reason(error: BaseException) -> str:
+    """One line for the report: our typed errors speak for themselves, others name their type."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    if type(error).__module__.startswith("facecolor"):
+        return text or type(error).__name__
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+class StageRunner:
+    """Runs items through stages in threads; ``run`` yields each item once it is finished."""
+
+    def __init__(self, stages: Sequence[MapStage | BatchStage]) -> None:
+        if not stages:
+            raise ValueError("a pipeline needs at least one stage")
+        self.stages = list(stages)
+        self.stats = {stage.name: StageStats() for stage in self.stages}
+        self._queues = [queue.Queue(maxsize=max(1, s.queue_size)) for s in self.stages]
+        self._results: queue.Queue = queue.Queue()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._fatal: BaseException | None = None
+        self._threads: list[threading.Thread] = []
+
+    # -- queue helpers that give up when the run stops
+    def _put(self, q: queue.Queue, value: Any) -> bool:
+        while not self._stop.is_set():
+            try:
+                q.put(value, timeout=_POLL_S)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _get(self, q: queue.Queue, timeout: float | None = None) -> Any:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._stop.is_set():
+            wait = _POLL_S if deadline is None else min(_POLL_S, deadline - time.monotonic())
+            if wait <= 0:
+                raise queue.Empty
+            try:
+                return q.get(timeout=wait)
+            except queue.Empty:
+                continue
+        return _END
+
+    def _fatal_error(self, error: BaseException) -> None:
+        with self._lock:
+            if self._fatal is None:
+                self._fatal = error
+        self._stop.set()
+
+    def _finish(self, item: Item) -> None:
+        item.payload = None
+        self._results.put(item)
+
+    def _forward(self, index: int, item: Item) -> None:
+        if item.status is not None:  # failed (or decided) on the way: straight to the results
+            self._finish(item)
+        elif index + 1 < len(self.stages):
+            self._put(self._queues[index + 1], item)
+        else:
+            item.status = item.status or DONE
+            self._finish(item)
+
+    def _end_stage(self, index: int, remaining: list[int]) -> None:
+        """Called by each thread of stage ``index`` as it exits; the last one passes the end on."""
+        with self._lock:
+            remaining[0] -= 1
+            last = remaining[0] == 0
+        if last:
+            if index + 1 < len(self.stages):
+                self._put(self._queues[index + 1], _END)
+            else:
+                self._results.put(_END)
+
+    # -- the two kinds of stage
+    def _map_worker(self, index: int, stage: MapStage, remaining: list[int]) -> None:
+        stats, inbox = self.stats[stage.name], self._queues[index]
+        while True:
+            item = self._get(inbox)
+            if item is _END:
+                self._put(inbox, _END)  # let this stage's other threads see it too
+                break
+            start = time.perf_counter()
+            try:
+                item = stage.fn(item)
+            except FatalError as error:
+                self._fatal_error(error)
+                break
+            except Exception as error:  # one file's problem: report it and go on
+                item.fail(stage.name, failure_reason(error))
+            with self._lock:
+                stats.busy_s += time.perf_counter() - start
+                stats.items += 1
+                stats.calls += 1
+            self._forward(index, item)
+        self._end_stage(index, remaining)
+
+    def _batch_worker(self, index: int, stage: BatchStage, remaining: list[int]) -> None:
+        stats, inbox = self.stats[stage.name], self._queues[index]
+        ended = False
+        while not ended:
+            first = self._get(inbox)
+            if first is _END:
+                break
+            batch = [first]
+            while len(batch) < stage.batch_size:
+                try:
+                    item = self._get(inbox, timeout=stage.linger_s) if inbox.empty() else inbox.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _END:
+                    ended = True
+                    break
+                batch.append(item)
+            start = time.perf_counter()
+            try:
+                batch = stage.fn(batch)
+            except Exception as error:
+                self._fatal_error(error)
+                break
+            with self._lock:
+                stats.busy_s += time.perf_counter() - start
+                stats.items += len(batch)
+                stats.calls += 1
+            for item in batch:
+                self._forward(index, item)
+        self._end_stage(index, remaining)
+
+    def _feed(self, items: Iterable[Item]) -> None:
+        try:
+            for item in items:
+                if self._stop.is_set():
+                    return
+                if item.status is not None:
+                    self._finish(item)
+                elif not self._put(self._queues[0], item):
+                    return
+        except Exception as error:  # the walk itself broke (IN_DIR vanished, ...)
+            self._fatal_error(error)
+            return
+        self._put(self._queues[0], _END)
+
+    def run(self, items: Iterable[Item]) -> Iterator[Item]:
+        """Yield every item once finished (status 'done', 'skipped' or 'failed'), in no
+        particular order. Raises the first fatal error after stopping every thread."""
+        self._start(items)
+        try:
+            while True:
+                try:
+                    item = self._results.get(timeout=_POLL_S)
+                except queue.Empty:
+                    if self._stop.is_set():
+                        break
+                    continue
+                if item is _END:
+                    break
+                yield item
+        finally:
+            self._stop.set()
+            for thread in self._threads:
+                thread.join(timeout=10)
+        if self._fatal is not None:
+            raise self._fatal
+
+    def _start(self, items: Iterable[Item]) -> None:
+        def spawn(target, *args, name: str) -> None:
+            thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+        for index, stage in enumerate(self.stages):
+            if isinstance(stage, BatchStage):
+                spawn(self._batch_worker, index, stage, [1], name=f"facecolor-{stage.name}")
+            else:
+                remaining = [max(1, stage.workers)]
+                for n in range(remaining[0]):
+                    spawn(self._map_worker, index, stage, remaining, name=f"facecolor-{stage.name}-{n}")
+        spawn(self._feed, items, name="facecolor-walk")
+
+
+# --------------------------------------------------------------------------- the run
+
+
+class DirectoryError(FatalError):
+    """IN_DIR or OUT_DIR cannot be used; the message says why."""
+
+
+def check_directories(in_dir: Path, out_dir: Path) -> None:
+    """IN_DIR must be a readable folder; OUT_DIR must not be IN_DIR or contain it (outputs
+    mirror IN's paths, so they could land on inputs). OUT_DIR inside IN_DIR is fine."""
+    real_in, real_out = Path(in_dir).resolve(), Path(out_dir).resolve()
+    if not real_in.is_dir():
+        raise DirectoryError(f"IN_DIR {display(in_dir)} is not a folder")
+    try:
+        with os.scandir(real_in):
+            pass
+    except OSError as error:
+        raise DirectoryError(f"cannot read IN_DIR {display(in_dir)}: {error.strerror}") from error
+    if real_out == real_in or real_out in real_in.parents:
+        raise DirectoryError(
+            f"OUT_DIR {display(out_dir)} is IN_DIR or contains it: outputs could replace inputs; "
+            "choose a folder outside IN_DIR (or one inside it)"
+        )
+
+
+class _OutputLock:
+    """An advisory lock on OUT_DIR, held for the run; freed by the OS if the process dies."""
+
+    NAME = ".facecolor-lock"
+
+    def __init__(self, out_dir: Path) -> None:
+        self.path = Path(out_dir) / self.NAME
+        self._handle = None
+
+    def __enter__(self):
+        try:
+            import fcntl
+        except ImportError:  # Windows: no advisory lock, runs must not share OUT_DIR
+            return self
+        self._handle = open(self.path, "a+")
+        try:
+            fcntl.flock(self._handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            self._handle.close()
+            raise OutputLocked(
+                f"another facecolor-batch is writing into {display(self.path.parent)}; "
+                "wait for it to finish or choose another OUT_DIR"
+            ) from error
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._handle is not None:
+            self.path.unlink(missing_ok=True)  # still ours: leave no stray file in OUT_DIR
+            self._handle.close()  # closing releases the lock
+
+
+def _count_jobs(settings: Settings, box: list[int | None], stop: threading.Event) -> None:
+    """Count the jobs in a second, lazy walk, so the progress bar can show an ETA."""
+    from facecolor.runtime.walk import walk
+
+    n = 0
+    for _ in walk(settings.in_dir, settings.out_dir, settings.out_format, overwrite=settings.overwrite):
+        if stop.is_set():
+            return
+        n += 1
+    box[0] = n
+
+
+def run_pipeline(
+    settings: Settings,
+    backend: Any,
+    reason: str,
+    stages: Sequence[MapStage | BatchStage],
+    *,
+    progress: bool = True,
+    echo: Callable[[str], None] | None = None,
+):
+    """Run ``stages`` over every job under IN_DIR; return the Report (also written to OUT_DIR).
+
+    ``echo`` prints a line to stderr (a failed input as it happens); the progress bar goes to
+    stderr too. Fatal errors and KeyboardInterrupt propagate after the report is written.
+    """
+    import sys
+
+    from tqdm import tqdm
+
+    from facecolor.runtime.report import Report
+    from facecolor.runtime.walk import walk
+
+    check_directories(settings.in_dir, settings.out_dir)
+    Path(settings.out_dir).mkdir(parents=True, exist_ok=True)
+    echo = echo or (lambda line: print(line, file=sys.stderr))
+    with _OutputLock(settings.out_dir):
+        report = Report(
+            settings=settings.as_dict(),
+            backend={
+                "name": backend.name,
+                "device": backend.device,
+                "render_size": backend.render_size,
+                "max_batch": backend.max_batch,
+                "reason": reason,
+            },
+            model=backend.model.as_dict(),
+        )
+        runner = StageRunner(stages)
+        jobs = walk(settings.in_dir, settings.out_dir, settings.out_format, overwrite=settings.overwrite)
+        items = (Item(job, status=job.status, reason=job.reason, stage="walk" if job.status else "") for job in jobs)
+        total: list[int | None] = [None]
+        stop_count = threading.Event()
+        threading.Thread(target=_count_jobs, args=(settings, total, stop_count), daemon=True).start()
+        # disable=None: tqdm draws only when stderr is a terminal, so logs get no \r-lines
+        bar = tqdm(total=None, unit="img", file=sys.stderr, disable=None if progress else True, dynamic_ncols=True)
+        status, fatal = "complete", None
+        try:
+            for item in runner.run(items):
+                report.add(item)
+                if item.status == FAILED:
+                    bar.clear()
+                    echo(f"failed: {display(item.job.relative)}: {item.reason}")
+                if bar.total is None and total[0] is not None:
+                    bar.total = total[0]
+                    bar.refresh()
+                bar.update(1)
+        except KeyboardInterrupt:
+            status = "interrupted"
+            raise
+        except BaseException as error:
+            status, fatal = "fatal", failure_reason(error)
+            raise
+        finally:
+            stop_count.set()
+            bar.close()
+            report.finish(status, runner.stats, fatal)
+            report.write(settings.out_dir)
+    return report

@@ -1,0 +1,116 @@
+"""The CPU pipeline: OpenCV/numpy stages in threads around a CPU backend (DESIGN §7).
+
+    read (1 thread)            file bytes; size guard
+    decode (N threads)         bytes -> upright pixels -> full-res L* -> render L/50-1 (SxS)
+    infer (1 thread, batches)  backend.infer on [B,1,S,S] -> [B,2,S,S]
+    write (N threads)          crop + upsample ab, join with the full-res L*, sRGB, encode,
+                               stamp metadata, atomic write
+
+OpenCV and numpy release the GIL, so the N decode and write threads use N cores while the
+backend runs; queues hold a few batches, so at most about ``4 * batch_size + 2 * N`` images
+are in memory at once (as float32 L*, 4 bytes per pixel), whatever the number of files.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from facecolor.runtime.decode import DecodeError, decode_image
+from facecolor.runtime.geometry import Geometry, fit_geometry
+from facecolor.runtime.pipeline import BatchStage, Item, MapStage, Settings
+from facecolor.runtime.render import colorize, full_lightness, render_lightness, upsample_ab
+from facecolor.runtime.write import encode, metadata_note, output_dtype, write_atomically
+
+#: Bytes per pixel of the largest uncompressed input (16-bit RGBA) plus headroom, so a file
+#: larger than this for the pixel limit cannot be an image we would decode.
+_MAX_BYTES_PER_PIXEL = 10
+
+
+@dataclass
+class CpuWork:
+    """What travels between the CPU stages for one image (host memory throughout).
+
+    ``lightness``: float32 HxW L* in [0, 100]; ``render``: float32 SxS L/50-1 in [-1, 1];
+    ``ab``: float32 2xSxS ab/110 in [-1, 1] once inferred.
+    """
+
+    format: str
+    bit_depth: int
+    geometry: Geometry
+    lightness: np.ndarray
+    render: np.ndarray
+    ab: np.ndarray | None = None
+
+
+def read_stage(settings: Settings):
+    limit = max(64 << 20, settings.max_pixels * _MAX_BYTES_PER_PIXEL)
+
+    def read(item: Item) -> Item:
+        size = os.stat(item.job.source).st_size
+        if size > limit:
+            raise DecodeError(f"file of {size / 1e6:.0f} MB is larger than the pixel limit allows (--max-pixels)")
+        with open(item.job.source, "rb") as handle:
+            item.payload = handle.read()
+        return item
+
+    return read
+
+
+def decode_stage(settings: Settings, render_size: int):
+    def decode(item: Item) -> Item:
+        decoded = decode_image(item.payload, max_pixels=settings.max_pixels)
+        lightness = full_lightness(decoded.pixels)
+        geometry = fit_geometry(decoded.height, decoded.width, render_size)
+        item.payload = CpuWork(
+            format=decoded.format,
+            bit_depth=decoded.bit_depth,
+            geometry=geometry,
+            lightness=lightness,
+            render=render_lightness(lightness, geometry),
+        )
+        return item
+
+    return decode
+
+
+def infer_stage(backend):
+    def infer(items: list[Item]) -> list[Item]:
+        batch = np.stack([item.payload.render for item in items])[:, None]  # [B,1,S,S]
+        ab = backend.infer(batch)  # [B,2,S,S]
+        for item, item_ab in zip(items, ab):
+            item.payload.ab = item_ab
+        return items
+
+    return infer
+
+
+def write_stage(settings: Settings, model_label: str):
+    note = metadata_note(model_label)
+
+    def write(item: Item) -> Item:
+        work: CpuWork = item.payload
+        fmt = item.job.out_format or work.format
+        rgb = colorize(work.lightness, upsample_ab(work.ab, work.geometry), output_dtype(work.bit_depth, fmt))
+        data = encode(rgb, fmt, quality=settings.quality, note=note)
+        write_atomically(item.job.target, data)
+        item.payload, item.size = None, len(data)
+        return item
+
+    return write
+
+
+def build_stages(settings: Settings, backend) -> list[MapStage | BatchStage]:
+    """The CPU stages for ``backend`` (a CPU backend: numpy in, numpy out)."""
+    if backend.device != "cpu":
+        raise ValueError(f"the CPU pipeline needs a CPU backend, not {backend.name}")
+    batch = min(settings.batch_size, backend.max_batch or settings.batch_size)
+    workers = max(1, settings.workers)
+    return [
+        MapStage("read", read_stage(settings), workers=1, queue_size=2 * workers),
+        MapStage("decode", decode_stage(settings, backend.render_size), workers=workers, queue_size=2 * workers),
+        BatchStage("infer", infer_stage(backend), batch_size=batch, queue_size=2 * batch),
+        MapStage("write", write_stage(settings, backend.model.label), workers=workers, queue_size=2 * batch),
+    ]

@@ -1,0 +1,74 @@
+"""CPU math between the full-resolution image and the network's square render (DESIGN §2).
+
+    pixels --full_lightness--> L* (HxW) --render_lightness--> L/50-1 (SxS) --network--> ab/110 (2xSxS)
+    ab/110 --upsample_ab--> a*b* (HxWx2) --colorize(with the full L*)--> sRGB uint8/uint16 (HxWx3)
+
+Only the render goes through the network; the output keeps the input's own full-resolution
+L*, so sharpness is never lost and the output's L* equals the input's (up to 8/16-bit rounding
+and clipping of out-of-gamut colors). All full-size work is OpenCV/numpy on float32 in host
+memory; the color formulas come from ``facecolor.color``.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from facecolor import color
+from facecolor.runtime.geometry import Geometry
+
+
+def full_lightness(pixels: np.ndarray) -> np.ndarray:
+    """uint8/uint16 HxW or HxWx3 RGB (any strides) -> L* float32 HxW in [0, 100], contiguous.
+
+    Color files that hold a gray picture (R == G == B, common for scans) take the exact and
+    cheaper gray lookup table, like 1-channel files.
+    """
+    if pixels.ndim == 3 and np.array_equal(pixels[:, :, 0], pixels[:, :, 1]) and np.array_equal(
+        pixels[:, :, 1], pixels[:, :, 2]
+    ):
+        pixels = pixels[:, :, 0]
+    return np.ascontiguousarray(color.lightness(pixels), dtype=np.float32)
+
+
+def render_lightness(lightness: np.ndarray, geometry: Geometry) -> np.ndarray:
+    """L* float32 HxW [0, 100] -> network input float32 SxS in [-1, 1] (L/50-1), edge-padded.
+
+    Shrinking averages areas (anti-aliased); enlarging (images smaller than the render) is
+    bilinear. See ``geometry`` for the placement.
+    """
+    g = geometry
+    interpolation = cv2.INTER_AREA if g.shrinks else cv2.INTER_LINEAR
+    small = cv2.resize(lightness, (g.inner_width, g.inner_height), interpolation=interpolation)
+    padded = cv2.copyMakeBorder(small, *g.padding, cv2.BORDER_REPLICATE)
+    return color.normalize_l(padded).astype(np.float32, copy=False)
+
+
+def upsample_ab(ab_norm: np.ndarray, geometry: Geometry) -> np.ndarray:
+    """Network output float32 2xSxS (ab/110) -> a*b* float32 HxWx2, CIELAB units, clamped.
+
+    The padding is cropped off first, so no border color leaks in; the valid box is then
+    resized bilinearly to the full size (OpenCV's half-pixel centres map the box's edges onto
+    the image's edges). Clamping to [-110, 110] on the small crop is the same as clamping after
+    a bilinear upsample, which cannot leave the range of its inputs, and 1000x cheaper.
+    """
+    g = geometry
+    y0, y1, x0, x1 = g.crop
+    crop = color.denormalize_ab(ab_norm[:, y0:y1, x0:x1].transpose(1, 2, 0)).astype(np.float32)
+    np.clip(crop, -color.AB_SCALE, color.AB_SCALE, out=crop)
+    interpolation = cv2.INTER_LINEAR if g.shrinks else cv2.INTER_AREA
+    return cv2.resize(crop, (g.width, g.height), interpolation=interpolation)
+
+
+def quantize(rgb: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """float32 sRGB HxWx3 in [0, 1] -> uint8 or uint16, rounded; same result as
+    ``color.to_dtype`` (round half to even, saturate), with one OpenCV pass for 8 bit."""
+    if np.dtype(dtype) == np.uint8:
+        return cv2.convertScaleAbs(rgb, alpha=255.0)
+    return color.to_dtype(rgb, dtype)
+
+
+def colorize(lightness: np.ndarray, ab: np.ndarray, dtype: np.dtype = np.uint8) -> np.ndarray:
+    """Full-res L* float32 HxW and a*b* float32 HxWx2 -> sRGB HxWx3 (RGB order) of ``dtype``."""
+    lab = cv2.merge([lightness, ab])
+    return quantize(color.lab_to_rgb_fast(lab), dtype)

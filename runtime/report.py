@@ -1,0 +1,110 @@
+"""What a run did: counts, every failure with its reason, timings; ``facecolor-report.json``.
+
+The report is written atomically into OUT_DIR at the end of every run, including runs that
+stopped on a fatal error or an interrupt (``status`` says which), so it always describes the
+latest run. Skipped outputs that already existed are counted, not listed; every other skip
+(symlinks, ...) and every failure is listed by its path relative to IN_DIR.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import facecolor
+from facecolor.runtime.walk import FAILED, OUTPUT_EXISTS, SKIPPED, display
+from facecolor.runtime.write import write_atomically
+
+REPORT_NAME = "facecolor-report.json"
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass
+class Report:
+    """Collects finished items (``add``) and renders the JSON and the summary lines."""
+
+    settings: dict[str, Any]
+    backend: dict[str, Any]
+    model: dict[str, Any]
+    started: str = field(default_factory=_now)
+    done: int = 0
+    skipped: int = 0
+    bytes_written: int = 0
+    failures: list[dict[str, str]] = field(default_factory=list)
+    skips: list[dict[str, str]] = field(default_factory=list)
+    status: str = "running"
+    fatal_error: str | None = None
+    stages: dict[str, dict[str, float]] = field(default_factory=dict)
+    _t0: float = field(default_factory=time.perf_counter)
+    wall_s: float = 0.0
+
+    def add(self, item) -> None:
+        """Count one finished pipeline item (anything with job, status, reason, stage)."""
+        path = display(item.job.relative)
+        if item.status == FAILED:
+            self.failures.append({"path": path, "reason": item.reason, "stage": item.stage})
+        elif item.status == SKIPPED:
+            self.skipped += 1
+            if item.reason != OUTPUT_EXISTS:
+                self.skips.append({"path": path, "reason": item.reason})
+        else:
+            self.done += 1
+            self.bytes_written += item.size
+
+    @property
+    def failed(self) -> int:
+        return len(self.failures)
+
+    @property
+    def images_per_s(self) -> float:
+        return self.done / self.wall_s if self.wall_s > 0 else 0.0
+
+    def finish(self, status: str, stages: dict[str, Any] | None = None, fatal_error: str | None = None) -> None:
+        self.wall_s = time.perf_counter() - self._t0
+        self.status, self.fatal_error = status, fatal_error
+        if stages:
+            self.stages = {
+                name: {"busy_s": round(s.busy_s, 3), "items": s.items, "calls": s.calls}
+                for name, s in stages.items()
+            }
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "facecolor_version": facecolor.__version__,
+            "status": self.status,
+            "fatal_error": self.fatal_error,
+            "started": self.started,
+            "finished": _now(),
+            "backend": self.backend,
+            "model": self.model,
+            "settings": self.settings,
+            "counts": {"done": self.done, "skipped": self.skipped, "failed": self.failed},
+            "bytes_written": self.bytes_written,
+            "timings": {
+                "wall_s": round(self.wall_s, 3),
+                "images_per_s": round(self.images_per_s, 3),
+                "stages": self.stages,
+            },
+            "failed": self.failures,
+            "skipped": self.skips,
+        }
+
+    def write(self, out_dir: Path) -> Path:
+        path = Path(out_dir) / REPORT_NAME
+        text = json.dumps(self.as_dict(), indent=2, ensure_ascii=False) + "\n"
+        write_atomically(path, text.encode("utf-8", "backslashreplace"))
+        return path
+
+    def summary_lines(self) -> list[str]:
+        """The closing lines: counts, throughput, where the report is."""
+        return [
+            f"done {self.done}, skipped {self.skipped}, failed {self.failed} "
+            f"in {self.wall_s:.1f} s ({self.images_per_s:.1f} images/s)",
+        ]
