@@ -95,7 +95,8 @@ def jpeg_is_truncated(data: bytes) -> bool:
 
     libjpeg (inside OpenCV) fills a truncated JPEG with gray and only warns; this catches it.
     Entropy-coded data cannot contain 0xFFD9, and an EXIF thumbnail's markers come before the
-    main image's scans, so the check is exact for baseline and progressive files alike.
+    main image's scans, so this holds for baseline and progressive files alike. Only trailing
+    bytes after the end marker that happen to contain 0xFFDA would be misread as truncation.
     """
     return data.rfind(b"\xff\xd9") < data.rfind(b"\xff\xda")
 
@@ -113,7 +114,6 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decode
             header = Image.open(io.BytesIO(data))
             width, height = header.size
             mode = header.mode
-            orientation = int(header.getexif().get(_EXIF_ORIENTATION, 1) or 1)
     except Exception as error:  # Pillow raises many types for broken headers
         raise DecodeError(f"unreadable {fmt.upper()} header: {error}") from error
     if width * height > max_pixels:
@@ -121,6 +121,7 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decode
             f"{width}x{height} = {width * height / 1e6:.1f} MP exceeds the limit of "
             f"{max_pixels / 1e6:g} MP (raise it with --max-pixels if the file is trusted)"
         )
+    orientation = _exif_orientation(header)
     if fmt == "jpeg" and jpeg_is_truncated(data):
         raise DecodeError("truncated JPEG (no end-of-image marker after the last scan)")
     if mode in _PIL_CONVERSIONS:
@@ -129,7 +130,29 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decode
         pixels = _decode_opencv(data, fmt, mode)
     if pixels.shape[:2] != (height, width):
         raise DecodeError(f"decoded size {pixels.shape[1]}x{pixels.shape[0]} differs from the header's {width}x{height}")
-    return Decoded(apply_orientation(pixels, orientation), fmt, orientation if 1 <= orientation <= 8 else 1)
+    return Decoded(apply_orientation(pixels, orientation), fmt, orientation)
+
+
+def _exif_orientation(header: Image.Image) -> int:
+    """EXIF orientation 1-8 from the header alone (1 when absent or invalid).
+
+    For PNG only an ``eXIf`` chunk before the pixels counts: Pillow's ``getexif`` would decode
+    the whole image to look for one after them.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if header.format == "PNG":
+                raw = header.info.get("exif")
+                exif = Image.Exif()
+                if raw:
+                    exif.load(raw)
+            else:
+                exif = header.getexif()
+            value = int(exif.get(_EXIF_ORIENTATION, 1) or 1)
+    except Exception:  # a broken EXIF block does not make the picture unreadable
+        return 1
+    return value if 1 <= value <= 8 else 1
 
 
 def _decode_pillow(header: Image.Image, mode: str, fmt: str) -> np.ndarray:

@@ -45,10 +45,10 @@ def cuda_provider_available() -> bool:
 
 
 def onnx_model_info(path: Path, session: Any) -> ModelInfo:
-    """Preset from the ONNX metadata (``preset`` or a ``facecolor`` JSON document), else
-    ``"unknown"``; the hash is the file's own."""
+    """Preset from the ONNX metadata (``facecolor.preset`` as facecolor-export writes it,
+    ``preset``, or a ``facecolor`` JSON document), else ``"unknown"``; the hash is the file's own."""
     meta = session.get_modelmeta().custom_metadata_map or {}
-    preset = meta.get("preset")
+    preset = meta.get("facecolor.preset") or meta.get("preset")
     if preset is None and "facecolor" in meta:
         try:
             document = json.loads(meta["facecolor"])

@@ -76,8 +76,12 @@ def _tensorrt(model: Path, suffix: str, batch_size: int, info: ModelInfo | None)
     plan = model
     if suffix == ".safetensors":
         from facecolor.export.cache import cached_engine
+        from facecolor.export.errors import ExportError
 
-        plan = cached_engine(model, max_batch=batch_size)
+        try:
+            plan = cached_engine(model, max_batch=batch_size)
+        except ExportError as error:  # no GPU match, build failure: the next backend runs
+            raise BackendUnavailable(f"engine build failed ({error})") from error
     backend = TensorRTBackend(plan, max_batch=batch_size)
     if info is not None:
         backend.model = info
