@@ -1,0 +1,266 @@
+"""TensorRT backend: a serialized engine (``.plan``) run on torch CUDA tensors.
+
+The engine comes from ``facecolor-export ... --engine NAME.plan`` with its ``NAME.plan.json``
+sidecar (DESIGN §4); ``facecolor.export.tensorrt.check_plan`` refuses a plan built for another
+TensorRT version or GPU before any deserialisation, with the command that rebuilds it.
+
+Running it follows notes/tensorrt-onnx.md, with torch owning every buffer and stream (no pycuda,
+no cuda-python, so no second CUDA context):
+
+- the engine's one input (``L``, ``[N, 1, S, S]``) and one output (``ab``, ``[N, 2, S, S]``)
+  are found by I/O mode; ``S`` is the input's static height, the batch bounds come from
+  optimisation profile 0;
+- the backend owns one input and one output buffer sized for the largest batch it runs, fresh
+  torch allocations (256-byte aligned, which TensorRT requires), in the engine's own dtypes:
+  an fp16 engine (strongly typed from an fp16 ONNX) gets its float32 input cast on the way in
+  and its output cast back to float32 on the way out;
+- ``set_input_shape`` / ``set_tensor_address`` / ``execute_async_v3`` on the backend's own
+  non-default CUDA stream, which waits for the caller's stream before it reads the input and
+  which the caller's stream waits for before it reads the result: no host synchronisation;
+- batches above the profile's maximum run in chunks; a chunk below its minimum is zero-padded;
+- every TensorRT or CUDA failure becomes BackendError (while running) or BackendUnavailable
+  (while loading), with TensorRT's own last error messages attached; ``close()`` frees the
+  context, engine, runtime and buffers, in that order.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from facecolor.runtime.backends.base import (
+    BackendBase,
+    BackendError,
+    BackendUnavailable,
+    ModelInfo,
+    file_sha256,
+)
+from facecolor.runtime.gpu.cuda import GpuError, cuda_errors
+
+INSTALL_TENSORRT = "pip install facecolor[tensorrt]"
+
+
+def import_tensorrt():
+    """The ``tensorrt`` module, or BackendUnavailable naming the package to install."""
+    try:
+        import tensorrt
+    except ImportError as error:
+        raise BackendUnavailable(
+            f"TensorRT is not installed ({error}): {INSTALL_TENSORRT}"
+        ) from error
+    return tensorrt
+
+
+def _make_logger(trt):
+    """A TensorRT logger that keeps the last error messages for our exceptions."""
+
+    class Logger(trt.ILogger):
+        def __init__(self) -> None:
+            trt.ILogger.__init__(self)
+            self.errors: deque[str] = deque(maxlen=8)
+
+        def log(self, severity, msg) -> None:  # called by TensorRT, from any thread
+            if int(severity) <= int(trt.ILogger.Severity.ERROR):
+                self.errors.append(str(msg))
+
+        def last_errors(self) -> str:
+            return "; ".join(self.errors) if self.errors else "no message from TensorRT"
+
+    return Logger()
+
+
+def _verify_plan(plan_path: Path) -> dict[str, Any]:
+    """The plan's sidecar after ``check_plan`` accepted it; BackendUnavailable otherwise."""
+    try:
+        from facecolor.export.tensorrt import check_plan
+    except ImportError as error:
+        raise BackendUnavailable(f"cannot check {plan_path.name}: facecolor.export.tensorrt ({error})") from error
+    from facecolor.export.errors import ExportError
+
+    try:
+        sidecar = check_plan(plan_path)
+    except ExportError as error:  # PlanError, PlanMismatchError, TensorRTUnavailable, ...
+        raise BackendUnavailable(str(error)) from error
+    return sidecar if isinstance(sidecar, dict) else {}
+
+
+class TensorRTBackend(BackendBase):
+    """One TensorRT engine and execution context on one CUDA device.
+
+    ``max_batch``: the largest batch ``infer`` runs in one go (None: the profile's maximum);
+    larger ones are split. ``verify``: check the sidecar first (off only for engines built in
+    tests without one).
+    """
+
+    def __init__(
+        self,
+        plan_path: Path | str,
+        max_batch: int | None = None,
+        *,
+        device: str = "cuda",
+        verify: bool = True,
+    ) -> None:
+        import torch
+
+        trt = import_tensorrt()
+        if not torch.cuda.is_available():
+            raise BackendUnavailable("TensorRT needs a CUDA device, and torch sees none")
+        plan_path = Path(plan_path)
+        if not plan_path.is_file():
+            raise BackendUnavailable(f"no TensorRT plan at {plan_path}")
+        sidecar = _verify_plan(plan_path) if verify else {}
+        self._torch = torch
+        self._device = torch.device(device)
+        if self._device.index is None:
+            self._device = torch.device("cuda", torch.cuda.current_device())
+        self._logger = _make_logger(trt)
+        self._runtime = self._engine = self._context = None
+        self._input = self._output = None
+        try:
+            self._load(trt, plan_path, max_batch)
+        except BaseException:
+            self.close()
+            raise
+        self.name = "tensorrt"
+        self.device = "cuda"
+        self.model = ModelInfo(_preset(sidecar), file_sha256(plan_path), plan_path)
+
+    # ------------------------------------------------------------------ loading
+
+    def _load(self, trt, plan_path: Path, max_batch: int | None) -> None:
+        torch = self._torch
+        what = f"loading TensorRT plan {plan_path.name}"
+        with torch.cuda.device(self._device), cuda_errors(what, BackendUnavailable):
+            self._runtime = trt.Runtime(self._logger)
+            self._engine = self._runtime.deserialize_cuda_engine(plan_path.read_bytes())
+            if self._engine is None:
+                raise BackendUnavailable(
+                    f"{what}: TensorRT could not deserialize it ({self._logger.last_errors()}); "
+                    f"rebuild it on this machine with facecolor-export CHECKPOINT --engine {plan_path}"
+                )
+            self._context = self._engine.create_execution_context()
+            if self._context is None:
+                raise BackendUnavailable(f"{what}: no execution context ({self._logger.last_errors()})")
+            self._bind_io(trt, max_batch)
+            self._stream = torch.cuda.Stream(self._device)
+
+    def _bind_io(self, trt, max_batch: int | None) -> None:
+        torch = self._torch
+        engine = self._engine
+        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+        inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        outputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise BackendUnavailable(
+                f"the engine has inputs {inputs} and outputs {outputs}; facecolor needs one of each (L, ab)"
+            )
+        self._in_name, self._out_name = inputs[0], outputs[0]
+        shape = tuple(engine.get_tensor_shape(self._in_name))
+        if len(shape) != 4 or shape[1] != 1 or shape[2] < 1 or shape[2] != shape[3]:
+            raise BackendUnavailable(
+                f"the engine's input {self._in_name} has shape {shape}; expected [N, 1, S, S] with a static S"
+            )
+        self.render_size = int(shape[2])
+        low, _, high = engine.get_tensor_profile_shape(self._in_name, 0)
+        self._profile_min, profile_max = max(1, int(low[0])), int(high[0])
+        self.max_batch = profile_max if max_batch is None else max(1, min(int(max_batch), profile_max))
+        self._in_dtype = _torch_dtype(trt, torch, engine.get_tensor_dtype(self._in_name), self._in_name)
+        self._out_dtype = _torch_dtype(trt, torch, engine.get_tensor_dtype(self._out_name), self._out_name)
+        rows = max(self.max_batch, self._profile_min)
+        size = self.render_size
+        # Fresh allocations: the caching allocator aligns blocks to 512 bytes (>= TensorRT's 256).
+        self._input = torch.zeros((rows, 1, size, size), dtype=self._in_dtype, device=self._device)
+        self._output = torch.empty((rows, 2, size, size), dtype=self._out_dtype, device=self._device)
+        for name, buffer in ((self._in_name, self._input), (self._out_name, self._output)):
+            if buffer.data_ptr() % 256:
+                raise BackendUnavailable(f"the buffer for {name} is not 256-byte aligned")
+
+    # ------------------------------------------------------------------ running
+
+    def infer(self, l_norm):
+        """torch float32 CUDA ``[N, 1, S, S]`` (L/50-1) -> float32 CUDA ``[N, 2, S, S]`` (ab/110).
+
+        The result is valid once the caller's current stream reaches it (see module docstring).
+        """
+        torch = self._torch
+        if self._context is None:
+            raise BackendError("the TensorRT backend was closed")
+        size = self.render_size
+        if (
+            not isinstance(l_norm, torch.Tensor)
+            or l_norm.ndim != 4
+            or tuple(l_norm.shape[1:]) != (1, size, size)
+            or l_norm.device != self._device
+        ):
+            shape = tuple(getattr(l_norm, "shape", ()))
+            raise BackendError(
+                f"TensorRT takes a CUDA tensor [N, 1, {size}, {size}] on {self._device}, got {shape} "
+                f"on {getattr(l_norm, 'device', type(l_norm).__name__)}"
+            )
+        count = int(l_norm.shape[0])
+        result = torch.empty((count, 2, size, size), dtype=torch.float32, device=self._device)
+        caller = torch.cuda.current_stream(self._device)
+        what = f"TensorRT inference on a batch of {count}"
+        try:
+            with cuda_errors(what, BackendError):
+                self._stream.wait_stream(caller)
+                with torch.cuda.stream(self._stream):
+                    for start in range(0, count, self.max_batch):
+                        stop = min(start + self.max_batch, count)
+                        self._run_chunk(l_norm[start:stop], result[start:stop])
+                caller.wait_stream(self._stream)
+        except GpuError as error:  # out of memory: already named and with its fix
+            raise BackendError(str(error)) from error
+        return result
+
+    def _run_chunk(self, source, target) -> None:
+        """One engine call on the backend's stream (the current stream when this runs)."""
+        count = int(source.shape[0])
+        rows = max(count, self._profile_min)
+        self._input[:count].copy_(source)
+        if rows > count:
+            self._input[count:rows].zero_()
+        size = self.render_size
+        context = self._context
+        if not context.set_input_shape(self._in_name, (rows, 1, size, size)):
+            raise BackendError(
+                f"TensorRT refused input shape {(rows, 1, size, size)} ({self._logger.last_errors()})"
+            )
+        context.set_tensor_address(self._in_name, self._input.data_ptr())
+        context.set_tensor_address(self._out_name, self._output.data_ptr())
+        if not context.execute_async_v3(self._stream.cuda_stream):
+            raise BackendError(f"TensorRT execute_async_v3 failed ({self._logger.last_errors()})")
+        target.copy_(self._output[:count])
+
+    # ------------------------------------------------------------------ cleanup
+
+    def close(self) -> None:
+        """Free the context, engine, runtime and buffers (in that order); idempotent."""
+        stream = getattr(self, "_stream", None)
+        if stream is not None:
+            stream.synchronize()  # nothing may still run on buffers about to be freed
+        self._context = None
+        self._engine = None
+        self._runtime = None
+        self._input = None
+        self._output = None
+        self._stream = None
+
+
+def _preset(sidecar: dict[str, Any]) -> str:
+    """The model preset the sidecar names (top level or under ``model``), else "unknown"."""
+    preset = sidecar.get("preset")
+    nested = sidecar.get("model")
+    if preset is None and isinstance(nested, dict):
+        preset = nested.get("preset")
+    return str(preset or "unknown")
+
+
+def _torch_dtype(trt, torch, dtype, name: str):
+    """TensorRT FLOAT/HALF -> torch float32/float16; BackendUnavailable for anything else."""
+    if dtype == trt.DataType.FLOAT:
+        return torch.float32
+    if dtype == trt.DataType.HALF:
+        return torch.float16
+    raise BackendUnavailable(f"the engine's {name} is {dtype}; facecolor runs float32 or float16 I/O")

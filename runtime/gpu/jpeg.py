@@ -1,0 +1,252 @@
+"""JPEG bytes without decoding them: header facts, EXIF orientation, comment insertion.
+
+The GPU path needs three things from a JPEG file before (or after) nvJPEG touches it, and all
+three are cheap byte walks over the markers in front of the entropy-coded data:
+
+- whether nvJPEG's batched decoder should get the file at all (baseline or extended
+  sequential Huffman, 8-bit, 1 or 3 components in YCbCr), or the CPU decoder instead
+  (progressive, lossless, arithmetic, 12-bit, CMYK/YCCK, Adobe RGB-coded, broken headers);
+- the EXIF orientation, which nvJPEG ignores (torchvision applies it only on the CPU);
+- its size, for the pixel limit and the memory budget, before any pixel is decoded.
+
+And one thing after nvJPEG encodes an output: nvJPEG cannot write metadata, so the note that
+the file was colorized by facecolor is spliced into the returned bytes as a COM (and
+optionally an APP1 Exif) segment, exactly where libjpeg would put it.
+
+Everything here is pure Python on ``bytes``; nothing needs a GPU, and every function is tested
+on the CPU (``tests/runtime/test_gpu_path.py``).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+SOI = b"\xff\xd8"
+#: Start-of-frame markers: the frame type says how the scan is coded.
+_SOF_MARKERS = {
+    0xC0: "baseline",
+    0xC1: "extended",
+    0xC2: "progressive",
+    0xC3: "lossless",
+    0xC5: "differential-sequential",
+    0xC6: "differential-progressive",
+    0xC7: "differential-lossless",
+    0xC9: "arithmetic-extended",
+    0xCA: "arithmetic-progressive",
+    0xCB: "arithmetic-lossless",
+    0xCD: "arithmetic-differential-sequential",
+    0xCE: "arithmetic-differential-progressive",
+    0xCF: "arithmetic-differential-lossless",
+}
+#: Markers that stand alone (no length field): TEM, RST0-7, SOI, EOI.
+_STANDALONE = {0x01, *range(0xD0, 0xD8), 0xD8, 0xD9}
+_SOS = 0xDA
+_APP0, _APP1, _APP14, _APP15 = 0xE0, 0xE1, 0xEE, 0xEF
+_COM = 0xFE
+_EXIF_HEADER = b"Exif\x00\x00"
+_ORIENTATION_TAG = 0x0112
+#: A segment's payload is at most 65533 bytes (16-bit length that counts itself).
+MAX_SEGMENT_PAYLOAD = 65533
+
+
+class JpegHeaderError(ValueError):
+    """Bytes that are not a JPEG, or whose header is cut short or inconsistent."""
+
+
+@dataclass(frozen=True)
+class JpegInfo:
+    """What the markers in front of the first scan say about a JPEG file.
+
+    ``adobe_transform`` is the APP14 "Adobe" colour transform (0: none, i.e. RGB or CMYK as
+    stored; 1: YCbCr; 2: YCCK), or None when the file has no Adobe segment.
+    """
+
+    frame: str  # 'baseline', 'progressive', ... (see _SOF_MARKERS)
+    precision: int  # bits per sample: 8 for nearly every file, 12 or 16 for medical/lossless
+    height: int  # as stored, before EXIF orientation; 0 means "given later by a DNL marker"
+    width: int
+    components: int  # 1 gray, 3 YCbCr/RGB, 4 CMYK/YCCK
+    component_ids: tuple[int, ...]
+    orientation: int  # EXIF orientation 1..8; 1 when absent or unreadable
+    adobe_transform: int | None
+
+    @property
+    def oriented_size(self) -> tuple[int, int]:
+        """``(height, width)`` after the EXIF orientation is applied (5..8 swap the axes)."""
+        if self.orientation in (5, 6, 7, 8):
+            return self.width, self.height
+        return self.height, self.width
+
+    @property
+    def is_gray(self) -> bool:
+        return self.components == 1
+
+    def gpu_rejection(self) -> str | None:
+        """Why nvJPEG's batched decoder should not get this file, or None when it should.
+
+        nvJPEG would decode some of these (progressive files on its slow one-at-a-time path,
+        which also holds torchvision's global decoder lock), but the CPU threads do them as
+        well without stalling the GPU batches, and libjpeg handles every colour-space corner
+        (Adobe RGB-coded files, CMYK, YCCK) the way the CPU path does.
+        """
+        if self.frame not in ("baseline", "extended"):
+            return f"{self.frame} JPEG"
+        if self.precision != 8:
+            return f"{self.precision}-bit JPEG"
+        if self.components not in (1, 3):
+            return f"{self.components}-component JPEG (CMYK/YCCK)"
+        if self.components == 3 and self.adobe_transform == 0:
+            return "RGB-coded JPEG (Adobe transform 0)"
+        if self.components == 3 and self.component_ids == (ord("R"), ord("G"), ord("B")):
+            return "RGB-coded JPEG (component ids R, G, B)"
+        if self.height == 0 or self.width == 0:
+            return "JPEG with its height in a DNL marker"
+        return None
+
+
+def _segments(data: bytes):
+    """Yield ``(marker, payload_start, payload_end)`` for each segment up to and including SOS.
+
+    Raises JpegHeaderError when the bytes do not start with SOI or a segment runs past the end.
+    """
+    if not data.startswith(SOI):
+        raise JpegHeaderError("not a JPEG: the file does not start with the SOI marker FFD8")
+    pos, size = 2, len(data)
+    while True:
+        if pos >= size:
+            raise JpegHeaderError("the JPEG header ends before the first scan")
+        if data[pos] != 0xFF:
+            raise JpegHeaderError(f"expected a marker at byte {pos}, found 0x{data[pos]:02X}")
+        while pos < size and data[pos] == 0xFF:  # fill bytes may precede any marker
+            pos += 1
+        if pos >= size:
+            raise JpegHeaderError("the JPEG header ends in fill bytes")
+        marker = data[pos]
+        pos += 1
+        if marker in _STANDALONE:
+            if marker == 0xD9:
+                raise JpegHeaderError("the JPEG ends (EOI) before any scan")
+            continue
+        if pos + 2 > size:
+            raise JpegHeaderError(f"segment 0x{marker:02X} has no length field")
+        (length,) = struct.unpack_from(">H", data, pos)
+        if length < 2 or pos + length > size:
+            raise JpegHeaderError(f"segment 0x{marker:02X} of length {length} runs past the file end")
+        yield marker, pos + 2, pos + length
+        if marker == _SOS:
+            return
+        pos += length
+
+
+def exif_orientation(tiff: bytes) -> int:
+    """The Orientation tag (1..8) of IFD0 in a TIFF-structured EXIF block, 1 when absent.
+
+    ``tiff`` starts at the TIFF header (``II*\\0`` or ``MM\\0*``), i.e. after ``Exif\\0\\0``.
+    Any inconsistency (bad byte order, offsets outside the block, a value out of 1..8) reads as
+    1, "as stored": a broken EXIF block must never fail a file that decodes fine.
+    """
+    if len(tiff) < 8:
+        return 1
+    order = tiff[:2]
+    if order == b"II":
+        endian = "<"
+    elif order == b"MM":
+        endian = ">"
+    else:
+        return 1
+    if struct.unpack_from(endian + "H", tiff, 2)[0] != 42:
+        return 1
+    (ifd,) = struct.unpack_from(endian + "I", tiff, 4)
+    if ifd + 2 > len(tiff):
+        return 1
+    (count,) = struct.unpack_from(endian + "H", tiff, ifd)
+    for index in range(count):
+        entry = ifd + 2 + 12 * index
+        if entry + 12 > len(tiff):
+            return 1
+        tag, kind, n = struct.unpack_from(endian + "HHI", tiff, entry)
+        if tag != _ORIENTATION_TAG:
+            continue
+        if kind == 3 and n >= 1:  # SHORT, stored left-justified in the value field
+            (value,) = struct.unpack_from(endian + "H", tiff, entry + 8)
+        elif kind == 4 and n >= 1:  # LONG, seen in a few broken writers
+            (value,) = struct.unpack_from(endian + "I", tiff, entry + 8)
+        else:
+            return 1
+        return int(value) if 1 <= value <= 8 else 1
+    return 1
+
+
+def read_jpeg_info(data: bytes) -> JpegInfo:
+    """Parse the markers of ``data`` up to the first scan (no pixel is decoded).
+
+    Raises JpegHeaderError for bytes that are not a JPEG or whose header is truncated or has no
+    frame header before the scan.
+    """
+    frame = None
+    orientation = 1
+    adobe = None
+    for marker, start, end in _segments(data):
+        if marker in _SOF_MARKERS and frame is None:
+            if end - start < 6:
+                raise JpegHeaderError("the frame header (SOF) is too short")
+            precision, height, width, ncomp = struct.unpack_from(">BHHB", data, start)
+            if ncomp < 1 or end - start < 6 + 3 * ncomp:
+                raise JpegHeaderError(f"the frame header lists {ncomp} components it does not hold")
+            ids = tuple(data[start + 6 + 3 * i] for i in range(ncomp))
+            frame = (_SOF_MARKERS[marker], precision, height, width, ncomp, ids)
+        elif marker == _APP1 and orientation == 1 and data[start:start + 6] == _EXIF_HEADER:
+            orientation = exif_orientation(data[start + 6:end])
+        elif marker == _APP14 and data[start:start + 5] == b"Adobe" and end - start >= 12:
+            adobe = data[start + 11]
+    if frame is None:
+        raise JpegHeaderError("the JPEG has no frame header (SOF) before its first scan")
+    kind, precision, height, width, ncomp, ids = frame
+    return JpegInfo(kind, precision, height, width, ncomp, ids, orientation, adobe)
+
+
+def is_jpeg(data: bytes) -> bool:
+    """True when ``data`` starts like a JPEG (SOI followed by a marker)."""
+    return len(data) >= 3 and data[:2] == SOI and data[2] == 0xFF
+
+
+def _segment(marker: int, payload: bytes) -> bytes:
+    if len(payload) > MAX_SEGMENT_PAYLOAD:
+        raise ValueError(f"a JPEG segment holds at most {MAX_SEGMENT_PAYLOAD} bytes, got {len(payload)}")
+    return bytes((0xFF, marker)) + struct.pack(">H", len(payload) + 2) + payload
+
+
+def insert_metadata(jpeg: bytes, comment: str | bytes | None = None, exif: bytes | None = None) -> bytes:
+    """Return ``jpeg`` with a COM segment (``comment``) and/or an APP1 Exif segment added.
+
+    They go after the leading APP0 (JFIF) segment, where libjpeg (and so Pillow) writes its
+    own markers: JFIF requires APP0 to follow SOI directly, and Exif readers look for APP1
+    among the first segments. ``exif`` is the full APP1 payload (starting ``Exif\\0\\0``, as
+    ``PIL.Image.Exif().tobytes()`` returns it) and goes before the comment. An existing Exif
+    segment is left alone (nvJPEG writes none). The entropy-coded data is not touched.
+
+    Raises JpegHeaderError when ``jpeg`` is not a JPEG, ValueError when a payload is too large
+    for one segment.
+    """
+    if not is_jpeg(jpeg):
+        raise JpegHeaderError("not a JPEG: the bytes do not start with the SOI marker FFD8")
+    insert_at = 2
+    if jpeg[2:4] == b"\xff\xe0" and len(jpeg) >= 6:
+        (length,) = struct.unpack_from(">H", jpeg, 4)
+        if 4 + length <= len(jpeg):
+            insert_at = 4 + length
+    added = b""
+    if exif:
+        if not exif.startswith(_EXIF_HEADER):
+            exif = _EXIF_HEADER + exif
+        added += _segment(_APP1, exif)
+    if comment:
+        text = comment.encode("utf-8") if isinstance(comment, str) else comment
+        added += _segment(_COM, text)
+    return jpeg[:insert_at] + added + jpeg[insert_at:]
+
+
+def read_comments(jpeg: bytes) -> list[bytes]:
+    """Every COM payload in front of the first scan, in order (for tests and checks)."""
+    return [jpeg[start:end] for marker, start, end in _segments(jpeg) if marker == _COM]

@@ -1,0 +1,328 @@
+"""GPU postprocessing: predicted ab + full-resolution L* -> 8- or 16-bit sRGB, in one pass.
+
+For each group of same-size images (``preprocess.Group``), every output pixel needs:
+
+1. a*b* at full resolution: the network's ``ab/110`` cropped to the valid box of the render
+   (``Geometry.crop``) and upsampled bilinearly to the image size with half-pixel centres
+   (``align_corners=False``, the same sampling as OpenCV's ``INTER_LINEAR``), times 110,
+   clamped to ``[-ab_limit, ab_limit]``;
+2. joined with the image's own full-resolution L* (DESIGN §2: the output's L* is the input's);
+3. L*a*b* -> XYZ -> linear sRGB -> clipped to [0, 1] -> sRGB transfer curve, as the CPU
+   path's ``facecolor.color.join_lab`` computes it: OpenCV's float formula and constants (D65
+   white 0.950456/1/1.088754, its XYZ->sRGB matrix, 7.787/903.3) with f(Z) limited to >= 0
+   (colours far out of gamut), and the exact transfer curve where OpenCV interpolates a table
+   (a third of an 8-bit level at most);
+4. rounded to uint8 (or to 0..65535 for 16-bit outputs).
+
+On CUDA all four steps are one Triton kernel: it reads 4 bytes of L* and a few cached ab
+taps per pixel and writes 3 (or 12) bytes, where the same chain in eager torch makes about
+twenty-five full-resolution passes over float32 tensors (notes/tensorrt-onnx.md measured that
+unfused chain costing more than half the codec's budget). ``colorize_torch`` is the same
+computation in plain torch: the reference the kernel is tested against (on the CPU, through
+Triton's interpreter), and the fallback where Triton is missing.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from facecolor.color import AB_SCALE
+from facecolor.runtime.geometry import Geometry
+from facecolor.runtime.gpu.preprocess import Group, PreparedBatch
+
+# OpenCV's Lab -> sRGB float constants (modules/imgproc/src/color_lab.cpp).
+WHITE_X, WHITE_Z = 0.950456, 1.088754
+XYZ_TO_RGB = (
+    (3.240479, -1.53715, -0.498535),
+    (-0.969256, 1.875991, 0.041556),
+    (0.055648, -0.204043, 1.057311),
+)
+L_THRESHOLD = 8.0  # 0.008856 * 903.3
+F_THRESHOLD = 6.0 / 29.0
+KAPPA = 903.3
+SLOPE = 7.787
+OFFSET = 16.0 / 116.0
+LAYOUTS = ("chw", "hwc")
+
+
+# --------------------------------------------------------------------------- torch reference
+
+
+def lab_to_srgb_torch(lightness: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """CIELAB -> sRGB in [0, 1] with OpenCV's float formula.
+
+    ``lightness``, ``a``, ``b``: float32 tensors of one shape (any layout, any device), L* in
+    [0, 100] and a*, b* in CIELAB units. Returns float32 ``[3, *shape]`` (R, G, B) in [0, 1].
+    """
+    low = lightness <= L_THRESHOLD
+    fy = torch.where(low, SLOPE * (lightness / KAPPA) + OFFSET, (lightness + 16.0) / 116.0)
+    y = torch.where(low, lightness / KAPPA, fy * fy * fy)
+    fx = fy + a / 500.0
+    fz = torch.clamp(fy - b / 200.0, min=0.0)  # facecolor.color: f(Z) >= 0 (far out of gamut)
+    x = torch.where(fx <= F_THRESHOLD, (fx - OFFSET) / SLOPE, fx * fx * fx) * WHITE_X
+    z = torch.where(fz <= F_THRESHOLD, (fz - OFFSET) / SLOPE, fz * fz * fz) * WHITE_Z
+    channels = []
+    for m0, m1, m2 in XYZ_TO_RGB:
+        linear = (m0 * x + m1 * y + m2 * z).clamp_(0.0, 1.0)
+        encoded = torch.where(
+            linear <= 0.0031308, 12.92 * linear, 1.055 * torch.pow(linear, 1.0 / 2.4) - 0.055
+        )
+        channels.append(encoded)
+    return torch.stack(channels)
+
+
+def upsample_ab(ab_norm: torch.Tensor, geometry: Geometry, ab_limit: float = AB_SCALE) -> torch.Tensor:
+    """Network ab -> a*b* at full resolution.
+
+    ``ab_norm``: float32 ``[B, 2, S, S]`` (ab/110), any device. Returns float32
+    ``[B, 2, H, W]`` in CIELAB units, clamped to ``[-ab_limit, ab_limit]``, same device.
+    """
+    y0, y1, x0, x1 = geometry.crop
+    crop = ab_norm[:, :, y0:y1, x0:x1]
+    full = F.interpolate(crop, size=(geometry.height, geometry.width), mode="bilinear", align_corners=False)
+    return full.mul_(AB_SCALE).clamp_(-ab_limit, ab_limit)
+
+
+def quantize(rgb: torch.Tensor, peak: float, dtype: torch.dtype) -> torch.Tensor:
+    """float sRGB in [0, 1] -> integers ``floor(v * peak + 0.5)`` in [0, peak] as ``dtype``."""
+    return torch.floor(rgb * peak + 0.5).clamp_(0.0, peak).to(dtype)
+
+
+def colorize_torch(
+    lightness: torch.Tensor,
+    ab_norm: torch.Tensor,
+    geometry: Geometry,
+    *,
+    bits: int = 8,
+    layout: str = "chw",
+    ab_limit: float = AB_SCALE,
+) -> torch.Tensor:
+    """The postprocess of one group in plain torch (reference and fallback).
+
+    ``lightness``: float32 ``[B, H, W]`` L* in [0, 100]; ``ab_norm``: float32 ``[B, 2, S, S]``
+    (ab/110); both on one device. Returns ``[B, 3, H, W]`` (``layout="chw"``) or
+    ``[B, H, W, 3]`` (``"hwc"``), contiguous, same device: uint8 in [0, 255] for ``bits=8``,
+    int32 in [0, 65535] for ``bits=16``.
+    """
+    ab = upsample_ab(ab_norm, geometry, ab_limit)
+    rgb = lab_to_srgb_torch(lightness, ab[:, 0], ab[:, 1])  # [3, B, H, W]
+    peak, dtype = _output_kind(bits)
+    order = (1, 0, 2, 3) if layout == "chw" else (1, 2, 3, 0)
+    return quantize(rgb, peak, dtype).permute(order).contiguous()
+
+
+def _output_kind(bits: int) -> tuple[float, torch.dtype]:
+    if bits == 8:
+        return 255.0, torch.uint8
+    if bits == 16:
+        return 65535.0, torch.int32
+    raise ValueError(f"output bits must be 8 or 16, not {bits}")
+
+
+# --------------------------------------------------------------------------- triton kernel
+
+
+@functools.lru_cache(maxsize=1)
+def _kernel():
+    """The compiled-on-first-call Triton kernel, or None when Triton cannot be imported."""
+    try:
+        import triton
+        import triton.language as tl
+    except ImportError:
+        return None
+
+    @triton.jit
+    def colorize_kernel(
+        light_ptr,  # float32 [B, H, W], contiguous
+        ab_ptr,  # float32 [N, 2, S, S], contiguous: the whole batch's network output
+        rows_ptr,  # int32 [B]: each image's row in ab
+        out_ptr,  # uint8 or int32, strides below
+        height, width, size, top, left, inner_h, inner_w,
+        scale_y, scale_x, ab_limit, peak,
+        out_sb, out_sc, out_sy, out_sx,
+        BLOCK: tl.constexpr,
+    ):
+        image = tl.program_id(1)
+        offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        npix = height * width
+        mask = offs < npix
+        yy = offs // width
+        xx = offs - yy * width
+        light = tl.load(light_ptr + image.to(tl.int64) * npix + offs, mask=mask, other=0.0)
+
+        # Bilinear taps in the crop, as torch's upsample_bilinear2d (align_corners=False).
+        sy = tl.maximum((yy.to(tl.float32) + 0.5) * scale_y - 0.5, 0.0)
+        sx = tl.maximum((xx.to(tl.float32) + 0.5) * scale_x - 0.5, 0.0)
+        y0 = sy.to(tl.int32)
+        x0 = sx.to(tl.int32)
+        wy = sy - y0.to(tl.float32)
+        wx = sx - x0.to(tl.float32)
+        y1 = tl.minimum(y0 + 1, inner_h - 1)
+        x1 = tl.minimum(x0 + 1, inner_w - 1)
+        row = tl.load(rows_ptr + image).to(tl.int64)
+        plane = size * size
+        base = ab_ptr + row * 2 * plane
+        i00 = (top + y0) * size + left + x0
+        i01 = (top + y0) * size + left + x1
+        i10 = (top + y1) * size + left + x0
+        i11 = (top + y1) * size + left + x1
+        a = (1.0 - wy) * ((1.0 - wx) * tl.load(base + i00, mask=mask, other=0.0)
+                          + wx * tl.load(base + i01, mask=mask, other=0.0)) \
+            + wy * ((1.0 - wx) * tl.load(base + i10, mask=mask, other=0.0)
+                    + wx * tl.load(base + i11, mask=mask, other=0.0))
+        base_b = base + plane
+        b = (1.0 - wy) * ((1.0 - wx) * tl.load(base_b + i00, mask=mask, other=0.0)
+                          + wx * tl.load(base_b + i01, mask=mask, other=0.0)) \
+            + wy * ((1.0 - wx) * tl.load(base_b + i10, mask=mask, other=0.0)
+                    + wx * tl.load(base_b + i11, mask=mask, other=0.0))
+        a = tl.minimum(tl.maximum(a * 110.0, -ab_limit), ab_limit)
+        b = tl.minimum(tl.maximum(b * 110.0, -ab_limit), ab_limit)
+
+        # CIELAB -> XYZ with OpenCV's constants.
+        low = light <= 8.0
+        fy = tl.where(low, 7.787 * (light / 903.3) + 16.0 / 116.0, (light + 16.0) / 116.0)
+        y = tl.where(low, light / 903.3, fy * fy * fy)
+        fx = fy + a / 500.0
+        fz = tl.maximum(fy - b / 200.0, 0.0)
+        x = tl.where(fx <= 6.0 / 29.0, (fx - 16.0 / 116.0) / 7.787, fx * fx * fx) * 0.950456
+        z = tl.where(fz <= 6.0 / 29.0, (fz - 16.0 / 116.0) / 7.787, fz * fz * fz) * 1.088754
+
+        out = out_ptr + image.to(tl.int64) * out_sb + yy.to(tl.int64) * out_sy + xx.to(tl.int64) * out_sx
+        for channel in tl.static_range(3):
+            if channel == 0:
+                linear = 3.240479 * x - 1.53715 * y - 0.498535 * z
+            elif channel == 1:
+                linear = -0.969256 * x + 1.875991 * y + 0.041556 * z
+            else:
+                linear = 0.055648 * x - 0.204043 * y + 1.057311 * z
+            linear = tl.minimum(tl.maximum(linear, 0.0), 1.0)
+            curve = 1.055 * tl.exp2(tl.log2(tl.maximum(linear, 1e-12)) * (1.0 / 2.4)) - 0.055
+            encoded = tl.where(linear <= 0.0031308, 12.92 * linear, curve)
+            level = tl.minimum(tl.maximum(tl.floor(encoded * peak + 0.5), 0.0), peak)
+            tl.store(out + channel * out_sc, level.to(out_ptr.dtype.element_ty), mask=mask)
+
+    return colorize_kernel
+
+
+def triton_available() -> bool:
+    """True when the Triton kernel can be built here (Triton importable)."""
+    return _kernel() is not None
+
+
+def colorize_triton(
+    lightness: torch.Tensor,
+    ab_norm: torch.Tensor,
+    rows: torch.Tensor,
+    geometry: Geometry,
+    *,
+    bits: int = 8,
+    layout: str = "chw",
+    ab_limit: float = AB_SCALE,
+    block: int = 1024,
+) -> torch.Tensor:
+    """``colorize_torch`` as one Triton kernel, reading ab straight from the batch output.
+
+    ``lightness``: float32 ``[B, H, W]`` contiguous; ``ab_norm``: float32 ``[N, 2, S, S]``
+    contiguous (the whole batch); ``rows``: int32 ``[B]``, each image's row of ``ab_norm``; all
+    on one CUDA device (or CPU tensors under ``TRITON_INTERPRET=1``). Returns what
+    ``colorize_torch`` returns for ``ab_norm[rows]``, on the current stream.
+    """
+    kernel = _kernel()
+    if kernel is None:
+        raise RuntimeError("triton is not installed; use colorize_torch")
+    import triton
+
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, not {layout!r}")
+    count, height, width = (int(n) for n in lightness.shape)
+    if (height, width) != (geometry.height, geometry.width):
+        raise ValueError(f"lightness is {height}x{width}, the geometry says {geometry.height}x{geometry.width}")
+    peak, dtype = _output_kind(bits)
+    shape = (count, 3, height, width) if layout == "chw" else (count, height, width, 3)
+    out = torch.empty(shape, dtype=dtype, device=lightness.device)
+    if layout == "chw":
+        sb, sc, sy, sx = out.stride()
+    else:
+        sb, sy, sx, sc = out.stride()
+    y0, _, x0, _ = geometry.crop
+    grid = (triton.cdiv(height * width, block), count)
+    kernel[grid](
+        lightness.contiguous(), ab_norm.contiguous(), rows.to(torch.int32).contiguous(), out,
+        height, width, geometry.render_size, y0, x0, geometry.inner_height, geometry.inner_width,
+        geometry.inner_height / height, geometry.inner_width / width, float(ab_limit), peak,
+        sb, sc, sy, sx,
+        BLOCK=block,
+    )
+    return out
+
+
+# --------------------------------------------------------------------------- the stage
+
+
+class GpuPostprocessor:
+    """PreparedBatch + the backend's ab -> one sRGB image per input, in batch order.
+
+    ``use_triton``: None picks the kernel on CUDA when Triton is importable; True requires it;
+    False always uses plain torch.
+    """
+
+    def __init__(self, *, use_triton: bool | None = None, ab_limit: float = AB_SCALE) -> None:
+        if use_triton and not triton_available():
+            raise RuntimeError("use_triton=True, but triton cannot be imported")
+        self.use_triton = use_triton
+        self.ab_limit = float(ab_limit)
+
+    def _triton_for(self, device: torch.device) -> bool:
+        if self.use_triton is None:
+            return device.type == "cuda" and triton_available()
+        return self.use_triton
+
+    def __call__(
+        self,
+        batch: PreparedBatch,
+        ab_norm: torch.Tensor,
+        *,
+        layout: str = "chw",
+        max_bits: int = 16,
+    ) -> list[torch.Tensor]:
+        """Colorize every image of ``batch``.
+
+        ``ab_norm``: float32 ``[N, 2, S, S]`` in [-1, 1] (ab/110), the backend's output for
+        ``batch.l_norm``, on the batch's device. Returns N tensors in batch order, each
+        ``[3, H, W]`` (``"chw"``) or ``[H, W, 3]`` (``"hwc"``), contiguous, on the device:
+        uint8 for 8-bit inputs (or when ``max_bits`` is 8), int32 in [0, 65535] for 16-bit
+        ones. Runs on the current stream.
+        """
+        if ab_norm.shape[0] != len(batch) or ab_norm.shape[1] != 2:
+            raise ValueError(f"ab has shape {tuple(ab_norm.shape)}, expected [{len(batch)}, 2, S, S]")
+        ab_norm = ab_norm.float().contiguous()
+        results: list[torch.Tensor | None] = [None] * len(batch)
+        for group in batch.groups:
+            stacked = self._group(group, ab_norm, layout, min(group.bits, max_bits))
+            for position, index in enumerate(group.indices):
+                results[index] = stacked[position]
+        return results  # type: ignore[return-value]
+
+    def _group(self, group: Group, ab_norm: torch.Tensor, layout: str, bits: int) -> torch.Tensor:
+        if self._triton_for(ab_norm.device):
+            rows = torch.tensor(group.indices, dtype=torch.int32).to(ab_norm.device, non_blocking=True)
+            return colorize_triton(
+                group.lightness, ab_norm, rows, group.geometry,
+                bits=bits, layout=layout, ab_limit=self.ab_limit,
+            )
+        return colorize_torch(
+            group.lightness, _rows(ab_norm, group.indices), group.geometry,
+            bits=bits, layout=layout, ab_limit=self.ab_limit,
+        )
+
+
+def _rows(tensor: torch.Tensor, indices: Sequence[int]) -> torch.Tensor:
+    """``tensor[indices]``, as a view when the indices are one contiguous run."""
+    first = indices[0]
+    if list(indices) == list(range(first, first + len(indices))):
+        return tensor[first:first + len(indices)]
+    return tensor[torch.tensor(indices, device=tensor.device)]

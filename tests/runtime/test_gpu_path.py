@@ -1,0 +1,377 @@
+"""The GPU path's math and byte handling, run on the CPU against the CPU path.
+
+Everything the GPU path computes is written as torch functions of a device (or as pure bytes),
+so these tests run it on CPU tensors and compare with what the CPU path computes with OpenCV and
+numpy: a math bug shows here, before any GPU run. The Triton kernel runs under Triton's CPU
+interpreter in a subprocess. What needs CUDA itself (nvJPEG, streams, TensorRT) is in
+``test_gpu_cuda.py`` and ``test_gpu_tensorrt.py`` (marked ``gpu`` / ``tensorrt``).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import subprocess
+import sys
+import textwrap
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageOps
+
+from facecolor.color import join_lab, lightness, to_dtype
+from facecolor.runtime.decode import apply_orientation
+from facecolor.runtime.geometry import fit_geometry
+from facecolor.runtime.gpu.cuda import GpuError, GpuOutOfMemory, NvjpegError, cuda_errors
+from facecolor.runtime.gpu.decode import orient, triage
+from facecolor.runtime.gpu.jpeg import (
+    JpegHeaderError,
+    exif_orientation,
+    insert_metadata,
+    read_comments,
+    read_jpeg_info,
+)
+from facecolor.runtime.gpu.postprocess import GpuPostprocessor, colorize_torch
+from facecolor.runtime.gpu.preprocess import (
+    GpuImage,
+    GpuPreprocessor,
+    lightness_from_pixels,
+    render,
+    resize_matrix,
+)
+
+RNG = np.random.default_rng(7)
+
+
+def smooth_gray(height: int, width: int, dtype=np.uint8) -> np.ndarray:
+    """A portrait-like smooth gray image (noise blurred), full dynamic range of ``dtype``."""
+    noise = RNG.random((height, width)).astype(np.float32)
+    blurred = cv2.GaussianBlur(noise, (0, 0), max(1.0, min(height, width) / 12))
+    blurred = (blurred - blurred.min()) / max(float(np.ptp(blurred)), 1e-6)
+    peak = 65535 if dtype == np.uint16 else 255
+    return np.rint(blurred * peak).astype(dtype)
+
+
+def jpeg_bytes(pixels: np.ndarray, **save) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", **save)
+    return buffer.getvalue()
+
+
+def exif_with_orientation(value: int, big_endian: bool = False) -> bytes:
+    """A minimal TIFF block with IFD0 holding only the Orientation tag."""
+    endian = ">" if big_endian else "<"
+    head = (b"MM" if big_endian else b"II") + struct.pack(endian + "HI", 42, 8)
+    ifd = struct.pack(endian + "H", 1) + struct.pack(endian + "HHIHH", 0x0112, 3, 1, value, 0)
+    return head + ifd + struct.pack(endian + "I", 0)
+
+
+def cpu_render(gray: np.ndarray, size: int) -> np.ndarray:
+    """The CPU path's render, written out with OpenCV (geometry.py's rules)."""
+    geometry = fit_geometry(*gray.shape[:2], size)
+    interpolation = cv2.INTER_AREA if geometry.shrinks else cv2.INTER_LINEAR
+    inner = cv2.resize(lightness(gray), (geometry.inner_width, geometry.inner_height), interpolation=interpolation)
+    return cv2.copyMakeBorder(inner, *geometry.padding, cv2.BORDER_REPLICATE) / 50.0 - 1.0
+
+
+def cpu_colorize(light: np.ndarray, ab_norm: np.ndarray, size: int, bits: int = 8) -> np.ndarray:
+    """The CPU path's postprocess, written out with OpenCV: HxWx3 uint8/uint16."""
+    height, width = light.shape
+    y0, y1, x0, x1 = fit_geometry(height, width, size).crop
+    crop = np.ascontiguousarray(ab_norm[:, y0:y1, x0:x1].transpose(1, 2, 0))
+    ab = np.clip(cv2.resize(crop, (width, height), interpolation=cv2.INTER_LINEAR) * 110.0, -110, 110)
+    return to_dtype(join_lab(light, ab), np.uint16 if bits == 16 else np.uint8)
+
+
+# --------------------------------------------------------------------------- JPEG headers
+
+
+def test_header_of_baseline_gray_and_color():
+    gray = smooth_gray(48, 40)
+    info = read_jpeg_info(jpeg_bytes(gray, quality=90))
+    assert (info.frame, info.precision, info.height, info.width, info.components) == ("baseline", 8, 48, 40, 1)
+    assert info.is_gray and info.gpu_rejection() is None and info.orientation == 1
+    color = read_jpeg_info(jpeg_bytes(np.dstack([gray, gray[::-1], gray[:, ::-1]])))
+    assert color.components == 3 and not color.is_gray and color.gpu_rejection() is None
+
+
+def test_header_rejects_what_nvjpeg_should_not_get():
+    gray = smooth_gray(32, 32)
+    progressive = read_jpeg_info(jpeg_bytes(gray, progressive=True))
+    assert progressive.frame == "progressive" and "progressive" in progressive.gpu_rejection()
+    cmyk = Image.fromarray(np.dstack([gray] * 4), mode="CMYK")
+    buffer = io.BytesIO()
+    cmyk.save(buffer, format="JPEG")
+    info = read_jpeg_info(buffer.getvalue())
+    assert info.components == 4 and "CMYK" in info.gpu_rejection()
+
+
+@pytest.mark.parametrize("data", [b"", b"\x89PNG\r\n\x1a\n" + b"\0" * 32, b"\xff\xd8\xff\xe0\x00", b"\xff\xd8\xff\xd9"])
+def test_header_errors_are_named(data):
+    with pytest.raises(JpegHeaderError):
+        read_jpeg_info(data)
+
+
+def test_triage_sends_the_rest_to_the_cpu():
+    gray = RNG.integers(0, 256, (120, 90), dtype=np.uint8)  # noise: most bytes are scan data
+    good = jpeg_bytes(gray)
+    assert triage(good).on_gpu
+    cut = good[: len(good) * 3 // 4]
+    assert not triage(cut).on_gpu and "truncated" in triage(cut).reason
+    assert "not decodable" in triage(good[:100]).reason  # cut inside the header
+    assert not triage(jpeg_bytes(gray, progressive=True)).on_gpu
+    png = io.BytesIO()
+    Image.fromarray(gray).save(png, format="PNG")
+    assert not triage(png.getvalue()).on_gpu
+    assert not triage(b"").on_gpu
+    assert "pixel limit" in triage(good, max_pixels=100).reason
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+@pytest.mark.parametrize("big_endian", [False, True])
+def test_exif_orientation_is_read(orientation, big_endian):
+    tiff = exif_with_orientation(orientation, big_endian)
+    assert exif_orientation(tiff) == orientation
+    data = insert_metadata(jpeg_bytes(smooth_gray(16, 24)), exif=tiff)
+    assert read_jpeg_info(data).orientation == orientation
+    assert Image.open(io.BytesIO(data)).getexif().get(0x0112) == orientation
+
+
+def test_exif_orientation_from_pillow_and_broken_blocks():
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    exif[0x010E] = "a description before the orientation"
+    data = jpeg_bytes(smooth_gray(16, 24), exif=exif.tobytes())
+    info = read_jpeg_info(data)
+    assert info.orientation == 6 and info.oriented_size == (24, 16)
+    for broken in (b"", b"II*\x00", b"XX*\x00\x08\x00\x00\x00", exif_with_orientation(9), b"II*\x00\xff\x00\x00\x00"):
+        assert exif_orientation(broken) == 1
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_orient_matches_pillow_and_the_cpu_decoder(orientation):
+    pixels = RNG.integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    image = Image.fromarray(pixels)
+    image.info["exif"] = exif.tobytes()
+    image.getexif()[0x0112] = orientation
+    upright = np.asarray(ImageOps.exif_transpose(image))
+    ours = orient(torch.from_numpy(pixels).permute(2, 0, 1), orientation).permute(1, 2, 0).numpy()
+    np.testing.assert_array_equal(ours, upright)
+    np.testing.assert_array_equal(ours, apply_orientation(pixels, orientation))
+
+
+# --------------------------------------------------------------------------- metadata
+
+
+def test_comment_goes_after_jfif_and_keeps_the_image():
+    original = jpeg_bytes(smooth_gray(40, 32), quality=90)
+    note = "colorized by facecolor 0.1.0 (model gpsagd (sha256:0123456789ab))"
+    marked = insert_metadata(original, comment=note)
+    assert read_comments(marked) == [note.encode()]
+    assert marked[2:4] == b"\xff\xe0"  # JFIF APP0 still directly after SOI
+    com = marked.index(b"\xff\xfe")
+    assert com == 4 + struct.unpack(">H", original[4:6])[0]
+    assert Image.open(io.BytesIO(marked)).info.get("comment") == note.encode()
+    np.testing.assert_array_equal(
+        cv2.imdecode(np.frombuffer(marked, np.uint8), cv2.IMREAD_UNCHANGED),
+        cv2.imdecode(np.frombuffer(original, np.uint8), cv2.IMREAD_UNCHANGED),
+    )
+
+
+def test_comment_without_jfif_and_limits():
+    original = jpeg_bytes(smooth_gray(8, 8))
+    length = struct.unpack(">H", original[4:6])[0]
+    bare = original[:2] + original[4 + length:]  # no APP0
+    marked = insert_metadata(bare, comment=b"x")
+    assert marked[2:4] == b"\xff\xfe" and read_comments(marked) == [b"x"]
+    with pytest.raises(ValueError):
+        insert_metadata(original, comment="y" * 70000)
+    with pytest.raises(JpegHeaderError):
+        insert_metadata(b"GIF89a", comment="z")
+
+
+# --------------------------------------------------------------------------- preprocess
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+def test_gray_lightness_is_the_cpu_table(bits):
+    dtype = np.uint8 if bits == 8 else np.uint16
+    gray = smooth_gray(33, 21, dtype)
+    ours = lightness_from_pixels(torch.from_numpy(gray.astype(np.int32 if bits == 16 else np.uint8))[None, None], bits)
+    np.testing.assert_array_equal(ours[0].numpy(), lightness(gray))
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+def test_color_lightness_agrees_with_opencv(bits):
+    dtype = np.uint8 if bits == 8 else np.uint16
+    rgb = RNG.integers(0, 256 if bits == 8 else 65536, (17, 19, 3)).astype(dtype)
+    rgb[0, :3] = [[0, 0, 0], [1, 1, 1], [np.iinfo(dtype).max] * 3]  # dark linear branch, white
+    pixels = torch.from_numpy(rgb.astype(np.int32) if bits == 16 else rgb).permute(2, 0, 1)[None]
+    ours = lightness_from_pixels(pixels, bits)[0].numpy()
+    assert np.abs(ours - lightness(rgb)).max() < 2e-3
+
+
+@pytest.mark.parametrize(
+    "shape", [(1280, 1024), (1024, 1280), (333, 250), (100, 60), (37, 129), (128, 128), (3, 400), (400, 1)]
+)
+def test_render_is_the_cpu_render(shape):
+    gray = smooth_gray(*shape)
+    ours = render(lightness_from_pixels(torch.from_numpy(gray)[None, None], 8), fit_geometry(*shape, 128))
+    assert ours.shape == (1, 1, 128, 128) and ours.dtype == torch.float32
+    diff = np.abs(ours[0, 0].numpy() - cpu_render(gray, 128))
+    assert diff.max() < 1e-5, f"{shape}: max |diff| {diff.max():.2e}"
+
+
+def test_resize_matrix_rows_are_averages():
+    for n_in, n_out in ((1280, 128), (1024, 102), (7, 3), (5, 9), (4, 4)):
+        matrix = resize_matrix(n_in, n_out).double()
+        assert matrix.shape == (n_out, n_in)
+        torch.testing.assert_close(matrix.sum(1), torch.ones(n_out, dtype=torch.float64))
+        assert (matrix >= 0).all()
+
+
+def test_preprocessor_groups_mixed_batches():
+    images = [smooth_gray(60, 40), smooth_gray(50, 50), smooth_gray(60, 40), smooth_gray(40, 60, np.uint16)]
+    gpu = [GpuImage(torch.from_numpy(images[0])[None]), GpuImage(torch.from_numpy(images[1])[None]),
+           GpuImage(torch.from_numpy(np.dstack([images[2]] * 3)).permute(2, 0, 1).contiguous()),
+           GpuImage(torch.from_numpy(images[3].astype(np.int32))[None], bits=16)]
+    batch = GpuPreprocessor(32, "cpu")(gpu)
+    assert batch.l_norm.shape == (4, 1, 32, 32) and len(batch.groups) == 4
+    assert sorted(i for g in batch.groups for i in g.indices) == [0, 1, 2, 3]
+    for index, gray in enumerate(images):
+        diff = np.abs(batch.l_norm[index, 0].numpy() - cpu_render(gray, 32)).max()
+        assert diff < 2e-3 * (1 if index != 2 else 1), f"image {index}: {diff}"
+    same = GpuPreprocessor(32, "cpu")([gpu[0], gpu[1], gpu[0]])
+    assert [g.indices for g in same.groups] == [[0, 2], [1]]
+    torch.testing.assert_close(same.l_norm[2], same.l_norm[0])
+
+
+# --------------------------------------------------------------------------- postprocess
+
+
+def _ab(count: int, size: int) -> np.ndarray:
+    """Network-like ab/110: smooth, within tanh's range, saturating in places."""
+    noise = RNG.normal(size=(count, 2, size, size)).astype(np.float32)
+    return np.tanh(np.stack([[cv2.GaussianBlur(c, (0, 0), 2) * 4 for c in n] for n in noise]))
+
+
+def test_lab_to_srgb_agrees_with_the_cpu_conversion_everywhere():
+    """Over the whole L*a*b* box the network can produce, in gamut or far outside it."""
+    from facecolor.runtime.gpu.postprocess import lab_to_srgb_torch
+
+    grid = np.stack(np.meshgrid(np.linspace(0, 100, 41), np.linspace(-110, 110, 45), np.linspace(-110, 110, 45)), -1)
+    lab = grid.reshape(-1, 45, 3).astype(np.float32)
+    reference = join_lab(lab[..., 0], lab[..., 1:])
+    t = torch.from_numpy(lab)
+    ours = lab_to_srgb_torch(t[..., 0], t[..., 1], t[..., 2]).permute(1, 2, 0).numpy()
+    diff = np.abs(ours - reference)
+    assert diff.max() < 2e-3, f"max |diff| {diff.max():.2e} at Lab {lab.reshape(-1, 3)[diff.max(-1).argmax()]}"
+
+
+@pytest.mark.parametrize("shape", [(97, 61), (40, 90), (20, 20), (300, 240)])
+def test_colorize_matches_the_cpu_path(shape):
+    light = lightness(smooth_gray(*shape))
+    ab = _ab(2, 32)
+    geometry = fit_geometry(*shape, 32)
+    out = colorize_torch(torch.from_numpy(np.stack([light, light])), torch.from_numpy(ab), geometry, layout="hwc")
+    assert out.dtype == torch.uint8 and out.shape == (2, *shape, 3)
+    for i in range(2):
+        diff = np.abs(out[i].numpy().astype(int) - cpu_colorize(light, ab[i], 32).astype(int))
+        assert diff.max() <= 1 and diff.mean() < 0.01, f"{shape}: max {diff.max()} mean {diff.mean():.4f}"
+
+
+def test_colorize_layouts_and_16_bit():
+    light = lightness(smooth_gray(30, 20, np.uint16))
+    ab = _ab(1, 16)
+    geometry = fit_geometry(30, 20, 16)
+    chw = colorize_torch(torch.from_numpy(light)[None], torch.from_numpy(ab), geometry, bits=16)
+    hwc = colorize_torch(torch.from_numpy(light)[None], torch.from_numpy(ab), geometry, bits=16, layout="hwc")
+    assert chw.dtype == torch.int32 and chw.shape == (1, 3, 30, 20) and chw.is_contiguous()
+    torch.testing.assert_close(chw.permute(0, 2, 3, 1), hwc, rtol=0, atol=0)
+    reference = cpu_colorize(light, ab[0], 16, bits=16).astype(int)
+    assert np.abs(hwc[0].numpy() - reference).max() <= 32  # 0.05% of 16-bit full scale
+
+
+def test_gray_output_keeps_the_input_lightness():
+    gray = smooth_gray(64, 48)
+    light = lightness(gray)
+    zero_ab = torch.zeros(1, 2, 32, 32)
+    out = colorize_torch(torch.from_numpy(light)[None], zero_ab, fit_geometry(64, 48, 32), layout="hwc")[0].numpy()
+    assert np.abs(out.astype(int) - gray[:, :, None].astype(int)).max() <= 1
+    assert np.abs(lightness(out) - light).mean() < 0.1
+
+
+def test_postprocessor_returns_images_in_batch_order():
+    grays = [smooth_gray(60, 40), smooth_gray(50, 50), smooth_gray(60, 40)]
+    batch = GpuPreprocessor(32, "cpu")([GpuImage(torch.from_numpy(g)[None]) for g in grays])
+    ab = torch.from_numpy(_ab(3, 32))
+    outputs = GpuPostprocessor(use_triton=False)(batch, ab)
+    assert [tuple(o.shape) for o in outputs] == [(3, 60, 40), (3, 50, 50), (3, 60, 40)]
+    for i, gray in enumerate(grays):
+        reference = cpu_colorize(lightness(gray), ab[i].numpy(), 32).transpose(2, 0, 1)
+        assert np.abs(outputs[i].numpy().astype(int) - reference.astype(int)).max() <= 1
+    with pytest.raises(ValueError):
+        GpuPostprocessor(use_triton=False)(batch, ab[:2])
+
+
+def test_triton_kernel_matches_torch_under_the_interpreter():
+    """The CUDA kernel's code, run by Triton's CPU interpreter, against colorize_torch."""
+    pytest.importorskip("triton")
+    script = textwrap.dedent(
+        """
+        import numpy as np, torch
+        from facecolor.runtime.geometry import fit_geometry
+        from facecolor.runtime.gpu.postprocess import colorize_torch, colorize_triton
+        rng = np.random.default_rng(3)
+        worst = 0
+        for shape, bits, layout in (((45, 31), 8, "chw"), ((20, 52), 8, "hwc"), ((24, 24), 16, "chw")):
+            geometry = fit_geometry(*shape, 16)
+            light = torch.from_numpy(rng.uniform(0, 100, (2, *shape)).astype(np.float32))
+            ab = torch.from_numpy(np.tanh(rng.normal(size=(3, 2, 16, 16))).astype(np.float32))
+            rows = torch.tensor([2, 0], dtype=torch.int32)
+            ours = colorize_triton(light, ab, rows, geometry, bits=bits, layout=layout, block=512)
+            ref = colorize_torch(light, ab[[2, 0]], geometry, bits=bits, layout=layout)
+            assert ours.shape == ref.shape and ours.dtype == ref.dtype, (ours.shape, ref.shape)
+            diff = (ours.long() - ref.long()).abs().max().item()
+            assert diff <= (0 if bits == 8 else 2), (shape, bits, layout, diff)
+            worst = max(worst, diff)
+        print("max diff", worst)
+        """
+    )
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+# --------------------------------------------------------------------------- errors and backends
+
+
+def test_cuda_errors_are_named():
+    with pytest.raises(GpuOutOfMemory, match="batch-size"):
+        with cuda_errors("preprocess of 64 images"):
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB\nlong trace")
+    with pytest.raises(NvjpegError, match="^nvJPEG decode of 3 gray JPEGs: Error while decoding"):
+        with cuda_errors("nvJPEG decode of 3 gray JPEGs", NvjpegError):
+            raise RuntimeError("Error while decoding JPEG images: Failed to decode batch: 6\nmore")
+    with pytest.raises(GpuError):
+        with cuda_errors("x"):
+            raise torch.AcceleratorError("CUDA error: an illegal memory access was encountered")
+    with pytest.raises(TypeError):  # programming errors stay what they are
+        with cuda_errors("x"):
+            raise TypeError("bad argument")
+
+
+def test_tensorrt_missing_names_the_install_command(monkeypatch, tmp_path):
+    from facecolor.runtime.backends.base import BackendUnavailable
+    from facecolor.runtime.backends.tensorrt import TensorRTBackend
+
+    monkeypatch.setitem(sys.modules, "tensorrt", None)  # import tensorrt -> ImportError
+    plan = tmp_path / "model.plan"
+    plan.write_bytes(b"not an engine")
+    with pytest.raises(BackendUnavailable, match=r"pip install facecolor\[tensorrt\]"):
+        TensorRTBackend(plan, max_batch=8)
