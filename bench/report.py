@@ -84,9 +84,15 @@ def system_info() -> dict[str, Any]:
         providers = list(onnxruntime.get_available_providers())
     import facecolor
 
+    try:
+        load = [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        load = None
     return {
         "cpu": cpu_name(),
         "cores": usable_cores(),
+        "load_average": load,  # 1, 5, 15 min: a busy shared machine explains slow, noisy timings
+        "torch_threads": torch.get_num_threads(),
         "logical_cpus": os.cpu_count(),
         "gpu": gpu_info(),
         "platform": platform.platform(),
@@ -155,6 +161,8 @@ class BenchReport:
         for name, row in self.rows.items():
             if row.status.startswith("error"):
                 lines.append(f"{name}: {row.status}")
+            if (row.pipeline or {}).get("status", "").startswith("error"):
+                lines.append(f"{name}: pipeline {row.pipeline['status']}")
             lines += [f"{name}: {gate['message']}" for gate in row.failed_gates()]
         return lines
 
@@ -210,6 +218,8 @@ def _json_safe(value: Any) -> Any:
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[bool]) -> str:
     """Plain-text columns: a header, a rule, the rows; numeric columns right-aligned."""
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    if not right[-1]:  # a left-aligned last column (statuses) needs no padding, nor a long rule
+        widths[-1] = len(headers[-1])
 
     def line(cells: Sequence[str]) -> str:
         parts = [c.rjust(w) if r else c.ljust(w) for c, w, r in zip(cells, widths, right)]
@@ -224,6 +234,11 @@ def _num(value: Any, digits: int = 2, signed: bool = False) -> str:
     if isinstance(value, float) and not math.isfinite(value):
         return "inf"
     return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+
+
+def _load(system: dict[str, Any]) -> str:
+    load = system.get("load_average")
+    return f" (load {load[0]:.1f} at the start)" if load else ""
 
 
 def _header(report: BenchReport) -> list[str]:
@@ -242,7 +257,7 @@ def _header(report: BenchReport) -> list[str]:
     lines = [
         f"facecolor bench: {engine['path']} vs reference {reference['path']} ({reference['how']}, "
         f"PyTorch fp32 on {reference['device']})",
-        f"CPU: {system['cpu']}, {system['cores']} cores | {gpu_text}",
+        f"CPU: {system['cpu']}, {system['cores']} cores{_load(system)} | {gpu_text}",
         f"{libs} | facecolor {versions['facecolor']}",
     ]
     if data:
@@ -251,34 +266,42 @@ def _header(report: BenchReport) -> list[str]:
     return lines
 
 
+def _backends_table(report: BenchReport) -> str:
+    rows = [
+        [name, row.precision or "-", row.device or "-", row.backend or "-", row.artifact or "-", row.status]
+        for name, row in report.rows.items()
+    ]
+    return format_table(["backend", "precision", "device", "runs as", "file", "status"], rows, [False] * 6)
+
+
+def _ran(report: BenchReport) -> list[tuple[str, Row]]:
+    """Rows of backends that opened (the others' reasons are in the backends table)."""
+    return [(name, row) for name, row in report.rows.items() if row.backend is not None]
+
+
 def _latency_table(report: BenchReport) -> str:
     rows = []
-    for name, row in report.rows.items():
-        if not row.ok and not row.latency:
-            rows.append([name, row.precision or "-", row.device or "-", "-", "-", "-", "-", "-", "-", row.status])
-            continue
+    for name, row in _ran(report):
         for result in row.latency:
             rows.append([
-                name, row.precision or "-", row.device or "-", str(result["batch_size"]),
-                str(result["runs"] or "-"), _num(result["p50_ms"]), _num(result["p90_ms"]),
-                _num(result["p99_ms"]), _num(result["images_per_s"], 1), result["status"],
+                name, str(result["batch_size"]), str(result["runs"] or "-"), _num(result["p50_ms"]),
+                _num(result["p90_ms"]), _num(result["p99_ms"]), _num(result["images_per_s"], 1), result["status"],
             ])
-    headers = ["backend", "precision", "device", "batch", "runs", "p50 ms", "p90 ms", "p99 ms", "img/s", "status"]
-    right = [False, False, False, True, True, True, True, True, True, False]
-    return format_table(headers, rows, right)
+    headers = ["backend", "batch", "runs", "p50 ms", "p90 ms", "p99 ms", "img/s", "status"]
+    return format_table(headers, rows, [False, True, True, True, True, True, True, False])
 
 
 def _pipeline_table(report: BenchReport) -> str:
     rows = []
-    for name, row in report.rows.items():
+    for name, row in _ran(report):
         pipeline = row.pipeline or {}
-        status = pipeline.get("status", row.status if not row.ok else "not run")
         rows.append([
-            name, str(pipeline.get("images") or "-"), _num(pipeline.get("images_per_s"), 1),
-            _num(pipeline.get("codec_images_per_s"), 1), _num(pipeline.get("ratio"), 2), status,
+            name, str(pipeline.get("images") or "-"), str(pipeline.get("batch_size") or "-"),
+            _num(pipeline.get("images_per_s"), 1), _num(pipeline.get("codec_images_per_s"), 1),
+            _num(pipeline.get("ratio"), 2), pipeline.get("status", "not run"),
         ])
-    headers = ["backend", "images", "pipeline img/s", "codec img/s", "pipeline/codec", "status"]
-    return format_table(headers, rows, [False, True, True, True, True, False])
+    headers = ["backend", "images", "batch", "pipeline img/s", "codec img/s", "pipeline/codec", "status"]
+    return format_table(headers, rows, [False, True, True, True, True, True, False])
 
 
 def _parity_table(report: BenchReport) -> str:
@@ -286,14 +309,15 @@ def _parity_table(report: BenchReport) -> str:
     ref = report.reference_scores or {}
     if ref:
         rows.append(["reference", _num(ref.get("psnr")), "-", _num(ref.get("hist"), 4), "-",
-                     _num(ref.get("ciede2000")), "-", _num(ref.get("fid")), "-", "-", "-", "-"])
-    for name, row in report.rows.items():
+                     _num(ref.get("ciede2000")), "-", _num(ref.get("fid")), "-", "-", "-", ""])
+    for name, row in _ran(report):
         parity = row.parity
         if parity is None:
-            rows.append([name, *["-"] * 10, row.status if not row.ok else "not run"])
+            rows.append([name, *["-"] * 10, row.status])
             continue
         scores, delta, agree = parity.get("scores") or {}, parity["delta"], parity["agreement"]
-        gates = "pass" if not row.failed_gates() else "FAIL: " + ", ".join(g["name"] for g in row.failed_gates())
+        failed = row.failed_gates()
+        gates = "pass" if not failed else "FAIL: " + ", ".join(g["name"] for g in failed)
         rows.append([
             name, _num(scores.get("psnr")), _num(delta.get("psnr"), 3, True), _num(scores.get("hist"), 4),
             _num(delta.get("hist"), 4, True), _num(scores.get("ciede2000")), _num(delta.get("ciede2000"), 3, True),
@@ -308,7 +332,10 @@ def _parity_table(report: BenchReport) -> str:
 def format_report(report: BenchReport) -> str:
     """The whole report as text: header, latency, pipeline, parity, gates, notes."""
     settings = report.settings
-    parts = ["\n".join(_header(report)), ""]
+    parts = ["\n".join(_header(report)), "", "Backends", _backends_table(report), ""]
+    if not _ran(report):
+        parts += ["No backend could run here; see the statuses above.", ""]
+        return "\n".join(parts)
     parts += [
         f"Latency of the engine alone (after warm-up; runs fill >= {settings['min_time']} s per batch; "
         "img/s = batch / p50)",
@@ -317,8 +344,8 @@ def format_report(report: BenchReport) -> str:
     if any(row.pipeline for row in report.rows.values()):
         codec = report.codec or {}
         parts += [
-            f"Pipeline on a folder (decode -> engine -> encode), beside decode + encode alone on the same "
-            f"{codec.get('images', '?')} files in the same run",
+            f"Pipeline on a folder (decode -> engine -> encode), beside the codec alone (decode + encode, "
+            f"same {codec.get('images', '?')} files, same run, {codec.get('threads', '?')} threads)",
             _pipeline_table(report), "",
         ]
     parts += [

@@ -1,0 +1,167 @@
+"""End-to-end rate on a folder, beside the rate of the codec alone on the same files.
+
+The engine alone is rarely the bottleneck of a colorizing run: decoding and encoding
+full-resolution photos are (notes/tensorrt-onnx.md measured nvJPEG at 2.5x the fused model's
+pipeline rate). So the bench measures, in the same run and on the same files:
+
+- **pipeline**: the runtime's own folder pipeline (``facecolor.runtime``: read, decode,
+  preprocess, the backend, postprocess, encode, atomic write) from a folder of the parity
+  files into a scratch folder, with the backend under test;
+- **codec**: the same files read, decoded and encoded back to their format and written, by the
+  runtime's own decode and encode functions, with as many threads as the CPU pipeline uses,
+  and nothing else.
+
+``pipeline / codec`` near 1 means the model and color math are hidden behind the codec; far
+below 1 means they are the bottleneck. Times are wall clock around the whole folder,
+including thread start-up, so a handful of files under-states both rates alike.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from facecolor.bench.parity import ParityImages, synthetic_portraits
+from facecolor.runtime.backends.base import Backend
+
+
+class PipelineUnavailable(RuntimeError):
+    """The runtime has no pipeline for this backend's device (the row's other results stand)."""
+
+
+@dataclass(frozen=True)
+class PipelineFolder:
+    """A scratch folder holding copies of exactly the files the parity used."""
+
+    path: Path
+    files: tuple[Path, ...]
+
+    @property
+    def count(self) -> int:
+        return len(self.files)
+
+
+def prepare_folder(images: ParityImages, data: Path | None, workdir: Path) -> PipelineFolder:
+    """Copy the parity's source files into ``workdir/pipeline-in`` (same relative paths), or
+    write the synthetic portraits there as JPEGs when there are no files."""
+    folder = Path(workdir) / "pipeline-in"
+    folder.mkdir(parents=True, exist_ok=True)
+    source = Path(images.source)
+    files = []
+    if source.is_dir():
+        for name in images.names:
+            target = folder / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            # Copies, not links: the runtime's walk does not follow links out of IN_DIR.
+            shutil.copyfile(source / name, target)
+            files.append(target)
+    else:
+        for name, rgb in zip(images.names, synthetic_portraits(len(images))):
+            target = folder / f"{name}.jpg"
+            cv2.imwrite(str(target), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
+            files.append(target)
+    return PipelineFolder(folder, tuple(files))
+
+
+def runtime_settings(folder: PipelineFolder, out_dir: Path, device: str) -> Any:
+    """The settings ``facecolor-batch`` would use on ``device`` (its default batch size and
+    workers) for a run over ``folder`` into ``out_dir``."""
+    from facecolor.runtime.cli import DEFAULT_BATCH
+    from facecolor.runtime.pipeline import Settings
+
+    return Settings(in_dir=folder.path, out_dir=out_dir, overwrite=True, batch_size=DEFAULT_BATCH[device])
+
+
+# --------------------------------------------------------------------------- codec alone
+
+
+def _codec_one(path: Path, out_dir: Path, root: Path) -> None:
+    """Read, decode, encode and atomically write one file as the runtime would, minus the model:
+    the output is 3-channel (the pipeline writes color) in the input's format and bit depth."""
+    from facecolor.runtime.decode import decode_image
+    from facecolor.runtime.write import encode, output_dtype, write_atomically
+
+    decoded = decode_image(path.read_bytes())
+    pixels = decoded.pixels
+    if pixels.ndim == 2:
+        pixels = np.repeat(pixels[:, :, None], 3, axis=2)
+    if output_dtype(decoded.bit_depth, decoded.format) is np.uint8 and pixels.dtype == np.uint16:
+        pixels = (pixels >> 8).astype(np.uint8)
+    write_atomically(out_dir / path.relative_to(root), encode(np.ascontiguousarray(pixels), decoded.format))
+
+
+def codec_rate(folder: PipelineFolder, workdir: Path) -> dict[str, Any]:
+    """Read, decode, encode and write every file of ``folder`` with the runtime's CPU codec in
+    as many threads as its CPU pipeline uses; images/s over the wall time."""
+    out_dir = Path(workdir) / "codec-out"
+    shutil.rmtree(out_dir, ignore_errors=True)
+    threads = runtime_settings(folder, out_dir, "cpu").workers
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        list(pool.map(lambda p: _codec_one(p, out_dir, folder.path), folder.files))
+    seconds = time.perf_counter() - started
+    shutil.rmtree(out_dir, ignore_errors=True)
+    return {
+        "codec": "cpu (OpenCV/Pillow, the runtime's decode and write)",
+        "images": folder.count,
+        "seconds": seconds,
+        "images_per_s": folder.count / seconds if seconds > 0 else None,
+        "threads": threads,
+    }
+
+
+# --------------------------------------------------------------------------- the pipeline
+
+
+def _build_stages(settings: Any, backend: Backend) -> list[Any]:
+    """The stages ``facecolor-batch`` runs for this backend (CPU or GPU pipeline)."""
+    from facecolor.runtime.cli import stages_for
+
+    try:
+        return stages_for(settings, backend)
+    except ImportError as error:
+        raise PipelineUnavailable(f"this runtime has no pipeline for {backend.device} ({error})") from error
+
+
+def pipeline_rate(backend: Backend, folder: PipelineFolder, workdir: Path,
+                  codec: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The runtime's folder pipeline with ``backend`` over ``folder``: images/s over the wall
+    time of ``run_pipeline``, the busy seconds of each stage (which one limits the rate), and
+    the ratio to ``codec``'s images/s when given."""
+    from facecolor.runtime.pipeline import run_pipeline
+
+    out_dir = Path(workdir) / f"pipeline-out-{backend.name}"
+    shutil.rmtree(out_dir, ignore_errors=True)
+    settings = runtime_settings(folder, out_dir, backend.device)
+    stages = _build_stages(settings, backend)
+    started = time.perf_counter()
+    report = run_pipeline(settings, backend, "facecolor-bench", stages, progress=False, echo=lambda line: None)
+    seconds = time.perf_counter() - started
+    shutil.rmtree(out_dir, ignore_errors=True)
+    rate = report.done / seconds if seconds > 0 else None
+    codec_rate_ = (codec or {}).get("images_per_s")
+    status = "ok"
+    if report.failed:
+        first = report.failures[0]
+        status = f"error: {report.failed} of {folder.count} files failed ({first['path']}: {first['reason']})"
+    elif report.done != folder.count:
+        why = "; ".join(f"{s['path']}: {s['reason']}" for s in report.skips[:3]) or "no reason given"
+        status = f"error: the pipeline did {report.done} of {folder.count} files ({why})"
+    return {
+        "status": status,
+        "images": report.done,
+        "seconds": seconds,
+        "images_per_s": rate,
+        "codec_images_per_s": codec_rate_,
+        "ratio": rate / codec_rate_ if rate and codec_rate_ else None,
+        "batch_size": settings.batch_size,
+        "workers": settings.workers,
+        "stages": report.stages,
+    }

@@ -1,0 +1,208 @@
+"""One bench run, start to end: reference, images, then each backend's parity, latency and
+pipeline rate, collected into a ``BenchReport``.
+
+    report = run_bench(BenchSettings(engine=Path("models/gpsagd.onnx")))
+    print(format_report(report)); report.passed
+
+Backends run one after another, each opened, measured and closed before the next (a GPU
+holds one engine at a time). A backend that cannot open is an 'unavailable' row; one that
+fails halfway is an 'error' row; the run goes on either way.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from facecolor.bench import gates as gates_module
+from facecolor.bench import parity as parity_module
+from facecolor.bench import pipeline_rate, targets
+from facecolor.bench.errors import BenchError
+from facecolor.bench.latency import LatencySettings, measure_latency
+from facecolor.bench.report import BenchReport, Row, system_info
+from facecolor.runtime.backends.base import BackendUnavailable
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """Everything one run needs; the CLI builds it from its flags, tests build it directly."""
+
+    engine: Path
+    reference: Path | None = None
+    data: Path | None = None
+    compare: tuple[str, ...] | None = None  # None: the engine's own backends
+    device: str = "auto"
+    limit: int | None = None
+    fid_weights: Path | None = None
+    pipeline: bool = True
+    latency: LatencySettings = field(default_factory=LatencySettings)
+    gates: gates_module.GateSettings = field(default_factory=gates_module.GateSettings)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["min_time"] = self.latency.min_time
+        return data
+
+
+def _unavailable_reason(error: Exception) -> str | None:
+    """The reason a backend cannot run here, or None when ``error`` is a real failure.
+
+    The export stage's 'TensorRT missing' and 'no GPU' errors mean 'unavailable' as much as
+    the runtime's BackendUnavailable does.
+    """
+    if isinstance(error, BackendUnavailable):
+        return str(error)
+    try:
+        from facecolor.export.errors import GPUUnavailable, TensorRTUnavailable
+    except ImportError:
+        return None
+    if isinstance(error, (TensorRTUnavailable, GPUUnavailable)):
+        return str(error)
+    return None
+
+
+def _describe(error: Exception) -> str:
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+class _Run:
+    """State shared by the backends of one run: reference outputs, images, FID, codec rate."""
+
+    def __init__(self, settings: BenchSettings, progress: Progress, workdir: Path) -> None:
+        self.settings, self.progress, self.workdir = settings, progress, workdir
+        self.engine = targets.check_engine(settings.engine)
+        self.device = targets.resolve_device(settings.device)
+        if self.device == "cuda" and not targets.cuda_available():
+            raise BenchError("--device cuda, but torch sees no CUDA device; use --device cpu or auto")
+        self.names = list(settings.compare or targets.default_targets(self.engine, self.device))
+        self.reference = targets.resolve_reference(self.engine, settings.reference)
+        self.max_batch = max(settings.latency.batch_sizes)
+
+    def prepare(self, report: BenchReport) -> None:
+        """Reference outputs and scores, the FID scorer, and the codec-only rate."""
+        self.progress(f"reference: PyTorch fp32 on {self.device} ({self.reference.path})")
+        try:
+            backend = targets.open_reference(self.reference, self.device)
+        except BackendUnavailable as error:
+            raise BenchError(f"the reference {self.reference.path} cannot run: {error}") from error
+        try:
+            self.images = parity_module.load_parity_images(
+                self.settings.data, backend.render_size, limit=self.settings.limit
+            )
+            self.progress(f"images: {len(self.images)} from {self.images.source}")
+            with targets.true_fp32():
+                self.reference_out = parity_module.colorize(backend, self.images)
+        finally:
+            backend.close()
+        self.fid = parity_module.FidScorer(self.images, self.settings.fid_weights, self.workdir, self.device)
+        scores = parity_module.truth_scores(self.reference_out, self.images)
+        if scores is not None:
+            scores["fid"] = self.fid.score("reference", self.reference_out)
+        self.reference_scores = report.reference_scores = scores
+        report.data = {
+            "source": self.images.source,
+            "images": len(self.images),
+            "has_truth": self.images.has_truth,
+            "render_size": self.images.render_size,
+            "names": self.images.names,
+            "skipped": self.images.skipped,
+        }
+        if self.settings.pipeline:
+            self.folder = pipeline_rate.prepare_folder(self.images, self.settings.data, self.workdir)
+            self.progress(f"codec alone: decode + encode of {self.folder.count} files")
+            self.codec = report.codec = pipeline_rate.codec_rate(self.folder, self.workdir)
+
+    def run_target(self, name: str) -> Row:
+        """One backend: open, parity, latency, pipeline rate, close."""
+        spec = targets.TARGETS[name]
+        row = Row(name=name, device=spec.device or self.device, precision=spec.precision)
+        self.progress(f"{name}: opening")
+        try:
+            opened = targets.open_target(name, self.engine, self.reference.path, self.device, self.max_batch)
+        except Exception as error:  # noqa: BLE001 - every failure becomes the row's status
+            reason = _unavailable_reason(error)
+            row.status = f"unavailable: {reason}" if reason is not None else f"error: {_describe(error)}"
+            return row
+        backend = opened.backend
+        row.precision, row.backend, row.artifact = opened.precision, backend.name, str(opened.artifact)
+        try:
+            self._parity(row, backend)
+            self.progress(f"{name}: latency at batch sizes {', '.join(map(str, self.settings.latency.batch_sizes))}")
+            row.latency = [result.to_dict() for result in measure_latency(backend, self.settings.latency)]
+            if self.settings.pipeline:
+                row.pipeline = self._pipeline(name, backend)
+        except Exception as error:  # noqa: BLE001 - record it, go on with the next backend
+            row.status = f"error: {_describe(error)}"
+        finally:
+            backend.close()
+        return row
+
+    def _pipeline(self, name: str, backend) -> dict[str, Any]:
+        """The folder pipeline's rate; its failure is recorded in its status, not the row's."""
+        self.progress(f"{name}: pipeline on {self.folder.count} files")
+        try:
+            return pipeline_rate.pipeline_rate(backend, self.folder, self.workdir, self.codec)
+        except pipeline_rate.PipelineUnavailable as error:
+            return {"status": f"unavailable: {error}"}
+        except Exception as error:  # noqa: BLE001 - a runtime failure with this backend
+            return {"status": f"error: {_describe(error)}"}
+
+    def _parity(self, row: Row, backend) -> None:
+        self.progress(f"{row.name}: parity on {len(self.images)} images")
+        outputs = parity_module.colorize(backend, self.images)
+        fid = self.fid.score(row.name, outputs)
+        row.parity = parity_module.parity_record(
+            outputs, self.reference_out, self.images, self.reference_scores, fid
+        )
+        results = gates_module.check_gates(row.parity, row.precision or "fp16", self.settings.gates)
+        row.gates = [gate.to_dict() for gate in results]
+
+
+def run_bench(settings: BenchSettings, progress: Progress | None = None) -> BenchReport:
+    """Run the bench; never raises for one backend's failure (see the module docstring).
+
+    Raises BenchError (bad engine path, no reference, no images, reference cannot run).
+    """
+    progress = progress or (lambda message: None)
+    with tempfile.TemporaryDirectory(prefix="facecolor-bench-") as folder:
+        run = _Run(settings, progress, Path(folder))
+        report = BenchReport(
+            system=system_info(),
+            settings={
+                "batch_sizes": list(settings.latency.batch_sizes),
+                "min_time": settings.latency.min_time,
+                "min_runs": settings.latency.min_runs,
+                "device": run.device,
+                "compare": run.names,
+                "limit": settings.limit,
+                "pipeline": settings.pipeline,
+                "gates": {
+                    "max_delta_psnr": settings.gates.max_delta_psnr,
+                    "max_delta_hist": settings.gates.max_delta_hist,
+                    "max_dab": settings.gates.max_dab,
+                    "default_max_dab": gates_module.DEFAULT_MAX_DAB,
+                },
+                "fid_weights": str(settings.fid_weights) if settings.fid_weights else None,
+            },
+            engine={"path": str(run.engine), "kind": run.engine.suffix.lower().lstrip(".")},
+            reference={
+                "path": str(run.reference.path),
+                "how": run.reference.how,
+                "sha256": run.reference.sha256,
+                "device": run.device,
+                "precision": "fp32",
+            },
+        )
+        if run.reference.warning:
+            report.notes.append(run.reference.warning)
+        run.prepare(report)
+        for name in run.names:
+            report.rows[name] = run.run_target(name)
+        report.fid_note = run.fid.note
+    return report
