@@ -2,8 +2,9 @@
 
 ``NvjpegEncoder.encode`` takes a list of uint8 ``[3, H, W]`` CUDA images and returns one JPEG
 file's bytes per image (4:4:4, the quality asked), with the facecolor note spliced in as a COM
-segment (and an APP1 Exif block when the CPU writer adds one), so GPU- and CPU-written JPEGs
-carry the same metadata. Other formats (PNG, TIFF, 16-bit, WebP, BMP) go through the CPU writer.
+segment by the CPU writer's own ``runtime.write.jpeg_with_comment``, so GPU- and CPU-written
+JPEGs carry the same metadata. Other formats (PNG, TIFF, 16-bit, WebP, BMP) go through the CPU
+writer (``runtime.write.encode``).
 
 Streams and threads, from torchvision's source and issue tracker:
 
@@ -18,12 +19,12 @@ Streams and threads, from torchvision's source and issue tracker:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 
 from facecolor.runtime.gpu.cuda import NvjpegError, cuda_errors, require_cuda
-from facecolor.runtime.gpu.jpeg import insert_metadata
+from facecolor.runtime.write import jpeg_with_comment
 
 
 class NvjpegEncoder:
@@ -34,25 +35,24 @@ class NvjpegEncoder:
         device: str | torch.device = "cuda",
         quality: int = 95,
         *,
-        comment: str | None = None,
-        exif: bytes | None = None,
+        note: str | None = None,
     ) -> None:
         if not 1 <= int(quality) <= 100:
             raise ValueError(f"JPEG quality must be within 1..100, not {quality}")
         self.device = require_cuda(device)
         self.quality = int(quality)
-        self.comment = comment
-        self.exif = exif
+        self.note = note
         self.stream = torch.cuda.Stream(self.device)
 
     def encode(
-        self, images: Sequence[torch.Tensor], ready: torch.cuda.Event | None = None
+        self, images: Sequence[torch.Tensor], ready: Iterable[torch.cuda.Event] | None = None
     ) -> list[bytes]:
         """JPEG files for ``images``, in order.
 
         ``images``: uint8 ``[3, H, W]`` contiguous CUDA tensors on the encoder's device, valid
-        once ``ready`` has completed (None: once the current stream has). Raises NvjpegError
-        when nvJPEG rejects one (the caller may encode that image on the CPU instead).
+        once every event in ``ready`` has completed (None: once the current stream has got
+        to here). Raises NvjpegError when nvJPEG rejects the batch (the caller may encode
+        those images on the CPU instead).
         """
         from torchvision.io import encode_jpeg
 
@@ -65,11 +65,13 @@ class NvjpegEncoder:
                     f"{tuple(image.shape)} on {image.device}"
                 )
         if ready is None:
-            ready = torch.cuda.Event()
-            ready.record(torch.cuda.current_stream(self.device))
+            event = torch.cuda.Event()
+            event.record(torch.cuda.current_stream(self.device))
+            ready = [event]
         what = f"nvJPEG encode of {len(images)} images"
         with torch.cuda.stream(self.stream), cuda_errors(what, NvjpegError):
-            ready.synchronize()
+            for event in ready:
+                event.synchronize()
             encoded = encode_jpeg(list(images), quality=self.quality)
             torch.cuda.default_stream(self.device).synchronize()  # the bitstream copies
             self.stream.synchronize()
@@ -84,9 +86,7 @@ class NvjpegEncoder:
         return files
 
     def _with_metadata(self, jpeg: bytes) -> bytes:
-        if not self.comment and not self.exif:
-            return jpeg
-        return insert_metadata(jpeg, comment=self.comment, exif=self.exif)
+        return jpeg_with_comment(jpeg, self.note) if self.note else jpeg
 
     def close(self) -> None:
         """Wait for queued work; the stream goes with the object."""

@@ -9,9 +9,8 @@ three are cheap byte walks over the markers in front of the entropy-coded data:
 - the EXIF orientation, which nvJPEG ignores (torchvision applies it only on the CPU);
 - its size, for the pixel limit and the memory budget, before any pixel is decoded.
 
-And one thing after nvJPEG encodes an output: nvJPEG cannot write metadata, so the note that
-the file was colorized by facecolor is spliced into the returned bytes as a COM (and
-optionally an APP1 Exif) segment, exactly where libjpeg would put it.
+(The note that an output was colorized by facecolor is spliced into nvJPEG's output by the CPU
+writer's own ``runtime.write.jpeg_with_comment``, so both paths write the same segment.)
 
 Everything here is pure Python on ``bytes``; nothing needs a GPU, and every function is tested
 on the CPU (``tests/runtime/test_gpu_path.py``).
@@ -42,12 +41,10 @@ _SOF_MARKERS = {
 #: Markers that stand alone (no length field): TEM, RST0-7, SOI, EOI.
 _STANDALONE = {0x01, *range(0xD0, 0xD8), 0xD8, 0xD9}
 _SOS = 0xDA
-_APP0, _APP1, _APP14, _APP15 = 0xE0, 0xE1, 0xEE, 0xEF
+_APP1, _APP14 = 0xE1, 0xEE
 _COM = 0xFE
 _EXIF_HEADER = b"Exif\x00\x00"
 _ORIENTATION_TAG = 0x0112
-#: A segment's payload is at most 65533 bytes (16-bit length that counts itself).
-MAX_SEGMENT_PAYLOAD = 65533
 
 
 class JpegHeaderError(ValueError):
@@ -209,42 +206,6 @@ def read_jpeg_info(data: bytes) -> JpegInfo:
 def is_jpeg(data: bytes) -> bool:
     """True when ``data`` starts like a JPEG (SOI followed by a marker)."""
     return len(data) >= 3 and data[:2] == SOI and data[2] == 0xFF
-
-
-def _segment(marker: int, payload: bytes) -> bytes:
-    if len(payload) > MAX_SEGMENT_PAYLOAD:
-        raise ValueError(f"a JPEG segment holds at most {MAX_SEGMENT_PAYLOAD} bytes, got {len(payload)}")
-    return bytes((0xFF, marker)) + struct.pack(">H", len(payload) + 2) + payload
-
-
-def insert_metadata(jpeg: bytes, comment: str | bytes | None = None, exif: bytes | None = None) -> bytes:
-    """Return ``jpeg`` with a COM segment (``comment``) and/or an APP1 Exif segment added.
-
-    They go after the leading APP0 (JFIF) segment, where libjpeg (and so Pillow) writes its
-    own markers: JFIF requires APP0 to follow SOI directly, and Exif readers look for APP1
-    among the first segments. ``exif`` is the full APP1 payload (starting ``Exif\\0\\0``, as
-    ``PIL.Image.Exif().tobytes()`` returns it) and goes before the comment. An existing Exif
-    segment is left alone (nvJPEG writes none). The entropy-coded data is not touched.
-
-    Raises JpegHeaderError when ``jpeg`` is not a JPEG, ValueError when a payload is too large
-    for one segment.
-    """
-    if not is_jpeg(jpeg):
-        raise JpegHeaderError("not a JPEG: the bytes do not start with the SOI marker FFD8")
-    insert_at = 2
-    if jpeg[2:4] == b"\xff\xe0" and len(jpeg) >= 6:
-        (length,) = struct.unpack_from(">H", jpeg, 4)
-        if 4 + length <= len(jpeg):
-            insert_at = 4 + length
-    added = b""
-    if exif:
-        if not exif.startswith(_EXIF_HEADER):
-            exif = _EXIF_HEADER + exif
-        added += _segment(_APP1, exif)
-    if comment:
-        text = comment.encode("utf-8") if isinstance(comment, str) else comment
-        added += _segment(_COM, text)
-    return jpeg[:insert_at] + added + jpeg[insert_at:]
 
 
 def read_comments(jpeg: bytes) -> list[bytes]:

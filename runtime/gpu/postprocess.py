@@ -3,9 +3,10 @@
 For each group of same-size images (``preprocess.Group``), every output pixel needs:
 
 1. a*b* at full resolution: the network's ``ab/110`` cropped to the valid box of the render
-   (``Geometry.crop``) and upsampled bilinearly to the image size with half-pixel centres
-   (``align_corners=False``, the same sampling as OpenCV's ``INTER_LINEAR``), times 110,
-   clamped to ``[-ab_limit, ab_limit]``;
+   (``Geometry.crop``), times 110, clamped to ``[-ab_limit, ab_limit]``, and resized to the
+   image size as ``runtime.render.upsample_ab`` does: bilinear with half-pixel centres
+   (``align_corners=False``, OpenCV's ``INTER_LINEAR``) when the image is larger than the
+   render, area averaging (``INTER_AREA``, the preprocess's exact matrices) when it is smaller;
 2. joined with the image's own full-resolution L* (DESIGN §2: the output's L* is the input's);
 3. L*a*b* -> XYZ -> linear sRGB -> clipped to [0, 1] -> sRGB transfer curve, as the CPU
    path's ``facecolor.color.join_lab`` computes it: OpenCV's float formula and constants (D65
@@ -14,7 +15,7 @@ For each group of same-size images (``preprocess.Group``), every output pixel ne
    (a third of an 8-bit level at most);
 4. rounded to uint8 (or to 0..65535 for 16-bit outputs).
 
-On CUDA all four steps are one Triton kernel: it reads 4 bytes of L* and a few cached ab
+On CUDA, for images larger than the render (all real photos), the four steps are one Triton kernel: it reads 4 bytes of L* and a few cached ab
 taps per pixel and writes 3 (or 12) bytes, where the same chain in eager torch makes about
 twenty-five full-resolution passes over float32 tensors (notes/tensorrt-onnx.md measured that
 unfused chain costing more than half the codec's budget). ``colorize_torch`` is the same
@@ -32,7 +33,7 @@ import torch.nn.functional as F
 
 from facecolor.color import AB_SCALE
 from facecolor.runtime.geometry import Geometry
-from facecolor.runtime.gpu.preprocess import Group, PreparedBatch
+from facecolor.runtime.gpu.preprocess import Group, PreparedBatch, resize_matrix
 
 # OpenCV's Lab -> sRGB float constants (modules/imgproc/src/color_lab.cpp).
 WHITE_X, WHITE_Z = 0.950456, 1.088754
@@ -80,11 +81,16 @@ def upsample_ab(ab_norm: torch.Tensor, geometry: Geometry, ab_limit: float = AB_
 
     ``ab_norm``: float32 ``[B, 2, S, S]`` (ab/110), any device. Returns float32
     ``[B, 2, H, W]`` in CIELAB units, clamped to ``[-ab_limit, ab_limit]``, same device.
+    Bilinear when the image is larger than the render, area averaging when it is smaller
+    (``runtime.render.upsample_ab``); neither can leave the range of its inputs.
     """
     y0, y1, x0, x1 = geometry.crop
-    crop = ab_norm[:, :, y0:y1, x0:x1]
-    full = F.interpolate(crop, size=(geometry.height, geometry.width), mode="bilinear", align_corners=False)
-    return full.mul_(AB_SCALE).clamp_(-ab_limit, ab_limit)
+    crop = (ab_norm[:, :, y0:y1, x0:x1] * AB_SCALE).clamp_(-ab_limit, ab_limit)
+    if geometry.shrinks:
+        return F.interpolate(crop, size=(geometry.height, geometry.width), mode="bilinear", align_corners=False)
+    rows = resize_matrix(geometry.inner_height, geometry.height).to(crop.device)  # [H, h]
+    cols = resize_matrix(geometry.inner_width, geometry.width).to(crop.device)  # [W, w]
+    return torch.matmul(torch.matmul(rows, crop), cols.T)
 
 
 def quantize(rgb: torch.Tensor, peak: float, dtype: torch.dtype) -> torch.Tensor:
@@ -229,7 +235,8 @@ def colorize_triton(
     ``lightness``: float32 ``[B, H, W]`` contiguous; ``ab_norm``: float32 ``[N, 2, S, S]``
     contiguous (the whole batch); ``rows``: int32 ``[B]``, each image's row of ``ab_norm``; all
     on one CUDA device (or CPU tensors under ``TRITON_INTERPRET=1``). Returns what
-    ``colorize_torch`` returns for ``ab_norm[rows]``, on the current stream.
+    ``colorize_torch`` returns for ``ab_norm[rows]``, on the current stream. Only for images
+    larger than the render (``geometry.shrinks``): the kernel samples ab bilinearly.
     """
     kernel = _kernel()
     if kernel is None:
@@ -239,6 +246,8 @@ def colorize_triton(
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, not {layout!r}")
     count, height, width = (int(n) for n in lightness.shape)
+    if not geometry.shrinks:
+        raise ValueError("the kernel upsamples ab bilinearly: use colorize_torch for images smaller than the render")
     if (height, width) != (geometry.height, geometry.width):
         raise ValueError(f"lightness is {height}x{width}, the geometry says {geometry.height}x{geometry.width}")
     peak, dtype = _output_kind(bits)
@@ -276,7 +285,9 @@ class GpuPostprocessor:
         self.use_triton = use_triton
         self.ab_limit = float(ab_limit)
 
-    def _triton_for(self, device: torch.device) -> bool:
+    def _triton_for(self, device: torch.device, geometry: Geometry) -> bool:
+        if not geometry.shrinks:  # smaller than the render: area resampling, plain torch
+            return False
         if self.use_triton is None:
             return device.type == "cuda" and triton_available()
         return self.use_triton
@@ -308,7 +319,7 @@ class GpuPostprocessor:
         return results  # type: ignore[return-value]
 
     def _group(self, group: Group, ab_norm: torch.Tensor, layout: str, bits: int) -> torch.Tensor:
-        if self._triton_for(ab_norm.device):
+        if self._triton_for(ab_norm.device, group.geometry):
             rows = torch.tensor(group.indices, dtype=torch.int32).to(ab_norm.device, non_blocking=True)
             return colorize_triton(
                 group.lightness, ab_norm, rows, group.geometry,

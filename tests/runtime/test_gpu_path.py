@@ -25,15 +25,11 @@ from PIL import Image, ImageOps
 from facecolor.color import join_lab, lightness, to_dtype
 from facecolor.runtime.decode import apply_orientation
 from facecolor.runtime.geometry import fit_geometry
+from facecolor.runtime.render import colorize, full_lightness, render_lightness, upsample_ab
 from facecolor.runtime.gpu.cuda import GpuError, GpuOutOfMemory, NvjpegError, cuda_errors
 from facecolor.runtime.gpu.decode import orient, triage
-from facecolor.runtime.gpu.jpeg import (
-    JpegHeaderError,
-    exif_orientation,
-    insert_metadata,
-    read_comments,
-    read_jpeg_info,
-)
+from facecolor.runtime.gpu.jpeg import JpegHeaderError, exif_orientation, read_comments, read_jpeg_info
+from facecolor.runtime.write import jpeg_with_comment
 from facecolor.runtime.gpu.postprocess import GpuPostprocessor, colorize_torch
 from facecolor.runtime.gpu.preprocess import (
     GpuImage,
@@ -70,20 +66,14 @@ def exif_with_orientation(value: int, big_endian: bool = False) -> bytes:
 
 
 def cpu_render(gray: np.ndarray, size: int) -> np.ndarray:
-    """The CPU path's render, written out with OpenCV (geometry.py's rules)."""
-    geometry = fit_geometry(*gray.shape[:2], size)
-    interpolation = cv2.INTER_AREA if geometry.shrinks else cv2.INTER_LINEAR
-    inner = cv2.resize(lightness(gray), (geometry.inner_width, geometry.inner_height), interpolation=interpolation)
-    return cv2.copyMakeBorder(inner, *geometry.padding, cv2.BORDER_REPLICATE) / 50.0 - 1.0
+    """The CPU path's render (``runtime.render``)."""
+    return render_lightness(full_lightness(gray), fit_geometry(*gray.shape[:2], size))
 
 
 def cpu_colorize(light: np.ndarray, ab_norm: np.ndarray, size: int, bits: int = 8) -> np.ndarray:
-    """The CPU path's postprocess, written out with OpenCV: HxWx3 uint8/uint16."""
-    height, width = light.shape
-    y0, y1, x0, x1 = fit_geometry(height, width, size).crop
-    crop = np.ascontiguousarray(ab_norm[:, y0:y1, x0:x1].transpose(1, 2, 0))
-    ab = np.clip(cv2.resize(crop, (width, height), interpolation=cv2.INTER_LINEAR) * 110.0, -110, 110)
-    return to_dtype(join_lab(light, ab), np.uint16 if bits == 16 else np.uint8)
+    """The CPU path's postprocess (``runtime.render``): HxWx3 uint8/uint16."""
+    geometry = fit_geometry(*light.shape, size)
+    return colorize(light, upsample_ab(ab_norm, geometry), np.uint16 if bits == 16 else np.uint8)
 
 
 # --------------------------------------------------------------------------- JPEG headers
@@ -135,7 +125,7 @@ def test_triage_sends_the_rest_to_the_cpu():
 def test_exif_orientation_is_read(orientation, big_endian):
     tiff = exif_with_orientation(orientation, big_endian)
     assert exif_orientation(tiff) == orientation
-    data = insert_metadata(jpeg_bytes(smooth_gray(16, 24)), exif=tiff)
+    data = jpeg_bytes(smooth_gray(16, 24), exif=b"Exif\x00\x00" + tiff)
     assert read_jpeg_info(data).orientation == orientation
     assert Image.open(io.BytesIO(data)).getexif().get(0x0112) == orientation
 
@@ -168,31 +158,12 @@ def test_orient_matches_pillow_and_the_cpu_decoder(orientation):
 # --------------------------------------------------------------------------- metadata
 
 
-def test_comment_goes_after_jfif_and_keeps_the_image():
-    original = jpeg_bytes(smooth_gray(40, 32), quality=90)
-    note = "colorized by facecolor 0.1.0 (model gpsagd (sha256:0123456789ab))"
-    marked = insert_metadata(original, comment=note)
+def test_comments_are_read_back():
+    """The GPU path stamps nvJPEG output with the CPU writer's own jpeg_with_comment."""
+    note = "colorized by facecolor 0.1.0, model gpsagd (sha256:0123456789ab)"
+    marked = jpeg_with_comment(jpeg_bytes(smooth_gray(40, 32)), note)
     assert read_comments(marked) == [note.encode()]
-    assert marked[2:4] == b"\xff\xe0"  # JFIF APP0 still directly after SOI
-    com = marked.index(b"\xff\xfe")
-    assert com == 4 + struct.unpack(">H", original[4:6])[0]
-    assert Image.open(io.BytesIO(marked)).info.get("comment") == note.encode()
-    np.testing.assert_array_equal(
-        cv2.imdecode(np.frombuffer(marked, np.uint8), cv2.IMREAD_UNCHANGED),
-        cv2.imdecode(np.frombuffer(original, np.uint8), cv2.IMREAD_UNCHANGED),
-    )
-
-
-def test_comment_without_jfif_and_limits():
-    original = jpeg_bytes(smooth_gray(8, 8))
-    length = struct.unpack(">H", original[4:6])[0]
-    bare = original[:2] + original[4 + length:]  # no APP0
-    marked = insert_metadata(bare, comment=b"x")
-    assert marked[2:4] == b"\xff\xfe" and read_comments(marked) == [b"x"]
-    with pytest.raises(ValueError):
-        insert_metadata(original, comment="y" * 70000)
-    with pytest.raises(JpegHeaderError):
-        insert_metadata(b"GIF89a", comment="z")
+    assert read_jpeg_info(marked).frame == "baseline"
 
 
 # --------------------------------------------------------------------------- preprocess
@@ -273,7 +244,7 @@ def test_lab_to_srgb_agrees_with_the_cpu_conversion_everywhere():
     assert diff.max() < 2e-3, f"max |diff| {diff.max():.2e} at Lab {lab.reshape(-1, 3)[diff.max(-1).argmax()]}"
 
 
-@pytest.mark.parametrize("shape", [(97, 61), (40, 90), (20, 20), (300, 240)])
+@pytest.mark.parametrize("shape", [(97, 61), (40, 90), (20, 20), (300, 240), (12, 30), (32, 7)])
 def test_colorize_matches_the_cpu_path(shape):
     light = lightness(smooth_gray(*shape))
     ab = _ab(2, 32)
