@@ -143,6 +143,9 @@ def _train_options(function):
         click.option("--flip/--no-flip", default=True, show_default=True, help="Random horizontal flips."),
         click.option("--progress/--no-progress", default=True, show_default=True,
                      help="Progress bars (only when stderr is a terminal)."),
+        click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True),
+                     help="Time budget: stop after the first epoch that ends past it and write the "
+                          "final outputs (the checkpoint records the epochs trained)."),
         click.option("--restart", is_flag=True, help="Discard RUN_DIR's resume state and train from scratch."),
         click.option("--stop-after-epochs", type=click.IntRange(min=1), hidden=True,
                      help="Stop after N epochs of this call, as an interruption would (tests)."),
@@ -188,6 +191,7 @@ def _settings(preset: str, options: dict[str, Any]):
         flip=options["flip"], init=options["init"], encoder_weights=options["encoder_weights"],
         device=options["device"], amp=options["amp"], cache_dir=options["cache_dir"],
         workers=options["workers"], contact_images=options["contact_images"], progress=options["progress"],
+        max_minutes=options["max_minutes"],
     )
 
 

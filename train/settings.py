@@ -21,7 +21,7 @@ from facecolor.train.errors import DeviceUnavailableError, TrainError
 #: Fields that may change between an interrupted run and its continuation: they say *where*
 #: and *how fast* to train, not *what*. Everything else must match to resume.
 RUNTIME_FIELDS = frozenset(
-    {"out", "device", "amp", "cache_dir", "workers", "contact_images", "progress"}
+    {"out", "device", "amp", "cache_dir", "workers", "contact_images", "progress", "max_minutes"}
 )
 
 AMP_CHOICES = ("auto", "bf16", "fp16", "off")
@@ -62,6 +62,9 @@ class TrainSettings:
     workers: int = 4
     contact_images: int = 8
     progress: bool = True
+    #: Wall-clock budget of one call: after the first epoch that ends past it, training stops
+    #: and the final outputs are written; the recipe records the epochs actually trained.
+    max_minutes: float | None = None
 
     def __post_init__(self) -> None:
         checks = {
@@ -75,6 +78,7 @@ class TrainSettings:
             "limit": self.limit is None or self.limit >= 2,
             "val_limit": self.val_limit is None or self.val_limit >= 1,
             "contact_images": self.contact_images >= 0,
+            "max_minutes": self.max_minutes is None or self.max_minutes > 0,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:

@@ -136,6 +136,7 @@ class Trainer:
         self.channels_last = device.type == "cuda"
         self.history: list[dict[str, Any]] = []
         self.init_info: dict[str, Any] | None = None
+        self.time_limited: dict[str, Any] | None = None
 
     # ----------------------------------------------------------------------- the run
 
@@ -151,6 +152,7 @@ class Trainer:
         self._build_models(state)
         self.history = list(state.history)
         epochs_run = 0
+        deadline = started + 60 * self.settings.max_minutes if self.settings.max_minutes else None
         for index, stage in enumerate(self.plan):
             first = state.epoch if index == state.stage_index else 0
             if index < state.stage_index or first >= stage.epochs:
@@ -163,8 +165,25 @@ class Trainer:
                 if stop_after_epochs is not None and epochs_run >= stop_after_epochs and not last:
                     log.info(f"stopped after {epochs_run} epoch(s) as asked; rerun to continue")
                     return self._result(False, epochs_run, started)
+                if not last and self._past_deadline(deadline):
+                    self.time_limited = {"stage": stage.name, "epoch": epoch, "of": stage.epochs,
+                                         "max_minutes": self.settings.max_minutes}
+                    log.info(f"--max-minutes {self.settings.max_minutes:g} reached after "
+                             f"{stage.name} epoch {epoch}/{stage.epochs}; writing the final outputs")
+                    break
+            if self.time_limited:
+                break
         files = self._finish(started)
         return self._result(True, epochs_run, started, files)
+
+    def _past_deadline(self, deadline: float | None) -> bool:
+        """Whether the time budget is spent, agreed by all ranks (rank 0's clock decides)."""
+        if deadline is None:
+            return False
+        flag = torch.tensor([float(self.world.is_main and time.perf_counter() > deadline)])
+        if self.world.distributed:
+            flag = distributed.all_reduce_sum(flag.to(self.device)).cpu()
+        return bool(flag.item() > 0)
 
     def _open_run_dir(self, restart: bool) -> ResumeState:
         """A fresh state, or the saved one when its recipe matches (else ResumeMismatchError)."""
@@ -374,11 +393,19 @@ class Trainer:
                 rates.setdefault(entry["stage"], []).append(entry["images_per_s"])
         return {stage: round(sum(v) / len(v), 2) for stage, v in rates.items()}
 
+    def _epochs_trained(self) -> dict[str, int]:
+        """Epochs each stage really trained (fewer than planned when --max-minutes cut in)."""
+        trained: dict[str, int] = {}
+        for entry in self.history:
+            trained[entry["stage"]] = max(trained.get(entry["stage"], 0), entry["epoch"])
+        return trained
+
     def _write_metrics(self, finished: bool) -> Path:
         document = {
             "preset": self.preset.name, "device": self.settings.device, "amp": self.settings.amp,
             "world_size": self.world.size, "finished": finished, "throughput": self._throughput(),
-            "final": getattr(self, "final_metrics", {}), "epochs": self.history,
+            "final": getattr(self, "final_metrics", {}), "time_limited": self.time_limited,
+            "epochs": self.history,
         }
         text = json.dumps(document, indent=2) + "\n"
         path = self.out / "metrics.json"
@@ -407,6 +434,8 @@ class Trainer:
         recipe = {
             "settings": self.settings.to_dict(),
             "stages": [{"stage": p.name, "epochs": p.epochs} for p in self.plan],
+            "epochs_trained": self._epochs_trained(),
+            "time_limited": self.time_limited,
             "skipped_stages": skipped_stages(self.preset, self.plan),
             "init": self.init_info,
             "optimizer": f"Adam lr={self.settings.lr} betas=({self.settings.beta1}, {self.settings.beta2})",

@@ -109,3 +109,18 @@ def test_init_starts_from_the_checkpoint_weights(gpsagd_run, tiny_data, tmp_path
     assert result.exit_code == 0, result.output
     source = read_checkpoint(out / "gpsagd.safetensors").state_dict
     assert all(np.allclose(seen["weights"][k].numpy(), v.numpy()) for k, v in source.items())
+
+
+def test_max_minutes_stops_early_and_still_writes_a_complete_run(tiny_data, tmp_path):
+    from facecolor.checkpoint import read_checkpoint
+    from train_testkit import invoke, train_args
+
+    out = tmp_path / "timed"
+    args = train_args("pug", tiny_data, out, "--max-minutes", "0.0001")
+    args[args.index("--epochs") + 1] = "3"
+    result = invoke(args)
+    assert result.exit_code == 0, result.output
+    recipe = read_checkpoint(out / "pug.safetensors").recipe
+    assert recipe["epochs_trained"] == {"pretrain_g": 1}
+    assert recipe["time_limited"]["epoch"] == 1 and recipe["time_limited"]["of"] == 3
+    assert (out / "contact_sheet.png").is_file()
