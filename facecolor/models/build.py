@@ -58,7 +58,10 @@ def _unet_config(preset: Preset, render_size: int, width: float) -> dict[str, An
 
 def _build_unet(config: Mapping[str, Any], weights: Path | None) -> nn.Module:
     model = UNetGenerator(
-        ngf=config["ngf"], depth=config["depth"], in_channels=config["in_channels"], out_channels=config["out_channels"]
+        ngf=config["ngf"],
+        depth=config["depth"],
+        in_channels=config["in_channels"],
+        out_channels=config["out_channels"],
     )
     pix2pix_init_(model)
     return model
@@ -180,7 +183,9 @@ def build_generator_from_config(config: Mapping[str, Any]) -> nn.Module:
     if not isinstance(config, Mapping):
         raise ModelConfigError(f"a model config is a dict, got {type(config).__name__}")
     if "preset" not in config:
-        raise ModelConfigError(f"model config has no 'preset' key (keys: {sorted(config)}); it is not a facecolor config")
+        raise ModelConfigError(
+            f"model config has no 'preset' key (keys: {sorted(config)}); it is not a facecolor config"
+        )
     defaults = model_config(
         config["preset"], render_size=config.get("render_size", 128), width=config.get("width", 1.0)
     )
@@ -197,16 +202,18 @@ def _check_consistent(config: Mapping[str, Any], defaults: Mapping[str, Any]) ->
     if _ARCHITECTURES[defaults["arch"]].has_encoder:
         fixed += ["skip_indices", "skip_channels", "bottleneck_channels"]
     for key in fixed:
-        if list_or_value(config[key]) != list_or_value(defaults[key]):
+        if _as_list(config[key]) != _as_list(defaults[key]):
             raise ModelConfigError(
                 f"model config says {key}={config[key]!r} but preset {config['preset']!r} has "
                 f"{defaults[key]!r}; the config was edited or comes from another facecolor version"
             )
     if config["encoder_weights"] not in ("imagenet", "random"):
-        raise ModelConfigError(f"encoder_weights must be 'imagenet' or 'random', got {config['encoder_weights']!r}")
+        raise ModelConfigError(
+            f"encoder_weights must be 'imagenet' or 'random', got {config['encoder_weights']!r}"
+        )
 
 
-def list_or_value(value: Any) -> Any:
+def _as_list(value: Any) -> Any:
     """JSON turns tuples into lists; compare sequences as lists."""
     return list(value) if isinstance(value, (list, tuple)) else value
 

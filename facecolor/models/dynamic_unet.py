@@ -142,12 +142,14 @@ class DynamicUNet(nn.Module):
             conv_bn_relu(middle_channels * 2, middle_channels),
         )
         blocks, in_ch = [], middle_channels
-        for i, (skip_ch, up_ch, out_ch) in enumerate(zip(reversed(skip_channels), upsample_channels, decoder_channels)):
+        plan = zip(reversed(skip_channels), upsample_channels, decoder_channels)  # deepest first
+        for i, (skip_ch, up_ch, out_ch) in enumerate(plan):
             blocks.append(UpBlock(in_ch, up_ch, skip_ch, out_ch, attention=i == attention_block))
             in_ch = out_ch
         self.blocks = nn.ModuleList(blocks)
         self.final_up = PixelShuffleUp(in_ch, final_channels)
-        self.head = nn.Sequential(ResBlock(final_channels + 1), nn.Conv2d(final_channels + 1, out_channels, 1))
+        crossed = final_channels + 1  # + the raw L input
+        self.head = nn.Sequential(ResBlock(crossed), nn.Conv2d(crossed, out_channels, 1))
         for module in [self.middle, self.blocks, self.head]:
             _kaiming_init(module)
 

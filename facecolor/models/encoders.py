@@ -61,7 +61,8 @@ class EncoderSpec:
 def _resnet18_features(model: nn.Module) -> nn.Sequential:
     # Everything but the global pool and the classifier (fastai's cut at -2).
     return nn.Sequential(
-        model.conv1, model.bn1, model.relu, model.maxpool, model.layer1, model.layer2, model.layer3, model.layer4
+        model.conv1, model.bn1, model.relu, model.maxpool,
+        model.layer1, model.layer2, model.layer3, model.layer4,
     )
 
 
@@ -116,8 +117,8 @@ def load_torchvision_weights(model: nn.Module, path: Path, arch: str) -> None:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several unrelated types for a bad file
         raise EncoderWeightsError(
-            f"{path} is not a loadable torchvision state dict ({error}); expected {ENCODER_WEIGHT_FILES[arch]} "
-            f"from {_DOWNLOAD_ROOT}"
+            f"{path} is not a loadable torchvision state dict ({error}); expected "
+            f"{ENCODER_WEIGHT_FILES[arch]} from {_DOWNLOAD_ROOT}"
         ) from error
     if not isinstance(state, dict):
         raise EncoderWeightsError(f"{path} holds a {type(state).__name__}, not a state dict for {arch}")

@@ -41,7 +41,9 @@ class Preset:
             raise ValueError(f"preset {self.name!r}: arch {self.arch!r} is not one of {ARCHITECTURES}")
         order = [STAGES.index(s) for s in self.stages if s in STAGES]
         if len(order) != len(self.stages) or order != sorted(set(order)):
-            raise ValueError(f"preset {self.name!r}: stages {self.stages} must be an ordered subset of {STAGES}")
+            raise ValueError(
+                f"preset {self.name!r}: stages {self.stages} must be an ordered subset of {STAGES}"
+            )
         if self.attention and self.arch == "unet":
             raise ValueError(f"preset {self.name!r}: self-attention is only built into encoder U-Nets")
 

@@ -163,7 +163,9 @@ def test_attention_block_is_in_the_third_last_decoder_block():
 def test_encoder_skips_match_a_dummy_forward(arch):
     spec = ENCODERS[arch]
     indices, channels, out_channels = probe_encoder(build_encoder(arch, None))
-    assert (indices, channels, out_channels) == (list(spec.skip_indices), list(spec.skip_channels), spec.out_channels)
+    assert indices == list(spec.skip_indices)
+    assert channels == list(spec.skip_channels)
+    assert out_channels == spec.out_channels
 
 
 def test_encoder_weights_from_an_explicit_path(tmp_path):
@@ -234,9 +236,28 @@ def test_discriminator_backward_reaches_its_first_layer():
 # --------------------------------------------------------------------------- ONNX
 
 
+def test_attention_is_plain_matmul_softmax(monkeypatch):
+    """scaled_dot_product_attention would export as ONNX Attention (opset 23), which TensorRT
+    before 10.14 cannot parse; the block must never call it."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("SelfAttention must not use scaled_dot_product_attention")
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", refuse)
+    generator = build_generator("psag", width=TINY)
+    with torch.no_grad():
+        generator.blocks[0].attention.gamma.fill_(1.0)
+    assert generator(torch.rand(2, 1, 64, 64) * 2 - 1).shape == (2, 2, 64, 64)
+
+
+@pytest.mark.slow
 def test_attention_generator_exports_to_onnx_opset20(tmp_path):
     """The hardest preset exports with dynamic batch: MatMul + Softmax (no Attention op), the
-    odd SqueezeNet sizes as Resize, and the same output as PyTorch in ONNX Runtime."""
+    odd SqueezeNet sizes as Resize, and the same output as PyTorch in ONNX Runtime.
+
+    Slow (about 15 s idle, most of it the exporter); tests/export covers the whole export path
+    from checkpoints, this one pins the models package's own promise.
+    """
     onnx = pytest.importorskip("onnx")
     ort = pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
