@@ -74,26 +74,45 @@ def save_checkpoint(
     half: bool = False,
 ) -> Path:
     """Write the plain (never compiled or DDP-wrapped) generator and its metadata atomically."""
-    from safetensors.torch import save_file
-
     module = getattr(generator, "module", generator)  # DDP
     module = getattr(module, "_orig_mod", module)  # torch.compile
-    tensors = {}
-    for name, tensor in module.state_dict().items():
-        tensor = tensor.detach().to("cpu").contiguous()
-        if half and tensor.is_floating_point() and "running_var" not in name:
-            tensor = tensor.half()
-        tensors[GENERATOR_PREFIX + name] = tensor
-    config = {**model_config, "color_convention": COLOR_CONVENTION}
     document = {
         "format_version": FORMAT_VERSION,
-        "model_config": config,
+        "model_config": {**model_config, "color_convention": COLOR_CONVENTION},
         "recipe": recipe or {},
         "data": data or {},
         "metrics": metrics or {},
     }
+    return _write(Path(path), module.state_dict(), document, half)
+
+
+def save_half_copy(source: str | Path, target: str | Path) -> Path:
+    """Rewrite a checkpoint with fp16 weights (half the size; BatchNorm statistics stay fp32).
+
+    Why: the shipped model must stay small in git and in transfers; load_generator turns the
+    weights back into fp32, and the colors differ from the fp32 file by far less than a level.
+    """
+    checkpoint = read_checkpoint(source)
+    document = {
+        "format_version": FORMAT_VERSION,
+        "model_config": checkpoint.model_config,
+        "recipe": checkpoint.recipe,
+        "data": checkpoint.data,
+        "metrics": {**checkpoint.metrics, "weights_dtype": "float16"},
+    }
+    return _write(Path(target), checkpoint.state_dict, document, half=True)
+
+
+def _write(path: Path, state: dict[str, torch.Tensor], document: dict[str, Any], half: bool) -> Path:
+    from safetensors.torch import save_file
+
+    tensors = {}
+    for name, tensor in state.items():
+        tensor = tensor.detach().to("cpu").contiguous()
+        if half and tensor.is_floating_point() and "running_" not in name:
+            tensor = tensor.half()
+        tensors[GENERATOR_PREFIX + name] = tensor
     metadata = {METADATA_KEY: json.dumps(document, sort_keys=True, default=str)}
-    path = Path(path)
     write_atomically(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
     return path
 
