@@ -180,6 +180,14 @@ class StageRunner:
 
     # -- the two kinds of stage
     def _map_worker(self, index: int, stage: MapStage, remaining: list[int]) -> None:
+        try:
+            self._map_loop(index, stage)
+        except BaseException as error:  # a bug in the runner itself: stop, never hang
+            self._fatal_error(error)
+        finally:
+            self._end_stage(index, remaining)
+
+    def _map_loop(self, index: int, stage: MapStage) -> None:
         stats, inbox = self.stats[stage.name], self._queues[index]
         while True:
             item = self._get(inbox)
@@ -199,9 +207,16 @@ class StageRunner:
                 stats.items += 1
                 stats.calls += 1
             self._forward(index, item)
-        self._end_stage(index, remaining)
 
     def _batch_worker(self, index: int, stage: BatchStage, remaining: list[int]) -> None:
+        try:
+            self._batch_loop(index, stage)
+        except BaseException as error:  # the backend failed: a batch is never one file's fault
+            self._fatal_error(error)
+        finally:
+            self._end_stage(index, remaining)
+
+    def _batch_loop(self, index: int, stage: BatchStage) -> None:
         stats, inbox = self.stats[stage.name], self._queues[index]
         ended = False
         while not ended:
@@ -219,18 +234,13 @@ class StageRunner:
                     break
                 batch.append(item)
             start = time.perf_counter()
-            try:
-                batch = stage.fn(batch)
-            except Exception as error:
-                self._fatal_error(error)
-                break
+            batch = stage.fn(batch)
             with self._lock:
                 stats.busy_s += time.perf_counter() - start
                 stats.items += len(batch)
                 stats.calls += 1
             for item in batch:
                 self._forward(index, item)
-        self._end_stage(index, remaining)
 
     def _feed(self, items: Iterable[Item]) -> None:
         try:
@@ -241,7 +251,7 @@ class StageRunner:
                     self._finish(item)
                 elif not self._put(self._queues[0], item):
                     return
-        except Exception as error:  # the walk itself broke (IN_DIR vanished, ...)
+        except BaseException as error:  # the walk itself broke (IN_DIR vanished, ...)
             self._fatal_error(error)
             return
         self._put(self._queues[0], _END)
