@@ -8,13 +8,15 @@ exceptions below, with what was being done in the message. Callers then decide p
 type: a decode failure sends a file to the CPU decoder, an out-of-memory error names
 ``--batch-size``, anything else is fatal for the run.
 
-Nothing here needs a GPU to import; ``require_cuda`` says plainly when there is none.
+Nothing here needs a GPU to import; ``require_cuda`` says plainly when there is none. The
+stream helpers at the end accept a CPU device too (streams and events become None and waits
+no-ops), so the GPU pipeline's stage logic runs unchanged on CPU tensors in the tests.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 import torch
 
@@ -79,13 +81,53 @@ def require_cuda(device: str | torch.device = "cuda") -> torch.device:
     return device
 
 
-def hand_over(tensor: torch.Tensor, consumer: torch.cuda.Stream) -> torch.Tensor:
+def hand_over(tensor: torch.Tensor, consumer: torch.cuda.Stream | None) -> torch.Tensor:
     """Tell torch's caching allocator that ``consumer`` uses ``tensor`` too.
 
     Tensors made on one stream and read on another must be recorded on the reader, or the
     allocator may hand their memory out again while the reader's kernels are still queued
     (see "CUDA caching allocator" in torch's notes). Returns ``tensor`` for chaining.
     """
-    if tensor.is_cuda:
+    if consumer is not None and tensor.is_cuda:
         tensor.record_stream(consumer)
     return tensor
+
+
+# --------------------------------------------------------------------------- streams and events
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``device`` with its CUDA index resolved (GpuUnavailable without CUDA); CPU as is."""
+    device = torch.device(device)
+    return device if device.type == "cpu" else require_cuda(device)
+
+
+def new_stream(device: torch.device) -> torch.cuda.Stream | None:
+    """A fresh non-default CUDA stream on ``device``; None for the CPU."""
+    return torch.cuda.Stream(device) if device.type == "cuda" else None
+
+
+def on_stream(stream: torch.cuda.Stream | None) -> AbstractContextManager:
+    """Make ``stream`` current for the block (nothing for the CPU's None)."""
+    return torch.cuda.stream(stream) if stream is not None else nullcontext()
+
+
+def mark(stream: torch.cuda.Stream | None) -> torch.cuda.Event | None:
+    """An event recorded on ``stream`` after everything queued so far; None for the CPU."""
+    if stream is None:
+        return None
+    event = torch.cuda.Event()
+    event.record(stream)
+    return event
+
+
+def host_wait(event: torch.cuda.Event | None) -> None:
+    """Block this thread (not the GIL) until ``event`` has completed."""
+    if event is not None:
+        event.synchronize()
+
+
+def drain(stream: torch.cuda.Stream | None) -> None:
+    """Block this thread until ``stream`` has run everything queued on it."""
+    if stream is not None:
+        stream.synchronize()

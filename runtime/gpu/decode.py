@@ -37,7 +37,15 @@ import numpy as np
 import torch
 
 from facecolor.runtime.decode import jpeg_is_truncated
-from facecolor.runtime.gpu.cuda import NvjpegError, cuda_errors, require_cuda
+from facecolor.runtime.gpu.cuda import (
+    NvjpegError,
+    cuda_errors,
+    drain,
+    mark,
+    new_stream,
+    on_stream,
+    resolve_device,
+)
 from facecolor.runtime.gpu.jpeg import JpegHeaderError, JpegInfo, read_jpeg_info
 from facecolor.runtime.gpu.preprocess import GpuImage
 
@@ -110,12 +118,13 @@ class NvjpegDecoder:
     """Batched nvJPEG decoding onto one CUDA device, on the decoder's own stream.
 
     Call ``decode`` and ``upload`` from one thread (the decode stage); hand the results to other
-    streams after ``ready_event()``.
+    streams after ``ready_event()``. With ``device="cpu"`` the same calls run torchvision's CPU
+    (libjpeg) decoder and no stream: the tests drive the GPU pipeline's logic that way.
     """
 
     def __init__(self, device: str | torch.device = "cuda") -> None:
-        self.device = require_cuda(device)
-        self.stream = torch.cuda.Stream(self.device)
+        self.device = resolve_device(device)
+        self.stream = new_stream(self.device)
 
     def decode(
         self, files: Sequence[bytes | bytearray | memoryview], infos: Sequence[JpegInfo]
@@ -146,8 +155,8 @@ class NvjpegDecoder:
         from torchvision.io import decode_jpeg
 
         tensors = [_as_tensor(data) for data in files]
-        with torch.cuda.stream(self.stream):
-            self.stream.synchronize()  # see the module docstring (pytorch/vision#9606)
+        with on_stream(self.stream):
+            drain(self.stream)  # see the module docstring (pytorch/vision#9606)
             try:
                 with cuda_errors(f"nvJPEG decode of {len(tensors)} {kind} JPEGs", NvjpegError):
                     return list(decode_jpeg(tensors, mode=mode, device=self.device))
@@ -156,7 +165,7 @@ class NvjpegDecoder:
                     return [error]
             outputs: list[torch.Tensor | NvjpegError] = []
             for tensor in tensors:  # one bad file fails the whole batch: find it
-                self.stream.synchronize()
+                drain(self.stream)
                 try:
                     with cuda_errors(f"nvJPEG decode of one {kind} JPEG", NvjpegError):
                         outputs.append(decode_jpeg([tensor], mode=mode, device=self.device)[0])
@@ -167,7 +176,7 @@ class NvjpegDecoder:
     def _orient(self, image: torch.Tensor, orientation: int) -> torch.Tensor:
         if orientation == 1:
             return image
-        with torch.cuda.stream(self.stream):
+        with on_stream(self.stream):
             return orient(image, orientation)
 
     def upload(self, array: np.ndarray) -> GpuImage:
@@ -190,17 +199,18 @@ class NvjpegDecoder:
             bits, host = 16, np.ascontiguousarray(array.transpose(2, 0, 1), dtype=np.int32)
         else:
             raise ValueError(f"expected uint8 or uint16 pixels, got {array.dtype}")
-        with torch.cuda.stream(self.stream), cuda_errors(f"upload of a {array.shape} image"):
+        if self.device.type == "cpu":
+            return GpuImage(torch.from_numpy(host), bits=bits)
+        with on_stream(self.stream), cuda_errors(f"upload of a {array.shape} image"):
             pinned = torch.from_numpy(host).pin_memory()
             pixels = pinned.to(self.device, non_blocking=True)
         return GpuImage(pixels, bits=bits)
 
-    def ready_event(self) -> torch.cuda.Event:
-        """An event recorded on the decoder's stream after everything queued so far."""
-        event = torch.cuda.Event()
-        event.record(self.stream)
-        return event
+    def ready_event(self) -> torch.cuda.Event | None:
+        """An event recorded on the decoder's stream after everything queued so far (None on
+        the CPU)."""
+        return mark(self.stream)
 
     def close(self) -> None:
         """Wait for queued work; the stream goes with the object (torch pools streams)."""
-        self.stream.synchronize()
+        drain(self.stream)

@@ -23,12 +23,24 @@ from collections.abc import Iterable, Sequence
 
 import torch
 
-from facecolor.runtime.gpu.cuda import NvjpegError, cuda_errors, require_cuda
+from facecolor.runtime.gpu.cuda import (
+    NvjpegError,
+    cuda_errors,
+    drain,
+    host_wait,
+    mark,
+    new_stream,
+    on_stream,
+    resolve_device,
+)
 from facecolor.runtime.write import jpeg_with_comment
 
 
 class NvjpegEncoder:
-    """nvJPEG encoding on one CUDA device at one quality; use from a single thread."""
+    """nvJPEG encoding on one CUDA device at one quality; use from a single thread.
+
+    With ``device="cpu"`` the same calls run torchvision's CPU (libjpeg) encoder (for tests).
+    """
 
     def __init__(
         self,
@@ -39,10 +51,10 @@ class NvjpegEncoder:
     ) -> None:
         if not 1 <= int(quality) <= 100:
             raise ValueError(f"JPEG quality must be within 1..100, not {quality}")
-        self.device = require_cuda(device)
+        self.device = resolve_device(device)
         self.quality = int(quality)
         self.note = note
-        self.stream = torch.cuda.Stream(self.device)
+        self.stream = new_stream(self.device)
 
     def encode(
         self, images: Sequence[torch.Tensor], ready: Iterable[torch.cuda.Event] | None = None
@@ -59,22 +71,22 @@ class NvjpegEncoder:
         if not images:
             return []
         for image in images:
-            if image.dtype != torch.uint8 or image.ndim != 3 or image.shape[0] != 3 or not image.is_cuda:
+            if image.dtype != torch.uint8 or image.ndim != 3 or image.shape[0] != 3 or image.device != self.device:
                 raise ValueError(
-                    f"nvJPEG encodes uint8 [3, H, W] CUDA tensors, got {image.dtype} "
+                    f"nvJPEG encodes uint8 [3, H, W] tensors on {self.device}, got {image.dtype} "
                     f"{tuple(image.shape)} on {image.device}"
                 )
+        cuda = self.device.type == "cuda"
         if ready is None:
-            event = torch.cuda.Event()
-            event.record(torch.cuda.current_stream(self.device))
-            ready = [event]
+            ready = [mark(torch.cuda.current_stream(self.device))] if cuda else []
         what = f"nvJPEG encode of {len(images)} images"
-        with torch.cuda.stream(self.stream), cuda_errors(what, NvjpegError):
+        with on_stream(self.stream), cuda_errors(what, NvjpegError):
             for event in ready:
-                event.synchronize()
+                host_wait(event)
             encoded = encode_jpeg(list(images), quality=self.quality)
-            torch.cuda.default_stream(self.device).synchronize()  # the bitstream copies
-            self.stream.synchronize()
+            if cuda:
+                drain(torch.cuda.default_stream(self.device))  # the bitstream copies
+            drain(self.stream)
             lengths = [int(t.numel()) for t in encoded]
             host = torch.cat(encoded).cpu() if len(encoded) > 1 else encoded[0].cpu()
         del encoded
@@ -90,4 +102,4 @@ class NvjpegEncoder:
 
     def close(self) -> None:
         """Wait for queued work; the stream goes with the object."""
-        self.stream.synchronize()
+        drain(self.stream)
