@@ -191,7 +191,13 @@ def build_generator_from_config(config: Mapping[str, Any]) -> nn.Module:
     )
     merged = {key: config.get(key, value) for key, value in defaults.items()}
     _check_consistent(merged, defaults)
-    generator = _ARCHITECTURES[merged["arch"]].build(merged, None)
+    try:
+        generator = _ARCHITECTURES[merged["arch"]].build(merged, None)
+    except (TypeError, ValueError, RuntimeError) as error:  # e.g. mismatched channel lists
+        raise ModelConfigError(
+            f"model config for preset {merged['preset']!r} cannot build a generator ({error}); "
+            f"rebuild it with facecolor.models.model_config"
+        ) from error
     generator.config = merged
     return generator
 

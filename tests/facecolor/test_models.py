@@ -135,6 +135,8 @@ def test_rebuild_refuses_a_config_that_contradicts_its_preset():
         build_generator_from_config({**config, "attention": True})
     with pytest.raises(ModelConfigError, match="preset"):
         build_generator_from_config({"arch": "unet"})
+    with pytest.raises(ModelConfigError, match="cannot build"):
+        build_generator_from_config({**config, "decoder_channels": [8]})
     with pytest.raises(UnknownPresetError):
         build_generator_from_config({**config, "preset": "psgx"})
 
