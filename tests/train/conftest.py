@@ -2,6 +2,10 @@
 
 Everything is tiny on purpose (32 px images, width-0.125 networks, batch 4, one epoch per
 stage) so the whole folder runs in well under two minutes on two CPU cores.
+
+torch runs single-threaded here: for networks this small a second thread buys nothing, and on
+a shared machine OpenMP's spinning threads made each step 10-20x slower (measured: 0.1 s vs
+1.2-2.5 s per GAN step at load 14 on 2 cores).
 """
 
 from __future__ import annotations
@@ -9,7 +13,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 from train_testkit import invoke, synthetic_faces, train_args
+
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

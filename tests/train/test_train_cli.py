@@ -26,14 +26,6 @@ def test_group_lists_presets_and_eval():
     assert "eval" in result.output and "gpsagd" in result.output and "pug" in result.output
 
 
-def test_python_dash_m_entry_point():
-    import subprocess
-    import sys
-
-    done = subprocess.run([sys.executable, "-m", "facecolor.train", "--help"], capture_output=True, text=True)
-    assert done.returncode == 0 and "PRESET|eval" in done.stdout
-
-
 def test_unknown_preset_lists_the_valid_ones():
     result = CliRunner().invoke(main, ["nope", "--help"])
     assert result.exit_code == 2

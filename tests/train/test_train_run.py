@@ -74,12 +74,23 @@ def test_rerun_with_other_settings_is_refused(gpsagd_run, tiny_data):
     assert result.exit_code == 1 and "batch_size: 4 then, 6 now" in result.output and "--restart" in result.output
 
 
-def test_init_skips_g_pretraining_and_is_recorded(gpsagd_run, tiny_data, tmp_path):
+def test_init_skips_g_pretraining_starts_from_its_weights_and_is_recorded(
+    gpsagd_run, tiny_data, tmp_path, monkeypatch
+):
+    from facecolor.train import trainer
+
     out, _ = gpsagd_run
     source = out / "gpsagd.safetensors"
-    # No --width/--render-size: they default to the --init checkpoint's.
-    args = [a for a in train_args("gpsag", tiny_data, tmp_path / "gpsag", "--init", source)]
-    for flag in ("--width", "--render-size"):
+    seen = {}
+    real_stage_nets = trainer.Trainer._stage_nets
+
+    def spy(self, stage, saved):  # the generator's weights as the first stage starts
+        seen.setdefault("weights", {k: v.clone() for k, v in self.generator.state_dict().items()})
+        return real_stage_nets(self, stage, saved)
+
+    monkeypatch.setattr(trainer.Trainer, "_stage_nets", spy)
+    args = train_args("gpsag", tiny_data, tmp_path / "gpsag", "--init", source)
+    for flag in ("--width", "--render-size"):  # without them: the --init checkpoint's
         position = args.index(flag)
         del args[position : position + 2]
     result = invoke(args)
@@ -91,36 +102,5 @@ def test_init_skips_g_pretraining_and_is_recorded(gpsagd_run, tiny_data, tmp_pat
     assert checkpoint.recipe["init"]["preset"] == "gpsagd"
     assert checkpoint.recipe["skipped_stages"] == ["pretrain_g"]
     assert checkpoint.render_size == 32 and checkpoint.model_config["width"] == 0.125
-
-
-def test_init_starts_from_the_checkpoint_weights(gpsagd_run, tiny_data, tmp_path, monkeypatch):
-    from facecolor.train import trainer
-
-    out, _ = gpsagd_run
-    seen = {}
-    real_stage_nets = trainer.Trainer._stage_nets
-
-    def spy(self, stage, saved):
-        seen.setdefault("weights", {k: v.clone() for k, v in self.generator.state_dict().items()})
-        return real_stage_nets(self, stage, saved)
-
-    monkeypatch.setattr(trainer.Trainer, "_stage_nets", spy)
-    result = invoke(train_args("gpsag", tiny_data, tmp_path / "g", "--init", out / "gpsagd.safetensors"))
-    assert result.exit_code == 0, result.output
-    source = read_checkpoint(out / "gpsagd.safetensors").state_dict
-    assert all(np.allclose(seen["weights"][k].numpy(), v.numpy()) for k, v in source.items())
-
-
-def test_max_minutes_stops_early_and_still_writes_a_complete_run(tiny_data, tmp_path):
-    from facecolor.checkpoint import read_checkpoint
-    from train_testkit import invoke, train_args
-
-    out = tmp_path / "timed"
-    args = train_args("pug", tiny_data, out, "--max-minutes", "0.0001")
-    args[args.index("--epochs") + 1] = "3"
-    result = invoke(args)
-    assert result.exit_code == 0, result.output
-    recipe = read_checkpoint(out / "pug.safetensors").recipe
-    assert recipe["epochs_trained"] == {"pretrain_g": 1}
-    assert recipe["time_limited"]["epoch"] == 1 and recipe["time_limited"]["of"] == 3
-    assert (out / "contact_sheet.png").is_file()
+    initial = read_checkpoint(source).state_dict
+    assert all(np.allclose(seen["weights"][k].numpy(), v.numpy()) for k, v in initial.items())
