@@ -1,0 +1,157 @@
+"""End-to-end throughput of facecolor-batch against the model alone, on the same machine.
+
+    python -m facecolor.runtime.benchmark                 # 1,000 synthetic 1024x1280 JPEGs, CPU
+    python -m facecolor.runtime.benchmark --images 200 --model models/gpsagd.safetensors --json out/rt-bench.json
+
+Both numbers come from one process with one backend: the model alone (``backend.infer`` on
+ready batches, timed before and after the pipeline run, since a shared machine's load drifts)
+and the whole pipeline (walk, read, decode, L*, render, inference, full-resolution color,
+encode, atomic write) over the folder. The target (issue 4) is end to end >= 85% of the model
+alone on the CPU. Without ``--model`` a random-init ``gpsagd`` (width 1.0, render 128) is used:
+its speed is that of the trained one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import click
+import cv2
+import numpy as np
+
+CPU_TARGET = 0.85
+
+
+def synthetic_portrait(height: int, width: int, seed: int) -> np.ndarray:
+    """uint8 HxW: a lit 'face' ellipse, 'hair', a gradient background and film grain."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    cy, cx = height * rng.uniform(0.4, 0.5), width * rng.uniform(0.45, 0.55)
+    ry, rx = height * 0.22, width * 0.2
+    r = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2
+    image = 0.3 + 0.4 * yy / height  # background gradient
+    image = np.where(r < 1.0, 0.7 - 0.15 * r + 0.1 * (xx - cx) / rx, image)  # shaded face
+    image = np.where((r >= 1.0) & (r < 1.6) & (yy < cy), 0.15, image)  # hair
+    image = cv2.GaussianBlur(image.astype(np.float32), (0, 0), 3)
+    image += rng.normal(0, 0.03, image.shape).astype(np.float32)  # grain
+    return np.clip(image * 255 + 0.5, 0, 255).astype(np.uint8)
+
+
+def make_dataset(folder: Path, count: int, height: int, width: int, quality: int = 90) -> Path:
+    """``count`` gray JPEG portraits in ``folder`` (kept and reused between runs)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        path = folder / f"portrait_{i:05d}.jpg"
+        if not path.exists():
+            cv2.imwrite(str(path), synthetic_portrait(height, width, i), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return folder
+
+
+def random_checkpoint(folder: Path) -> Path:
+    """A random-init gpsagd at width 1.0 (the shipped architecture) saved as a checkpoint."""
+    import torch
+
+    from facecolor.checkpoint import save_checkpoint
+    from facecolor.models import build_generator
+
+    path = folder / "gpsagd-random.safetensors"
+    if not path.exists():
+        torch.manual_seed(0)
+        generator = build_generator("gpsagd", width=1.0, render_size=128).eval()
+        save_checkpoint(path, generator, generator.config)
+    return path
+
+
+def model_alone(backend, batch_size: int, min_seconds: float) -> float:
+    """Images/s of ``backend.infer`` alone on ready batches (after one warm-up batch)."""
+    shape = (batch_size, 1, backend.render_size, backend.render_size)
+    batch = np.random.default_rng(0).uniform(-1, 1, shape).astype(np.float32)
+    sync = lambda: None  # noqa: E731
+    if backend.device == "cuda":
+        import torch
+
+        batch = torch.from_numpy(batch).cuda()
+        sync = torch.cuda.synchronize
+    backend.infer(batch)
+    sync()
+    images, start = 0, time.perf_counter()
+    while time.perf_counter() - start < min_seconds or images < 2 * batch_size:
+        backend.infer(batch)
+        images += batch_size
+    sync()
+    return images / (time.perf_counter() - start)
+
+
+@click.command(epilog="Example: python -m facecolor.runtime.benchmark --images 1000 --json out/runtime-bench.json")
+@click.option("--images", type=click.IntRange(min=1), default=1000, show_default=True)
+@click.option("--size", default="1024x1280", show_default=True, help="WIDTHxHEIGHT of the synthetic portraits.")
+@click.option("--data", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder of the synthetic JPEGs, made once and reused; it should hold nothing else "
+                   "(default: one per count and size under the temp dir).")
+@click.option("--model", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Model to run (default: a random-init gpsagd, width 1.0).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=None)
+@click.option("--workers", type=click.IntRange(min=1), default=None)
+@click.option("--model-seconds", type=float, default=30.0, show_default=True,
+              help="Minimum time of each model-alone measurement.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None)
+def main(images, size, data, model, device, batch_size, workers, model_seconds, json_path):
+    """Measure facecolor-batch end to end and the model alone, in one run."""
+    from facecolor.runtime.backends import open_backend
+    from facecolor.runtime.cli import DEFAULT_BATCH, stages_for
+    from facecolor.runtime.pipeline import Settings, run_pipeline
+
+    width, height = (int(v) for v in size.lower().split("x"))
+    work = Path(tempfile.gettempdir()) / "facecolor-runtime-bench"
+    data = data or work / f"portraits-{images}-{width}x{height}"
+    click.echo(f"dataset: {images} synthetic {width}x{height} JPEGs in {data}")
+    make_dataset(data, images, height, width)
+    model = model or random_checkpoint(work)
+    backend, reason = open_backend(model, device, batch_size=batch_size or DEFAULT_BATCH["cuda"])
+    click.echo(reason)
+    batch = batch_size or DEFAULT_BATCH.get(backend.device, 8)
+    with backend:
+        before = model_alone(backend, batch, model_seconds)
+        click.echo(f"model alone (before): {before:.2f} images/s")
+        with tempfile.TemporaryDirectory(prefix="facecolor-bench-out-") as out:
+            settings = Settings(in_dir=data, out_dir=Path(out), batch_size=batch, overwrite=True,
+                                workers=workers or max(1, os.cpu_count() or 1))
+            report = run_pipeline(settings, backend, reason, stages_for(settings, backend))
+        after = model_alone(backend, batch, model_seconds)
+        click.echo(f"model alone (after):  {after:.2f} images/s")
+    alone = statistics.mean([before, after])
+    ratio = report.images_per_s / alone
+    infer = report.stages.get("infer", {})
+    result = {
+        "device": backend.device,
+        "backend": backend.name,
+        "reason": reason,
+        "cpu_count": os.cpu_count(),
+        "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        "images": images,
+        "size": [width, height],
+        "batch_size": batch,
+        "failed": report.failed,
+        "end_to_end_images_per_s": round(report.images_per_s, 3),
+        "model_alone_images_per_s": round(alone, 3),
+        "model_alone_before_after": [round(before, 3), round(after, 3)],
+        "model_in_pipeline_images_per_s": round(infer["items"] / infer["busy_s"], 3) if infer.get("busy_s") else None,
+        "ratio": round(ratio, 3),
+        "stages_busy_s": report.stages,
+    }
+    click.echo(f"end to end: {report.images_per_s:.2f} images/s; model alone: {alone:.2f} images/s; "
+               f"ratio {ratio:.0%}" + (f" (CPU target {CPU_TARGET:.0%})" if backend.device == "cpu" else ""))
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(result, indent=2) + "\n")
+        click.echo(f"wrote {json_path}")
+
+
+if __name__ == "__main__":
+    main()
