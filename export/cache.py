@@ -81,7 +81,9 @@ def cached_engine(
             raise ExportError(f"ONNX file not found: {source}")
         onnx_path = source
     else:
-        onnx_path = cached_onnx(source, fp16=True, max_batch=max_batch)
+        # The ONNX batch dimension is symbolic, so one file serves every engine up to 256:
+        # a runtime asking for batch 32 and then 64 must not trace the model twice.
+        onnx_path = cached_onnx(source, fp16=True, max_batch=max(max_batch, DEFAULT_MAX_BATCH))
     opt = min(max_batch, DEFAULT_OPT_BATCH) if opt_batch is None else opt_batch
     digest = sha256_file(onnx_path)
     target = (

@@ -115,8 +115,9 @@ _LOGGER = None
 
 
 def trt_logger():
-    """The process's one TensorRT logger (TensorRT wants the same logger for every builder and
-    runtime): it forwards to Python logging and keeps the errors for exception messages."""
+    """One TensorRT logger for the process's builds (TensorRT 8 required a single logger per
+    process; later versions allow several): it forwards to Python logging and keeps the
+    errors of the current build for the exception message."""
     global _LOGGER
     if _LOGGER is None:
         trt = import_tensorrt()

@@ -15,7 +15,7 @@ from export_testkit import PRESETS, TINY
 from facecolor.checkpoint import load_generator
 from facecolor.color import AB_SCALE, COLOR_CONVENTION
 from facecolor.export import check as check_module
-from facecolor.export.check import TOLERANCES, Tolerance, compare, synthetic_portraits
+from facecolor.export.check import TOLERANCES, Tolerance, check_onnx, compare, image_inputs, synthetic_portraits
 from facecolor.export.errors import ExportCheckError, ExportError
 from facecolor.export.files import read_sidecar, sha256_file
 from facecolor.export.onnx import OPSET, export_onnx, fp16_path
@@ -156,3 +156,22 @@ def test_synthetic_portraits_are_smooth_valid_l():
 
 def test_fp16_path_naming(tmp_path):
     assert fp16_path(tmp_path / "gpsagd.onnx") == tmp_path / "gpsagd.fp16.onnx"
+
+
+def test_real_images_join_the_check(exported, checkpoint, tmp_path):
+    import cv2
+
+    gray = np.tile(np.linspace(0, 255, 90, dtype=np.uint8), (60, 1))  # landscape 8-bit gray
+    cv2.imwrite(str(tmp_path / "gray.png"), gray)
+    color = np.zeros((120, 80, 3), np.uint8)  # portrait-shaped color (sepia-ish) JPEG
+    color[:] = (60, 110, 160)
+    cv2.imwrite(str(tmp_path / "sepia.jpg"), color)
+    paths = [tmp_path / "gray.png", tmp_path / "sepia.jpg"]
+    tensor = image_inputs(paths, 64)
+    assert tensor.shape == (2, 1, 64, 64) and tensor.min() >= -1 and tensor.max() <= 1
+
+    generator, _ = load_generator(checkpoint("pug"))
+    report = check_onnx(exported("pug"), generator, precision="fp32", size=64, images=paths)
+    assert [c.name for c in report.comparisons][-1] == "images" and report.passed
+    with pytest.raises(ExportCheckError, match="cannot read"):
+        image_inputs([tmp_path / "missing.png"], 64)
