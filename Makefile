@@ -22,7 +22,9 @@ train:  ## the shipped model's chain psag -> gpsag -> gpsagd on the face data
 		--val $(DATA)/ffhq_dev --out runs/gpsagd --epochs $(EPOCHS)
 
 export:  ## ONNX (fp32, fp16) and, where TensorRT is installed, the engine, into models/
-	$(PYTHON) -m facecolor.export $(MODEL) --onnx models/gpsagd.onnx --engine models/gpsagd.plan
+	@E=""; $(PYTHON) -c 'import tensorrt' 2>/dev/null && E="--engine models/gpsagd.plan" \
+		|| echo "TensorRT not installed: writing the ONNX files only (pip install facecolor[tensorrt])"; \
+	$(PYTHON) -m facecolor.export $(MODEL) --onnx models/gpsagd.onnx $$E
 
 bench:  ## latency and parity of the exported model against PyTorch
 	$(PYTHON) -m facecolor.bench --engine models/gpsagd.onnx --reference $(MODEL) --json out/bench.json
