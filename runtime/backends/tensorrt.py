@@ -124,7 +124,8 @@ class TensorRTBackend(BackendBase):
             raise
         self.name = "tensorrt"
         self.device = "cuda"
-        self.model = ModelInfo(_preset(sidecar), file_sha256(plan_path), plan_path)
+        digest = sidecar.get("sha256") or file_sha256(plan_path)  # check_plan hashed it already
+        self.model = ModelInfo(_preset(sidecar), str(digest), plan_path)
 
     # ------------------------------------------------------------------ loading
 
@@ -249,12 +250,12 @@ class TensorRTBackend(BackendBase):
 
 
 def _preset(sidecar: dict[str, Any]) -> str:
-    """The model preset the sidecar names (top level or under ``model``), else "unknown"."""
-    preset = sidecar.get("preset")
-    nested = sidecar.get("model")
-    if preset is None and isinstance(nested, dict):
-        preset = nested.get("preset")
-    return str(preset or "unknown")
+    """The model preset the sidecar names (``source_onnx.model_config.preset`` as
+    ``facecolor.export.tensorrt`` writes it, or a top-level ``preset``), else "unknown"."""
+    source = sidecar.get("source_onnx")
+    config = source.get("model_config") if isinstance(source, dict) else None
+    preset = config.get("preset") if isinstance(config, dict) else None
+    return str(preset or sidecar.get("preset") or "unknown")
 
 
 def _torch_dtype(trt, torch, dtype, name: str):

@@ -25,7 +25,6 @@ Triton's interpreter), and the fallback where Triton is missing.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 
 import torch
@@ -132,17 +131,19 @@ def _output_kind(bits: int) -> tuple[float, torch.dtype]:
 # --------------------------------------------------------------------------- triton kernel
 
 
-@functools.lru_cache(maxsize=1)
-def _kernel():
-    """The compiled-on-first-call Triton kernel, or None when Triton cannot be imported."""
-    try:
-        import triton
-        import triton.language as tl
-    except ImportError:
-        return None
+# Triton is imported at module level so that the kernel's globals (``tl``) resolve when Triton
+# compiles it; without Triton the module still imports and the torch path is used.
+try:
+    import triton
+    import triton.language as tl
+except ImportError:  # pragma: no cover - Triton ships with torch's CUDA wheels
+    triton = tl = None
+
+
+if triton is not None:
 
     @triton.jit
-    def colorize_kernel(
+    def _colorize_kernel(
         light_ptr,  # float32 [B, H, W], contiguous
         ab_ptr,  # float32 [N, 2, S, S], contiguous: the whole batch's network output
         rows_ptr,  # int32 [B]: each image's row in ab
@@ -211,12 +212,10 @@ def _kernel():
             level = tl.minimum(tl.maximum(tl.floor(encoded * peak + 0.5), 0.0), peak)
             tl.store(out + channel * out_sc, level.to(out_ptr.dtype.element_ty), mask=mask)
 
-    return colorize_kernel
-
 
 def triton_available() -> bool:
     """True when the Triton kernel can be built here (Triton importable)."""
-    return _kernel() is not None
+    return triton is not None
 
 
 def colorize_triton(
@@ -238,11 +237,8 @@ def colorize_triton(
     ``colorize_torch`` returns for ``ab_norm[rows]``, on the current stream. Only for images
     larger than the render (``geometry.shrinks``): the kernel samples ab bilinearly.
     """
-    kernel = _kernel()
-    if kernel is None:
+    if triton is None:
         raise RuntimeError("triton is not installed; use colorize_torch")
-    import triton
-
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, not {layout!r}")
     count, height, width = (int(n) for n in lightness.shape)
@@ -259,7 +255,7 @@ def colorize_triton(
         sb, sy, sx, sc = out.stride()
     y0, _, x0, _ = geometry.crop
     grid = (triton.cdiv(height * width, block), count)
-    kernel[grid](
+    _colorize_kernel[grid](
         lightness.contiguous(), ab_norm.contiguous(), rows.to(torch.int32).contiguous(), out,
         height, width, geometry.render_size, y0, x0, geometry.inner_height, geometry.inner_width,
         geometry.inner_height / height, geometry.inner_width / width, float(ab_limit), peak,

@@ -319,6 +319,30 @@ def test_triton_kernel_matches_torch_under_the_interpreter():
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+@pytest.mark.slow
+def test_triton_kernel_compiles_for_hopper_without_a_gpu():
+    """Triton's real code generator (not the interpreter) on the kernel, down to sm_90 code:
+    name resolution, types and constexpr branches fail here rather than on the GPU machine."""
+    triton = pytest.importorskip("triton")
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    from facecolor.runtime.gpu.postprocess import _colorize_kernel
+
+    signature = {name: "i32" for name in (
+        "height", "width", "size", "top", "left", "inner_h", "inner_w", "out_sb", "out_sc", "out_sy", "out_sx")}
+    signature.update({"light_ptr": "*fp32", "ab_ptr": "*fp32", "rows_ptr": "*i32", "out_ptr": "*u8",
+                      "scale_y": "fp32", "scale_x": "fp32", "ab_limit": "fp32", "peak": "fp32", "BLOCK": "constexpr"})
+    source = ASTSource(fn=_colorize_kernel, signature=signature, constexprs={"BLOCK": 1024})
+    try:
+        compiled = triton.compile(source, target=GPUTarget("cuda", 90, 32))
+    except (FileNotFoundError, RuntimeError) as error:
+        if "ptxas" in str(error):
+            pytest.skip(f"no ptxas here: {error}")
+        raise
+    assert "ld.global" in compiled.asm["ptx"]
+
+
 # --------------------------------------------------------------------------- errors and backends
 
 
