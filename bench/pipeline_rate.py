@@ -11,6 +11,8 @@ pipeline rate). So the bench measures, in the same run and on the same files:
   runtime's own decode and encode functions, with as many threads as the CPU pipeline uses,
   and nothing else.
 
+Each is timed after a warm-up pass over the first batch of files, so one-time costs (CUDA
+context, nvJPEG handles, Triton compilation, thread pools) stay out of the rate.
 ``pipeline / codec`` near 1 means the model and color math are hidden behind the codec; far
 below 1 means they are the bottleneck. Times are wall clock around the whole folder,
 including thread start-up, so a handful of files under-states both rates alike.
@@ -23,6 +25,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import cv2
@@ -46,6 +49,19 @@ class PipelineFolder:
     @property
     def count(self) -> int:
         return len(self.files)
+
+    def head(self, count: int) -> PipelineFolder:
+        """A folder beside this one with copies of its first ``count`` files (made once): the
+        warm-up set, so one-time costs (CUDA context, nvJPEG handles, Triton compilation,
+        ONNX Runtime arenas, thread pools) are paid before the timed pass."""
+        count = max(1, min(count, self.count))
+        path = self.path.with_name(f"{self.path.name}-head{count}")
+        files = tuple(path / f.relative_to(self.path) for f in self.files[:count])
+        if not path.is_dir():
+            for source, target in zip(self.files, files):
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source, target)
+        return PipelineFolder(path, files)
 
 
 def prepare_folder(images: ParityImages, data: Path | None, workdir: Path) -> PipelineFolder:
@@ -79,6 +95,20 @@ def runtime_settings(folder: PipelineFolder, out_dir: Path, device: str) -> Any:
     return Settings(in_dir=folder.path, out_dir=out_dir, overwrite=True, batch_size=DEFAULT_BATCH[device])
 
 
+def _timed(run: Callable[[PipelineFolder, Path], Any], folder: PipelineFolder, workdir: Path,
+           warmup: int, name: str) -> tuple[Any, float]:
+    """``run(folder.head(warmup), out)`` untimed, then ``run(folder, out)`` timed (wall clock);
+    the scratch outputs are removed."""
+    out_dir = Path(workdir) / name
+    for subset in (folder.head(warmup), folder):
+        shutil.rmtree(out_dir, ignore_errors=True)
+        started = time.perf_counter()
+        result = run(subset, out_dir)
+        seconds = time.perf_counter() - started
+    shutil.rmtree(out_dir, ignore_errors=True)
+    return result, seconds
+
+
 # --------------------------------------------------------------------------- codec alone
 
 
@@ -99,21 +129,79 @@ def _codec_one(path: Path, out_dir: Path, root: Path) -> None:
 
 def codec_rate(folder: PipelineFolder, workdir: Path) -> dict[str, Any]:
     """Read, decode, encode and write every file of ``folder`` with the runtime's CPU codec in
-    as many threads as its CPU pipeline uses; images/s over the wall time."""
-    out_dir = Path(workdir) / "codec-out"
-    shutil.rmtree(out_dir, ignore_errors=True)
-    threads = runtime_settings(folder, out_dir, "cpu").workers
-    started = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        list(pool.map(lambda p: _codec_one(p, out_dir, folder.path), folder.files))
-    seconds = time.perf_counter() - started
-    shutil.rmtree(out_dir, ignore_errors=True)
+    as many threads as its CPU pipeline uses (after a warm-up pass on a few files); images/s
+    over the wall time."""
+    threads = runtime_settings(folder, Path(workdir), "cpu").workers
+
+    def run(subset: PipelineFolder, out_dir: Path) -> None:
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            list(pool.map(lambda p: _codec_one(p, out_dir, subset.path), subset.files))
+
+    _, seconds = _timed(run, folder, workdir, threads, "codec-out")
     return {
         "codec": "cpu (OpenCV/Pillow, the runtime's decode and write)",
         "images": folder.count,
         "seconds": seconds,
         "images_per_s": folder.count / seconds if seconds > 0 else None,
         "threads": threads,
+    }
+
+
+def gpu_codec_rate(folder: PipelineFolder, workdir: Path, batch_size: int = 64) -> dict[str, Any]:
+    """The GPU pipeline's codec alone: JPEGs that nvJPEG takes (the runtime's ``triage``) are
+    decoded and encoded by the runtime's nvJPEG decoder and encoder in batches of
+    ``batch_size``, serially, gray expanded to 3 channels (the pipeline writes color); every
+    other file goes through the CPU codec, as in the GPU pipeline. Reads and atomic writes
+    included; a warm-up batch first; images/s over the wall time."""
+    import torch
+
+    from facecolor.runtime.gpu.cuda import NvjpegError
+    from facecolor.runtime.gpu.decode import NvjpegDecoder, triage
+    from facecolor.runtime.gpu.encode import NvjpegEncoder
+    from facecolor.runtime.write import write_atomically
+
+    decoder, encoder = NvjpegDecoder("cuda"), NvjpegEncoder("cuda")
+
+    def run(subset: PipelineFolder, out_dir: Path) -> tuple[int, int]:
+        on_gpu = on_cpu = 0
+        for start in range(0, subset.count, batch_size):
+            paths = subset.files[start : start + batch_size]
+            files = [path.read_bytes() for path in paths]
+            verdicts = [triage(data) for data in files]
+            gpu = [i for i, verdict in enumerate(verdicts) if verdict.on_gpu]
+            cpu = [i for i, verdict in enumerate(verdicts) if not verdict.on_gpu]
+            decoded = decoder.decode([files[i] for i in gpu], [verdicts[i].info for i in gpu]) if gpu else []
+            images, targets = [], []
+            with torch.cuda.stream(decoder.stream):  # the gray -> RGB copies follow the decodes
+                for index, image in zip(gpu, decoded):
+                    if isinstance(image, NvjpegError):
+                        cpu.append(index)
+                        continue
+                    pixels = image.pixels
+                    images.append(pixels.expand(3, -1, -1).contiguous() if pixels.shape[0] == 1 else pixels)
+                    targets.append(out_dir / paths[index].relative_to(subset.path))
+            if images:
+                for data, target in zip(encoder.encode(images, ready=[decoder.ready_event()]), targets):
+                    write_atomically(target, data)
+            for index in cpu:
+                _codec_one(paths[index], out_dir, subset.path)
+            on_gpu, on_cpu = on_gpu + len(images), on_cpu + len(cpu)
+        torch.cuda.synchronize()
+        return on_gpu, on_cpu
+
+    try:
+        (on_gpu, on_cpu), seconds = _timed(run, folder, workdir, batch_size, "gpu-codec-out")
+    finally:
+        decoder.close()
+        encoder.close()
+    return {
+        "codec": "cuda (nvJPEG decode + encode, the runtime's GPU codec; other files on the CPU)",
+        "images": folder.count,
+        "seconds": seconds,
+        "images_per_s": folder.count / seconds if seconds > 0 else None,
+        "batch_size": batch_size,
+        "nvjpeg_files": on_gpu,
+        "cpu_files": on_cpu,
     }
 
 
@@ -132,19 +220,19 @@ def _build_stages(settings: Any, backend: Backend) -> list[Any]:
 
 def pipeline_rate(backend: Backend, folder: PipelineFolder, workdir: Path,
                   codec: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The runtime's folder pipeline with ``backend`` over ``folder``: images/s over the wall
-    time of ``run_pipeline``, the busy seconds of each stage (which one limits the rate), and
-    the ratio to ``codec``'s images/s when given."""
+    """The runtime's folder pipeline with ``backend`` over ``folder`` (after a warm-up run on
+    one batch of its files): images/s over the wall time of ``run_pipeline``, the busy seconds
+    of each stage (which one limits the rate), and the ratio to ``codec``'s images/s."""
     from facecolor.runtime.pipeline import run_pipeline
 
-    out_dir = Path(workdir) / f"pipeline-out-{backend.name}"
-    shutil.rmtree(out_dir, ignore_errors=True)
-    settings = runtime_settings(folder, out_dir, backend.device)
-    stages = _build_stages(settings, backend)
-    started = time.perf_counter()
-    report = run_pipeline(settings, backend, "facecolor-bench", stages, progress=False, echo=lambda line: None)
-    seconds = time.perf_counter() - started
-    shutil.rmtree(out_dir, ignore_errors=True)
+    batch_size = runtime_settings(folder, Path(workdir), backend.device).batch_size
+
+    def run(subset: PipelineFolder, out_dir: Path) -> Any:
+        settings = runtime_settings(subset, out_dir, backend.device)
+        stages = _build_stages(settings, backend)
+        return run_pipeline(settings, backend, "facecolor-bench", stages, progress=False, echo=lambda line: None)
+
+    report, seconds = _timed(run, folder, workdir, batch_size, f"pipeline-out-{backend.name}")
     rate = report.done / seconds if seconds > 0 else None
     codec_rate_ = (codec or {}).get("images_per_s")
     status = "ok"
@@ -159,9 +247,10 @@ def pipeline_rate(backend: Backend, folder: PipelineFolder, workdir: Path,
         "images": report.done,
         "seconds": seconds,
         "images_per_s": rate,
+        "codec": (codec or {}).get("codec"),
         "codec_images_per_s": codec_rate_,
         "ratio": rate / codec_rate_ if rate and codec_rate_ else None,
-        "batch_size": settings.batch_size,
-        "workers": settings.workers,
+        "batch_size": batch_size,
+        "workers": report.settings.get("workers"),
         "stages": report.stages,
     }

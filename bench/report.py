@@ -342,10 +342,11 @@ def format_report(report: BenchReport) -> str:
         _latency_table(report), "",
     ]
     if any(row.pipeline for row in report.rows.values()):
-        codec = report.codec or {}
+        cpu = (report.codec or {}).get("cpu", {})
         parts += [
-            f"Pipeline on a folder (decode -> engine -> encode), beside the codec alone (decode + encode, "
-            f"same {codec.get('images', '?')} files, same run, {codec.get('threads', '?')} threads)",
+            f"Pipeline on a folder (read, decode, engine, encode, write), beside the codec alone (the same "
+            f"{cpu.get('images', '?')} files in the same run: CPU rows against the CPU codec in "
+            f"{cpu.get('threads', '?')} threads, CUDA rows against nvJPEG)",
             _pipeline_table(report), "",
         ]
     parts += [

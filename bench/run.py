@@ -115,8 +115,8 @@ class _Run:
         }
         if self.settings.pipeline:
             self.folder = pipeline_rate.prepare_folder(self.images, self.settings.data, self.workdir)
-            self.progress(f"codec alone: decode + encode of {self.folder.count} files")
-            self.codec = report.codec = pipeline_rate.codec_rate(self.folder, self.workdir)
+            self.progress(f"codec alone: decode + encode of {self.folder.count} files on the CPU")
+            self.codec = report.codec = {"cpu": pipeline_rate.codec_rate(self.folder, self.workdir)}
 
     def run_target(self, name: str) -> Row:
         """One backend: open, parity, latency, pipeline rate, close."""
@@ -147,7 +147,10 @@ class _Run:
         """The folder pipeline's rate; its failure is recorded in its status, not the row's."""
         self.progress(f"{name}: pipeline on {self.folder.count} files")
         try:
-            return pipeline_rate.pipeline_rate(backend, self.folder, self.workdir, self.codec)
+            if backend.device not in self.codec:  # the GPU codec, once, for the first CUDA row
+                self.progress(f"codec alone: nvJPEG decode + encode of {self.folder.count} files")
+                self.codec[backend.device] = pipeline_rate.gpu_codec_rate(self.folder, self.workdir)
+            return pipeline_rate.pipeline_rate(backend, self.folder, self.workdir, self.codec[backend.device])
         except pipeline_rate.PipelineUnavailable as error:
             return {"status": f"unavailable: {error}"}
         except Exception as error:  # noqa: BLE001 - a runtime failure with this backend

@@ -91,7 +91,7 @@ def test_unavailable_backend_is_a_row_not_a_crash(run):
 
 def test_pipeline_rate_beside_codec_rate(run):
     report = run[1]
-    codec = report["codec"]
+    codec = report["codec"]["cpu"]
     assert codec["images"] == 5 and codec["images_per_s"] > 0
     pipeline = report["rows"]["ort-cpu"]["pipeline"]
     assert pipeline["status"] == "ok" and pipeline["images"] == 5
