@@ -106,6 +106,7 @@ class TensorRTBackend(BackendBase):
         trt = import_tensorrt()
         if not torch.cuda.is_available():
             raise BackendUnavailable("TensorRT needs a CUDA device, and torch sees none")
+        torch.cuda.init()  # torch's primary context first: TensorRT then runs inside it
         plan_path = Path(plan_path)
         if not plan_path.is_file():
             raise BackendUnavailable(f"no TensorRT plan at {plan_path}")

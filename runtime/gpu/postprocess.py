@@ -316,7 +316,7 @@ class GpuPostprocessor:
 
     def _group(self, group: Group, ab_norm: torch.Tensor, layout: str, bits: int) -> torch.Tensor:
         if self._triton_for(ab_norm.device, group.geometry):
-            rows = torch.tensor(group.indices, dtype=torch.int32).to(ab_norm.device, non_blocking=True)
+            rows = _row_indices(group.indices, ab_norm.device)
             return colorize_triton(
                 group.lightness, ab_norm, rows, group.geometry,
                 bits=bits, layout=layout, ab_limit=self.ab_limit,
@@ -325,6 +325,14 @@ class GpuPostprocessor:
             group.lightness, _rows(ab_norm, group.indices), group.geometry,
             bits=bits, layout=layout, ab_limit=self.ab_limit,
         )
+
+
+def _row_indices(indices: Sequence[int], device: torch.device) -> torch.Tensor:
+    """int32 ``indices`` on ``device``; made there (no host copy) when they are one run."""
+    first = indices[0]
+    if list(indices) == list(range(first, first + len(indices))):
+        return torch.arange(first, first + len(indices), dtype=torch.int32, device=device)
+    return torch.tensor(indices, dtype=torch.int32).to(device)
 
 
 def _rows(tensor: torch.Tensor, indices: Sequence[int]) -> torch.Tensor:

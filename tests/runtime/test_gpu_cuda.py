@@ -202,9 +202,11 @@ def test_odd_files_on_cuda_match_the_cpu_pipeline(odd_tree, tmp_path):
         for name in sorted(n for n, outcome in expect.items() if outcome == "done"):
             relative = Path(name).with_suffix(".png") if out_format == "png" else Path(name)
             ours_path, theirs_path = gpu_out / relative, cpu_out / relative
-            most, mean = stats(f"{out_format} {name}", _read(ours_path), _read(theirs_path))
-            if out_format == "png":
-                assert mean < 1.5 and most < 8
+            ours, theirs = _read(ours_path), _read(theirs_path)
+            scale = 257 if ours.dtype == np.uint16 else 1  # tolerances in 8-bit levels
+            most, mean = stats(f"{out_format} {name}", ours, theirs)
+            if out_format == "png" or not name.endswith(".jpg"):
+                assert mean < 1.5 * scale and most < 8 * scale
             else:  # nvJPEG 4:4:4 against OpenCV 4:2:0 on top of the decode differences
                 assert mean < 2.5
 

@@ -311,6 +311,17 @@ def test_triton_kernel_matches_torch_under_the_interpreter():
             diff = (ours.long() - ref.long()).abs().max().item()
             assert diff <= (0 if bits == 8 else 2), (shape, bits, layout, diff)
             worst = max(worst, diff)
+        # The stage object's dispatch: mixed groups, interleaved rows, a small image (torch path).
+        from facecolor.runtime.gpu.postprocess import GpuPostprocessor
+        from facecolor.runtime.gpu.preprocess import GpuImage, GpuPreprocessor
+        shapes = [(40, 30), (25, 25), (40, 30), (10, 12)]
+        images = [GpuImage(torch.from_numpy(rng.integers(0, 256, (1, *s), dtype=np.uint8))) for s in shapes]
+        batch = GpuPreprocessor(16, "cpu")(images)
+        ab = torch.from_numpy(np.tanh(rng.normal(size=(4, 2, 16, 16))).astype(np.float32))
+        fused = GpuPostprocessor(use_triton=True)(batch, ab)
+        plain = GpuPostprocessor(use_triton=False)(batch, ab)
+        for a, b in zip(fused, plain):
+            assert a.shape == b.shape and torch.equal(a, b), (a.shape, (a.long() - b.long()).abs().max())
         print("max diff", worst)
         """
     )
