@@ -1,7 +1,7 @@
 """The GPU pipeline: nvJPEG, fused LAB math and a CUDA backend, overlapped (DESIGN §7).
 
-    read        (threads)        file bytes; size guard (the CPU pipeline's own reader)
-    sort        (N threads)      JPEG header triage; whatever nvJPEG should not get is decoded
+    read        (N threads)      file bytes and size guard (the CPU pipeline's own reader),
+                                 JPEG header triage; whatever nvJPEG should not get is decoded
                                  here on the CPU (runtime.decode), as the CPU path does
     decode-gpu  (1 thread,       nvJPEG batches for the baseline JPEGs, uploads for the rest,
                  batches)        EXIF orientation; on the decoder's stream
@@ -15,8 +15,10 @@
                                  then the atomic write, for every output
 
 The stages are the shared ``StageRunner``'s (``runtime.pipeline``): bounded queues between
-them, one broken file fails only itself. Work moves between the three CUDA streams through
-events (a stage waits on the producer's event, on the GPU where it can, on the host where the
+them, one broken file fails only itself. Reading and triage share a stage because every
+stage hop costs held-GIL time per image, and at a few thousand images per second the GIL is
+what all the stages' threads share. Work moves between the three CUDA streams through events
+(a stage waits on the producer's event, on the GPU where it can, on the host where the
 library needs it) and every tensor read on another stream than the one that made it is
 recorded on the reader's stream (``gpu.cuda.hand_over``), so the caching allocator never hands
 out memory a queued kernel still reads. GPU memory is bounded by the queue sizes: at most
@@ -107,12 +109,13 @@ class GpuPipeline:
         self.compute = new_stream(self.device)
         self.preprocess = GpuPreprocessor(backend.render_size, self.device)
         self.postprocess = GpuPostprocessor()
+        self._read = read_stage(settings)
 
-    # ------------------------------------------------------------------ sort (CPU threads)
+    # ------------------------------------------------------------------ read (CPU threads)
 
-    def sort(self, item: Item) -> Item:
-        """Bytes -> Encoded (for nvJPEG) or Decoded (decoded here on the CPU)."""
-        data = item.payload
+    def read(self, item: Item) -> Item:
+        """Path -> bytes -> Encoded (for nvJPEG) or Decoded (decoded here on the CPU)."""
+        data = self._read(item).payload
         verdict = triage(data, self.settings.max_pixels)
         if verdict.on_gpu:
             item.payload = Encoded(data, verdict.info)
@@ -252,8 +255,7 @@ class GpuPipeline:
         batch = max(1, settings.batch_size)
         workers = max(1, settings.workers)
         return [
-            MapStage("read", read_stage(settings), workers=min(4, workers), queue_size=2 * workers),
-            MapStage("sort", self.sort, workers=workers, queue_size=2 * workers),
+            MapStage("read", self.read, workers=workers, queue_size=2 * workers),
             BatchStage("decode-gpu", self.decode, batch_size=batch, queue_size=2 * batch),
             BatchStage("colorize", self.colorize, batch_size=batch, queue_size=2 * batch),
             BatchStage("encode-gpu", self.encode_jpegs, batch_size=batch, queue_size=2 * batch),

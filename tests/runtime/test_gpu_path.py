@@ -27,7 +27,8 @@ from facecolor.runtime.decode import apply_orientation
 from facecolor.runtime.geometry import fit_geometry
 from facecolor.runtime.render import colorize, full_lightness, render_lightness, upsample_ab
 from facecolor.runtime.gpu.cuda import GpuError, GpuOutOfMemory, NvjpegError, cuda_errors
-from facecolor.runtime.gpu.decode import orient, triage
+from facecolor.runtime.decode import jpeg_is_truncated
+from facecolor.runtime.gpu.decode import is_truncated, orient, triage
 from facecolor.runtime.gpu.jpeg import JpegHeaderError, exif_orientation, read_comments, read_jpeg_info
 from facecolor.runtime.write import jpeg_with_comment
 from facecolor.runtime.gpu.postprocess import GpuPostprocessor, colorize_torch
@@ -118,6 +119,14 @@ def test_triage_sends_the_rest_to_the_cpu():
     assert not triage(png.getvalue()).on_gpu
     assert not triage(b"").on_gpu
     assert "pixel limit" in triage(good, max_pixels=100).reason
+
+
+def test_truncation_check_agrees_with_the_cpu_decoder():
+    good = jpeg_bytes(RNG.integers(0, 256, (64, 48), dtype=np.uint8))
+    thumb = jpeg_bytes(smooth_gray(8, 8))  # an EOI before the main scan, as in EXIF thumbnails
+    cases = [good, good[:-2], good[: len(good) // 2], good + b"\0" * 10, good + good,
+             (good + good)[:-30], good[:2] + thumb[2:] + good[2:], b"", b"\xff\xd9", b"\xff\xda"]
+    assert [is_truncated(c) for c in cases] == [jpeg_is_truncated(c) for c in cases]
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))
