@@ -183,7 +183,7 @@ class GpuPipeline:
                 del images
             ab = self.backend.infer(batch.l_norm)
             with cuda_errors(f"postprocessing a batch of {len(items)}"):
-                outputs = self.postprocess(batch, ab)
+                outputs = self.postprocess(batch, ab, max_bits=max(work.out_bits for work in works))
                 del batch, ab
                 for work, rgb in zip(works, outputs):
                     self._place(work, rgb)

@@ -84,6 +84,18 @@ def test_sixteen_bit_png_stays_sixteen_bit(tmp_path):
         assert np.abs(ours - theirs).max() <= 40, name  # 16-bit levels: < 0.07 % of full scale
 
 
+def test_sixteen_bit_inputs_to_jpeg_are_quantised_once(tmp_path):
+    root = tmp_path / "in"
+    root.mkdir()
+    (root / "deep.png").write_bytes(encode_cv2(portrait(90, 70, np.uint16), ".png"))
+    (root / "flat.png").write_bytes(encode_cv2(portrait(90, 70), ".png"))
+    run(root, tmp_path / "gpu", TensorFake(), gpu_stages_on_cpu(TensorFake()), out_format="jpg")
+    run(root, tmp_path / "cpu", FakeBackend(), lambda s: cpu_stages(s, FakeBackend()), out_format="jpg")
+    for name in ("deep.jpg", "flat.jpg"):
+        ours, theirs = read(tmp_path / "gpu" / name), read(tmp_path / "cpu" / name)
+        assert ours.shape == theirs.shape and np.abs(ours - theirs).max() <= 2, name
+
+
 def test_jpeg_outputs_carry_the_note_and_are_upright(tmp_path):
     root = tmp_path / "in"
     root.mkdir()
