@@ -7,8 +7,9 @@
                                stamp metadata, atomic write
 
 OpenCV and numpy release the GIL, so the N decode and write threads use N cores while the
-backend runs; queues hold a few batches, so at most about ``4 * batch_size + 2 * N`` images
-are in memory at once (as float32 L*, 4 bytes per pixel), whatever the number of files.
+backend runs. The queues hold 2N files' bytes before decoding, then 2 batches before and 2
+after inference, so at most ``5 * batch_size + 2 * N`` decoded images are in memory at once
+(as float32 L*, 4 bytes per pixel), whatever the number of files.
 """
 
 from __future__ import annotations

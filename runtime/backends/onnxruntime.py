@@ -78,6 +78,10 @@ class OnnxRuntimeBackend(BackendBase):
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
             options.intra_op_num_threads = threads
+        if device == "cpu":
+            # Idle ORT threads spin by default, burning the cores that the pipeline's decode and
+            # encode threads need between batches (measured: 1.0 -> 1.5 images/s on 2 cores).
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._device_index = 0
         if device == "cuda":
             if not cuda_provider_available():
