@@ -34,7 +34,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from facecolor.checkpoint import write_atomically
+from facecolor.runtime.write import write_atomically
 
 STORAGE_OPTIONS_ENV = "FACECOLOR_STORAGE_OPTIONS"
 # Filesystems whose single write of a whole object is atomic: no temporary name needed.
@@ -128,7 +128,9 @@ class Storage:
         except ImportError as error:
             raise StorageError(f"{self.location}: URLs need fsspec: pip install 'facecolor[ray]'") from error
         try:
-            return fsspec.filesystem(self.protocol, **self.storage_options)
+            # A client of our own: fsspec's shared instances would keep the endpoint and
+            # credentials of whichever run made them first in this process.
+            return fsspec.filesystem(self.protocol, **{"skip_instance_cache": True, **self.storage_options})
         except (ImportError, ValueError) as error:
             package = PROTOCOL_PACKAGES.get(self.protocol, f"the fsspec implementation of {self.protocol}://")
             raise StorageError(f"{self.location}: cannot open {self.protocol}:// ({error}); "
@@ -185,6 +187,23 @@ class Storage:
             raise _explain(error, f"cannot list {self.location}") from error
         if not exists:
             raise StorageError(f"{self.location}: no such bucket or prefix (or it holds no objects)")
+
+    def check_writable_root(self) -> None:
+        """Raise StorageError when OUT cannot be written at all (no bucket, no permission)
+        before any work is done; a local root is created."""
+        if self.is_local:
+            self.makedirs()
+            if not os.access(self.root_path, os.W_OK | os.X_OK):
+                raise StorageError(f"{self.location} is not writable")
+            return
+        bucket = self.root.split("/", 1)[0]
+        try:
+            exists = self.fs.exists(bucket)
+        except Exception as error:
+            raise _explain(error, f"cannot reach {self.protocol}://{bucket}") from error
+        if not exists:
+            raise StorageError(f"{self.protocol}://{bucket} does not exist (or these credentials cannot see it): "
+                               "create the bucket first")
 
     def iter_files(self, exclude_prefix: str | None = None) -> Iterator[tuple[str, int]]:
         """``(relative path, size in bytes)`` of every file below the root, sorted.
@@ -244,13 +263,18 @@ class Storage:
         except Exception as error:
             raise _explain(error, f"cannot check {self.url(rel)}") from error
 
-    def read_bytes(self, rel: str) -> bytes:
-        """The file's bytes. FileNotFoundError, PermissionError or StorageError on failure:
+    def read_bytes(self, rel: str, max_bytes: int | None = None) -> bytes:
+        """The file's bytes, or only its first ``max_bytes + 1`` when ``max_bytes`` is given
+        (one ranged read: a caller sees that the file is larger than it accepts without
+        holding all of it). FileNotFoundError, PermissionError or StorageError on failure:
         the caller records it as that one input's failure."""
         if self.is_local:
-            return Path(self.full(rel)).read_bytes()
+            with open(self.full(rel), "rb") as handle:
+                return handle.read() if max_bytes is None else handle.read(max_bytes + 1)
         try:
-            return self.fs.cat_file(self.full(rel))
+            if max_bytes is None:
+                return self.fs.cat_file(self.full(rel))
+            return self.fs.cat_file(self.full(rel), start=0, end=max_bytes + 1)
         except (FileNotFoundError, PermissionError):
             raise
         except Exception as error:
@@ -261,7 +285,7 @@ class Storage:
         """Write ``data`` to ``rel`` so that no reader ever sees a partial file; return its URL."""
         target = self.full(rel)
         if self.is_local:
-            write_atomically(Path(target), lambda tmp: _write_synced(tmp, data))
+            write_atomically(Path(target), data)  # the runtime's temp file + rename
             return target
         try:
             if self.protocol in OBJECT_STORES:
@@ -285,13 +309,6 @@ class Storage:
                 raise StorageError(f"cannot create {self.location}: {error}") from error
         elif self.protocol not in OBJECT_STORES:
             self.fs.makedirs(self.root, exist_ok=True)
-
-
-def _write_synced(path: Path, data: bytes) -> None:
-    with open(path, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
 
 
 def open_storage(location: str | os.PathLike | Storage, storage_options: Mapping[str, Any] | None = None) -> Storage:

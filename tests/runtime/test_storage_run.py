@@ -1,0 +1,126 @@
+"""Single-machine runs with s3:// IN or OUT (moto on 127.0.0.1), against the local runtime."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from runtime_helpers import encode_cv2, portrait
+
+from facecolor.runtime.distributed.cli import run_cli
+from facecolor.runtime.distributed.storage import STORAGE_OPTIONS_ENV
+from facecolor.runtime.distributed.storage_run import LocationError, colorize_storage
+from facecolor.runtime.report import REPORT_NAME
+
+DONE = ["a.jpg", "b.png", "deep/sixteen.png", "deep/no extension"]
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("urls") / "in"
+    (root / "deep").mkdir(parents=True)
+    (root / "a.jpg").write_bytes(encode_cv2(portrait(64, 48), ".jpg"))
+    (root / "b.png").write_bytes(encode_cv2(portrait(40, 72, seed=3), ".png"))
+    (root / "deep" / "sixteen.png").write_bytes(encode_cv2(portrait(48, 64, np.uint16), ".png"))
+    (root / "deep" / "no extension").write_bytes(encode_cv2(portrait(64, 48, seed=5), ".jpg"))
+    (root / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    (root / "readme.txt").write_bytes(b"not an image\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def reference(tree, tiny_onnx, tmp_path_factory) -> Path:
+    from facecolor.runtime.backends import open_backend
+    from facecolor.runtime.cli import stages_for
+    from facecolor.runtime.pipeline import Settings, run_pipeline
+
+    out = tmp_path_factory.mktemp("urls-reference") / "out"
+    backend, reason = open_backend(tiny_onnx, "cpu", batch_size=4)
+    settings = Settings(in_dir=tree, out_dir=out, batch_size=4, workers=2)
+    with backend:
+        run_pipeline(settings, backend, reason, stages_for(settings, backend), progress=False, echo=lambda line: None)
+    return out
+
+
+@pytest.fixture(scope="module")
+def s3(tree):
+    """moto on 127.0.0.1, the AWS variables pointing at it, ``tree`` under s3://urls/in."""
+    pytest.importorskip("s3fs")
+    server_module = pytest.importorskip("moto.server")
+    server = server_module.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AWS_ENDPOINT_URL", f"http://{host}:{port}")
+        patch.setenv("AWS_ACCESS_KEY_ID", "testing")
+        patch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        patch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        patch.delenv(STORAGE_OPTIONS_ENV, raising=False)
+        import fsspec
+
+        fs = fsspec.filesystem("s3", skip_instance_cache=True)
+        fs.mkdir("urls")
+        fs.put(str(tree) + "/", "urls/in/", recursive=True)
+        yield fs
+    server.stop()
+
+
+def _run(in_url, out_url, model, **options):
+    return colorize_storage(in_url, out_url, model=model, device="cpu", batch_size=2, workers=2,
+                            echo=lambda line: None, **options)
+
+
+def test_local_to_s3_matches_the_local_runtime(s3, tree, reference, tiny_onnx):
+    report = _run(tree, "s3://urls/from-disk", tiny_onnx)
+    assert (report.done, report.failed) == (len(DONE), 1)
+    for rel in DONE:
+        assert s3.cat(f"urls/from-disk/{rel}") == (reference / rel).read_bytes(), rel
+    document = json.loads(s3.cat(f"urls/from-disk/{REPORT_NAME}"))
+    assert document["failed"][0]["path"] == "broken.png" and document["settings"]["out_dir"] == "s3://urls/from-disk"
+    assert sorted(k.split("from-disk/")[1] for k in s3.find("urls/from-disk")) == sorted(DONE + [REPORT_NAME])
+
+
+def test_s3_to_local_matches_and_reruns_skip(s3, reference, tiny_onnx, tmp_path):
+    out = tmp_path / "out"
+    report = _run("s3://urls/in", out, tiny_onnx)
+    assert (report.done, report.failed) == (len(DONE), 1)
+    assert report.skips == [{"path": "readme.txt", "reason": report.skips[0]["reason"]}]
+    for rel in DONE:
+        assert (out / rel).read_bytes() == (reference / rel).read_bytes(), rel
+    assert not [p for p in out.rglob(".*")], "a temporary or lock file was left in OUT"
+    again = _run("s3://urls/in", out, tiny_onnx)
+    assert (again.done, again.skipped, again.failed) == (0, len(DONE) + 1, 1)
+
+
+def test_s3_to_s3_format_and_name_collisions(s3, tiny_onnx):
+    s3.pipe("urls/clash/x.jpg", encode_cv2(portrait(40, 40), ".jpg"))
+    s3.pipe("urls/clash/x.png", encode_cv2(portrait(40, 40, seed=1), ".png"))
+    report = _run("s3://urls/clash", "s3://urls/clash-out", tiny_onnx, out_format="png")
+    assert report.done == 1 and len(report.failures) == 1 and "already written from" in report.failures[0]["reason"]
+    assert s3.cat("urls/clash-out/x.png").startswith(b"\x89PNG")
+
+
+def test_out_inside_in_is_not_read_back(s3, tiny_onnx):
+    s3.pipe("urls/nest/a.jpg", encode_cv2(portrait(40, 40), ".jpg"))
+    first = _run("s3://urls/nest", "s3://urls/nest/colored", tiny_onnx)
+    second = _run("s3://urls/nest", "s3://urls/nest/colored", tiny_onnx)
+    assert (first.done, second.done, second.skipped) == (1, 0, 1)
+
+
+def test_bad_locations_are_fatal_with_a_reason(s3, tiny_onnx):
+    with pytest.raises(LocationError, match="IN or contains it"):
+        _run("s3://urls/in/deep", "s3://urls/in", tiny_onnx)
+    with pytest.raises(LocationError, match="no such bucket or prefix"):
+        _run("s3://urls/nothing-here", "s3://urls/out-x", tiny_onnx)
+    with pytest.raises(LocationError, match="create the bucket"):
+        _run("s3://urls/in", "s3://no-such-bucket/out", tiny_onnx)
+
+
+def test_cli_entry_prints_backend_first_and_exits_3_on_failures(s3, tiny_onnx, capsys):
+    code = run_cli("s3://urls/in", "s3://urls/cli-out", ray_address=None, model=tiny_onnx, device="cpu", workers=1)
+    printed = capsys.readouterr()
+    assert code == 3
+    assert printed.out.splitlines()[0].startswith("backend: onnxruntime-cpu")
+    assert "failed: broken.png" in printed.err and f"s3://urls/cli-out/{REPORT_NAME}" in printed.out
