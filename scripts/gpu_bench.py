@@ -301,26 +301,33 @@ def main(argv=None) -> int:
         print(f"inputs: {args.count} gray baseline JPEGs {WIDTH}x{HEIGHT} q{args.quality}, "
               f"mean {results['inputs']['mean_kb']} KB, made in {results['inputs']['made_in_s']} s")
 
-        rows["nvjpeg_decode"] = bench_decode(files, args.batch)
-        rows["nvjpeg_encode"] = bench_encode(files, args.batch, args.quality)
-        rows["nvjpeg_decode_encode"] = bench_decode_encode(files, args.batch, args.quality)
+        measure(rows, "nvjpeg_decode", bench_decode, files, args.batch)
+        measure(rows, "nvjpeg_encode", bench_encode, files, args.batch, args.quality)
+        measure(rows, "nvjpeg_decode_encode", bench_decode_encode, files, args.batch, args.quality)
 
         checkpoint = args.model or stand_in_checkpoint(workdir)
         results["model"] = str(checkpoint)
-        backends = open_backends(args, checkpoint, notes)
+        try:
+            backends = open_backends(args, checkpoint, notes)
+        except Exception as error:  # noqa: BLE001 - no model row can run; the codec rows stand
+            rows["end_to_end"] = {"error": f"no CUDA backend opened: {type(error).__name__}: {error}"}
+            backends = {}
         for name, backend in backends.items():
             for batch in (64, 256):
-                rows[f"model_{name}_b{batch}"] = bench_model(backend, batch)
+                measure(rows, f"model_{name}_b{batch}", bench_model, backend, batch)
         order = ["tensorrt", "onnxruntime-cuda", "torch-cuda"]
-        chosen = next(n for n in order if n in backends) if args.pipeline_backend == "best" else args.pipeline_backend
-        rows["end_to_end"] = bench_pipeline(backends[chosen], folder, workdir / "out", args.count, args, warmup)
+        chosen = next((n for n in order if n in backends), None) if args.pipeline_backend == "best" else args.pipeline_backend
+        if chosen in backends:
+            measure(rows, "end_to_end", bench_pipeline, backends[chosen], folder, workdir / "out", args.count, args, warmup)
+        elif backends:
+            rows["end_to_end"] = {"error": f"backend {chosen!r} is not open (open: {sorted(backends)})"}
         for backend in backends.values():
             backend.close()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
-    codec = rows["nvjpeg_decode_encode"]["images_per_s"]
-    ratio = rows["end_to_end"]["images_per_s"] / codec if codec else 0.0
+    codec = rows.get("nvjpeg_decode_encode", {}).get("images_per_s", 0.0)
+    ratio = rows.get("end_to_end", {}).get("images_per_s", 0.0) / codec if codec else 0.0
     results["ratio_end_to_end_over_codec"] = round(ratio, 3)
     results["target_ratio"] = TARGET_RATIO
     results["meets_target"] = ratio >= TARGET_RATIO
@@ -330,7 +337,22 @@ def main(argv=None) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2) + "\n")
         print(f"wrote {args.json}")
-    return 0
+    failed = [name for name, row in rows.items() if "error" in row]
+    if failed:
+        print(f"gpu_bench: {', '.join(failed)} failed (see the tracebacks above)", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def measure(rows: dict, name: str, function, *args) -> None:
+    """``rows[name] = function(*args)``; a failure is recorded (and printed) and the bench goes on,
+    so one broken measurement does not hide the others."""
+    try:
+        rows[name] = function(*args)
+    except Exception as error:  # noqa: BLE001 - reported in the row and on stderr
+        import traceback
+
+        traceback.print_exc()
+        rows[name] = {"error": f"{type(error).__name__}: {error}"}
 
 
 def print_table(results: dict) -> None:
@@ -338,6 +360,9 @@ def print_table(results: dict) -> None:
     print(f"\n| measurement ({results['device']}) | images/s | detail |")
     print("| --- | ---: | --- |")
     for name, row in rows.items():
+        if "error" in row:
+            print(f"| {name} | - | FAILED: {row['error'][:200]} |")
+            continue
         if name == "end_to_end":
             detail = (f"{row['backend']}, batch {row['batch']}, runs {[r['images_per_s'] for r in row['runs']]}, "
                       f"peak GPU memory {row['peak_gpu_memory_gib']} GiB; busy s per stage "
