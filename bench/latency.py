@@ -138,6 +138,72 @@ def make_input(backend: Backend, batch_size: int, seed: int = 0) -> Any:
     return batch
 
 
+# --------------------------------------------------------------------------- host memory
+
+
+def _peak_rss_bytes() -> int | None:
+    """This process's peak resident memory (Linux/macOS), or None where unknown."""
+    try:
+        import resource
+        import sys
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    except (ImportError, OSError):
+        return None
+    return int(peak) if sys.platform == "darwin" else int(peak) * 1024  # bytes on macOS, KiB on Linux
+
+
+def _available_bytes() -> int | None:
+    """MemAvailable from /proc/meminfo (what can be allocated without swapping), or None."""
+    try:
+        for line in open("/proc/meminfo", encoding="ascii"):
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+class HostMemoryGuard:
+    """Skips a CPU batch size that would not fit in memory, instead of letting the kernel's
+    OOM killer end the whole bench (a large model at batch 256 can need tens of GB on the CPU:
+    self-attention alone holds an (HW)^2 matrix per image).
+
+    The process's peak resident memory is recorded after each batch size; once it has grown
+    between two batch sizes, memory per image is the slope, and a larger size is skipped when
+    its projected extra memory (with 10% margin) exceeds what the system has available. Sizes
+    up to the largest already run cost nothing new and always run.
+    """
+
+    MARGIN = 1.1
+
+    def __init__(self, already_ran: int = 0) -> None:
+        peak = _peak_rss_bytes()
+        self.points: list[tuple[int, int]] = [(already_ran, peak)] if peak is not None and already_ran else []
+
+    def record(self, batch_size: int) -> None:
+        peak = _peak_rss_bytes()
+        if peak is not None and (not self.points or batch_size > self.points[-1][0]):
+            self.points.append((batch_size, peak))
+
+    def refusal(self, batch_size: int) -> str | None:
+        """Why ``batch_size`` should be skipped, or None to run it."""
+        if len(self.points) < 2 or batch_size <= self.points[-1][0]:
+            return None
+        (b1, m1), (b2, m2) = self.points[-2], self.points[-1]
+        per_image = (m2 - m1) / (b2 - b1)
+        available = _available_bytes()
+        if per_image <= 0 or available is None:
+            return None
+        needed = per_image * (batch_size - b2) * self.MARGIN
+        if needed <= available:
+            return None
+        return (
+            f"skipped: needs about {needed / 1e9:.1f} GB more host memory, {available / 1e9:.1f} GB "
+            f"available ({per_image / 1e6:.0f} MB per image, from batches {b1} and {b2})"
+        )
+
+
 # --------------------------------------------------------------------------- measuring
 
 
@@ -177,6 +243,18 @@ def measure_batch(backend: Backend, batch_size: int, settings: LatencySettings) 
     )
 
 
-def measure_latency(backend: Backend, settings: LatencySettings) -> list[LatencyResult]:
-    """``measure_batch`` for every batch size of ``settings``, smallest first."""
-    return [measure_batch(backend, size, settings) for size in sorted(set(settings.batch_sizes))]
+def measure_latency(backend: Backend, settings: LatencySettings, *, already_ran: int = 0) -> list[LatencyResult]:
+    """``measure_batch`` for every batch size of ``settings``, smallest first. On the CPU, a
+    size that would not fit in memory is skipped (``HostMemoryGuard``); ``already_ran`` is
+    the largest batch the backend has run before (its memory is already in the peak)."""
+    guard = HostMemoryGuard(already_ran) if backend.device == "cpu" else None
+    results = []
+    for size in sorted(set(settings.batch_sizes)):
+        refusal = guard.refusal(size) if guard is not None else None
+        if refusal is not None:
+            results.append(LatencyResult(size, refusal))
+            continue
+        results.append(measure_batch(backend, size, settings))
+        if guard is not None:
+            guard.record(size)
+    return results

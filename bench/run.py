@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,11 +42,6 @@ class BenchSettings:
     pipeline: bool = True
     latency: LatencySettings = field(default_factory=LatencySettings)
     gates: gates_module.GateSettings = field(default_factory=gates_module.GateSettings)
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["min_time"] = self.latency.min_time
-        return data
 
 
 def _unavailable_reason(error: Exception) -> str | None:
@@ -134,7 +129,10 @@ class _Run:
         try:
             self._parity(row, backend)
             self.progress(f"{name}: latency at batch sizes {', '.join(map(str, self.settings.latency.batch_sizes))}")
-            row.latency = [result.to_dict() for result in measure_latency(backend, self.settings.latency)]
+            parity_batch = min(parity_module.PARITY_BATCH, backend.max_batch or parity_module.PARITY_BATCH,
+                               len(self.images))
+            results = measure_latency(backend, self.settings.latency, already_ran=parity_batch)
+            row.latency = [result.to_dict() for result in results]
             if self.settings.pipeline:
                 row.pipeline = self._pipeline(name, backend)
         except Exception as error:  # noqa: BLE001 - record it, go on with the next backend

@@ -67,3 +67,30 @@ def test_settings_refuse_nonsense():
         LatencySettings(batch_sizes=(0,))
     with pytest.raises(ValueError):
         LatencySettings(min_runs=10, max_runs=5)
+
+
+def test_memory_guard_skips_a_batch_that_would_not_fit(monkeypatch):
+    from facecolor.bench import latency
+
+    peaks = iter([1_000e6, 1_000e6, 3_400e6])  # at parity (32), after 16 (no growth), after 64
+    monkeypatch.setattr(latency, "_peak_rss_bytes", lambda: int(next(peaks)))
+    monkeypatch.setattr(latency, "_available_bytes", lambda: int(8e9))
+    guard = latency.HostMemoryGuard(already_ran=32)
+    assert guard.refusal(16) is None
+    guard.record(16)
+    assert guard.refusal(64) is None  # one point so far: no slope, run it
+    guard.record(64)
+    refusal = guard.refusal(256)  # 75 MB per image * 192 more images * 1.1 = 15.8 GB > 8 GB
+    assert refusal.startswith("skipped: needs about 15.8 GB more host memory, 8.0 GB available")
+    assert "75 MB per image, from batches 32 and 64" in refusal
+    assert guard.refusal(96) is None  # 2.6 GB more fits
+
+
+def test_memory_guard_only_applies_on_the_cpu(monkeypatch):
+    from facecolor.bench import latency
+
+    monkeypatch.setattr(latency, "HostMemoryGuard", lambda *a: pytest.fail("no guard for CUDA backends"))
+    backend = SleepyBackend(ms=0.1)
+    backend.device = "cuda"
+    monkeypatch.setattr(latency, "measure_batch", lambda b, size, s: latency.LatencyResult(size, "ok"))
+    assert [r.batch_size for r in latency.measure_latency(backend, LatencySettings(batch_sizes=(1, 2)))] == [1, 2]
