@@ -1,0 +1,140 @@
+"""``--ray``: the runtime's pipeline on a local Ray instance (2 CPUs), disk and S3 (moto).
+
+One Ray instance serves the module (starting Ray is the slow part). Every run is compared
+byte for byte with the single-process runtime (``run_pipeline``) on the same files with the
+same backend: outputs carry the same pixels and the same metadata note.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from runtime_helpers import encode_cv2, portrait
+
+ray = pytest.importorskip("ray")
+pytest.importorskip("ray.data")
+
+from facecolor.runtime.distributed.cli import run_cli  # noqa: E402
+from facecolor.runtime.distributed.ray_job import (  # noqa: E402
+    FAULT_EXIT_AFTER_ENV,
+    FAULT_MARKER_ENV,
+    colorize_with_ray,
+)
+from facecolor.runtime.report import REPORT_NAME  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+DONE = [f"p{i:02d}.jpg" for i in range(10)] + ["sub dir/sixteen.png", "sub dir/ü no-extension", "sub dir/wide.png"]
+
+
+@pytest.fixture(scope="module")
+def ray_local(model_cache):
+    # After model_cache: the workers inherit FACECOLOR_CACHE and keep the shipped model there.
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("ray") / "in"
+    (root / "sub dir").mkdir(parents=True)
+    for i in range(10):
+        (root / f"p{i:02d}.jpg").write_bytes(encode_cv2(portrait(64, 48, seed=i), ".jpg"))
+    (root / "sub dir" / "sixteen.png").write_bytes(encode_cv2(portrait(48, 64, np.uint16), ".png"))
+    (root / "sub dir" / "ü no-extension").write_bytes(encode_cv2(portrait(64, 48, seed=42), ".jpg"))
+    (root / "sub dir" / "wide.png").write_bytes(encode_cv2(portrait(32, 96, seed=7), ".png"))
+    (root / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    (root / "notes.txt").write_bytes(b"ignored\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def reference(tree, tiny_onnx, tmp_path_factory) -> Path:
+    """The single-process runtime's outputs for ``tree`` with the same model and backend."""
+    from facecolor.runtime.backends import open_backend
+    from facecolor.runtime.cli import stages_for
+    from facecolor.runtime.pipeline import Settings, run_pipeline
+
+    out = tmp_path_factory.mktemp("reference") / "out"
+    backend, reason = open_backend(tiny_onnx, "cpu", batch_size=4)
+    settings = Settings(in_dir=tree, out_dir=out, batch_size=4, workers=2)
+    with backend:
+        report = run_pipeline(settings, backend, reason, stages_for(settings, backend), progress=False,
+                              echo=lambda line: None)
+    assert report.done == len(DONE) and [f["path"] for f in report.failures] == ["broken.jpg"]
+    return out
+
+
+@pytest.fixture(scope="module")
+def s3(tree):
+    """A moto S3 server on 127.0.0.1 holding ``tree`` under s3://ray-test/in; yields the fs."""
+    pytest.importorskip("s3fs")
+    server_module = pytest.importorskip("moto.server")
+    server = server_module.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    with pytest.MonkeyPatch.context() as patch:
+        # Ray workers are started by the local raylet, which inherits this environment only
+        # if it is set before ray.init; storage options travel with the job instead.
+        patch.setenv("AWS_ENDPOINT_URL", f"http://{host}:{port}")
+        patch.setenv("AWS_ACCESS_KEY_ID", "testing")
+        patch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        patch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        import fsspec
+
+        fs = fsspec.filesystem("s3", skip_instance_cache=True)
+        fs.mkdir("ray-test")
+        fs.put(str(tree) + "/", "ray-test/in/", recursive=True)
+        yield fs, {"endpoint_url": f"http://{host}:{port}", "key": "testing", "secret": "testing"}
+    server.stop()
+
+
+def _assert_same_outputs(reference: Path, read) -> None:
+    for rel in DONE:
+        assert read(rel) == (reference / rel).read_bytes(), f"{rel} differs from the single-process output"
+
+
+def test_disk_to_disk_cli_matches_single_process(ray_local, tree, reference, tiny_onnx, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = run_cli(tree, out, ray_address="local", model=tiny_onnx, device="cpu", batch_size=2, num_actors=2,
+                   files_per_task=4)
+    assert code == 3  # broken.jpg failed, everything else done
+    printed = capsys.readouterr()
+    assert printed.out.startswith("ray: 2 CPU actors") and "backend: onnxruntime-cpu" in printed.out
+    assert "failed: broken.jpg" in printed.err
+    _assert_same_outputs(reference, lambda rel: (out / rel).read_bytes())
+    report = json.loads((out / REPORT_NAME).read_text())
+    assert report["status"] == "complete" and report["counts"] == {"done": len(DONE), "skipped": 0, "failed": 1}
+    assert report["backend"]["name"] == "onnxruntime-cpu" and report["model"]["preset"] == "pug"
+    assert report["settings"]["ray"]["num_actors"] == 2 and report["timings"]["stages"]["infer"]["items"] == len(DONE)
+    leftovers = [p.name for p in out.rglob("*") if p.name.startswith(".")]
+    assert leftovers == []
+
+
+def test_s3_to_s3_survives_a_killed_worker_and_reruns(ray_local, s3, reference, tiny_onnx, tmp_path, monkeypatch):
+    fs, options = s3
+    marker = tmp_path / "worker-died"
+    monkeypatch.setenv(FAULT_EXIT_AFTER_ENV, "3")  # the first actor to write 3 files dies (os._exit)
+    monkeypatch.setenv(FAULT_MARKER_ENV, str(marker))
+    report = colorize_with_ray("s3://ray-test/in", "s3://ray-test/out", model=tiny_onnx, num_actors=2,
+                               batch_size=2, files_per_task=4, storage_options=options)
+    assert marker.exists(), "no worker was killed: the fault injection did not fire"
+    assert report.status == "complete" and report.done == len(DONE)
+    assert [f["path"] for f in report.failures] == ["broken.jpg"]
+    assert [s["path"] for s in report.skips] == ["notes.txt"]
+    _assert_same_outputs(reference, lambda rel: fs.cat(f"ray-test/out/{rel}"))
+    written = sorted(key[len("ray-test/out/"):] for key in fs.find("ray-test/out"))
+    assert written == sorted(DONE + [REPORT_NAME])  # nothing missing, no temporary objects
+    assert json.loads(fs.cat(f"ray-test/out/{REPORT_NAME}"))["counts"]["done"] == len(DONE)
+
+    # The rerun finds every output and leaves them alone, without starting a single actor.
+    monkeypatch.delenv(FAULT_EXIT_AFTER_ENV)
+    before = {key: fs.info(key)["LastModified"] for key in fs.find("ray-test/out") if not key.endswith(REPORT_NAME)}
+    again = colorize_with_ray("s3://ray-test/in", "s3://ray-test/out", model=tiny_onnx, storage_options=options)
+    assert (again.done, again.skipped, again.failed) == (0, len(DONE) + 1, 1)
+    fs.invalidate_cache()
+    assert {key: fs.info(key)["LastModified"] for key in before} == before
