@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from facecolor.bench.errors import EngineError, ReferenceNotFound, UnknownTarget
-from facecolor.runtime.backends.base import Backend, BackendUnavailable, file_sha256
+from facecolor.runtime.backends.base import Backend, BackendError, BackendUnavailable, file_sha256
 from facecolor.runtime.backends.torch_backend import TorchBackend
 
 ENGINE_SUFFIXES = (".plan", ".onnx", ".safetensors")
@@ -271,8 +271,11 @@ class _TorchFp32Cuda(TorchBackend):
     def infer(self, l_norm):
         import torch
 
-        with torch.inference_mode():
-            return self._model(l_norm.float()).float()
+        try:
+            with torch.inference_mode():
+                return self._model(l_norm.float()).float()
+        except Exception as error:  # as the runtime's backends do: one typed error
+            raise BackendError(f"torch failed on a batch of {len(l_norm)}: {error}") from error
 
 
 @dataclass
