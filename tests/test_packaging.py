@@ -1,0 +1,20 @@
+"""Every Python package in the source tree is listed in pyproject (a wheel would miss it)."""
+
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_package_folder_is_installed():
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(config["packages"])
+    folders = {name: ROOT / path for name, path in config["package-dir"].items()}
+    found = set()
+    for name, folder in folders.items():
+        for init in folder.rglob("__init__.py"):
+            relative = init.parent.relative_to(folder).parts
+            if any(part.startswith((".", "__")) for part in relative):
+                continue
+            found.add(".".join((name, *relative)))
+    assert found - listed == set(), "add these to [tool.setuptools] packages in pyproject.toml"
