@@ -112,7 +112,7 @@ def evaluate(settings: EvalSettings) -> EvalTable:
                 generator, checkpoint = load_generator(path, device)
                 preset = checkpoint.preset
             predictions = colorize(generator, image_set.images, device, batch_size=settings.batch_size)
-            _, means = score(predictions, truths)
+            _, means = score(predictions, truths, settings.workers)
             metrics: dict[str, float | None] = {key: means[key] for key, _, _ in COLUMNS if key != "fid"}
             metrics["fid"] = fid.score(predictions, Path(scratch) / f"pred{number}", truth_dir)
             table.rows.append(EvalRow(name, path, preset, metrics))

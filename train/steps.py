@@ -188,7 +188,8 @@ class LossMeter:
         if not self.sums:
             return {}
         names = sorted(self.sums)
-        stacked = torch.stack([self.sums[name] for name in names] + [self.sums[names[0]].new_tensor(float(self.steps))])
+        steps = self.sums[names[0]].new_tensor(float(self.steps))  # reduced with the sums under DDP
+        stacked = torch.stack([self.sums[name] for name in names] + [steps])
         if all_reduce is not None:
             stacked = all_reduce(stacked)
         values = stacked.tolist()

@@ -104,3 +104,15 @@ def test_init_skips_g_pretraining_starts_from_its_weights_and_is_recorded(
     assert checkpoint.render_size == 32 and checkpoint.model_config["width"] == 0.125
     initial = read_checkpoint(source).state_dict
     assert all(np.allclose(seen["weights"][k].numpy(), v.numpy()) for k, v in initial.items())
+
+
+def test_max_minutes_stops_early_and_still_writes_a_complete_run(tiny_data, tmp_path):
+    out = tmp_path / "timed"
+    args = train_args("pug", tiny_data, out, "--max-minutes", "0.0001")
+    args[args.index("--epochs") + 1] = "3"
+    result = invoke(args)
+    assert result.exit_code == 0, result.output
+    recipe = read_checkpoint(out / "pug.safetensors").recipe
+    assert recipe["epochs_trained"] == {"pretrain_g": 1}
+    assert recipe["time_limited"]["epoch"] == 1 and recipe["time_limited"]["of"] == 3
+    assert (out / "contact_sheet.png").is_file()
