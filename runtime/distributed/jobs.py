@@ -106,7 +106,7 @@ def _local_jobs(in_store: Storage, out_store: Storage, out_format: str, existing
 def _url_jobs(in_store: Storage, out_store: Storage, out_format: str, existing) -> Iterator[Job]:
     exclude = in_store.relative_to_me(out_store)  # OUT inside IN: never read back
     taken: dict[str, str] = {}
-    for rel, _size in in_store.iter_files(exclude_prefix=exclude):
+    for rel in in_store.iter_files(exclude_prefix=exclude):
         rel_out, fmt = output_relpath(rel, out_format)
         relative = PurePosixPath(rel)
         target = Path(out_store.full(rel_out)) if out_store.is_local else PurePosixPath(rel_out)
@@ -128,22 +128,19 @@ def needs_sniffing(job: Job) -> bool:
 # --------------------------------------------------------------------------- rows for Ray
 
 
-def job_row(job: Job) -> dict[str, Any]:
-    """A job as plain values for a Ray Data row (only jobs still to do travel)."""
-    return {
-        "source": os.fsencode(str(job.source)),
-        "relative": os.fsencode(str(job.relative)),
-        "target": os.fsencode(str(job.target)),
-        "out_format": job.out_format or "",
-    }
+def job_row(job: Job, out_store: Storage) -> dict[str, Any]:
+    """A job still to do as a compact Ray Data row: its path relative to IN, its output's path
+    relative to OUT (empty when the same), the output format (empty: the content's)."""
+    relative = os.fsencode(str(job.relative))
+    target = job.target.relative_to(out_store.root_path) if out_store.is_local else job.target
+    output = os.fsencode(str(target))
+    return {"relative": relative, "output": b"" if output == relative else output, "out_format": job.out_format or ""}
 
 
-def row_job(source: bytes, relative: bytes, target: bytes, out_format: str, *, local_in: bool, local_out: bool) -> Job:
-    """The inverse of ``job_row``: local paths become ``Path``, object keys ``PurePosixPath``."""
-    src, rel, dst = (os.fsdecode(bytes(value)) for value in (source, relative, target))
-    return Job(
-        Path(src) if local_in else PurePosixPath(src),
-        PurePath(rel),
-        Path(dst) if local_out else PurePosixPath(dst),
-        str(out_format) or None,
-    )
+def row_job(relative: bytes, output: bytes, out_format: str, in_store: Storage, out_store: Storage) -> Job:
+    """The inverse of ``job_row``: the same Job the walk (or the URL listing) made."""
+    rel = os.fsdecode(bytes(relative))
+    out = os.fsdecode(bytes(output)) or rel
+    source = in_store.root_path / rel if in_store.is_local else PurePosixPath(rel)
+    target = out_store.root_path / out if out_store.is_local else PurePosixPath(out)
+    return Job(source, PurePath(rel), target, str(out_format) or None)

@@ -29,6 +29,7 @@ import json
 import math
 import os
 import sys
+import time
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -161,13 +162,15 @@ class ColorizeActor:
         backend, reason = open_backend(model.materialize(), device, batch_size=batch_size, render_size=render_size)
         self.backend = _limit_threads(backend, threads)
         self.info = {**backend_info(self.backend, reason), "model": self.backend.model.as_dict(),
-                     "node": context.get_node_id()[:12], "restarted": bool(context.was_current_actor_reconstructed)}
+                     "actor": context.get_actor_id()[:12], "node": context.get_node_id()[:12],
+                     "restarted": bool(context.was_current_actor_reconstructed),
+                     "ready_at": round(time.time(), 3)}  # epoch seconds: when this actor could start
         self._written = 0
         self._fault_after = None if self.info["restarted"] else fault_exit_after
         self._fault_marker = fault_marker
         after = self._count_and_maybe_die if self._fault_after else None
         self.runner = ChunkRunner(settings, self.backend, in_store, out_store, after_item=after)
-        self._local_in, self._local_out = in_store.is_local, out_store.is_local
+        self._in_store, self._out_store = in_store, out_store
 
     def _count_and_maybe_die(self, item: Item) -> None:
         """Fault injection (tests): exit hard, mid-block, like a killed worker."""
@@ -184,10 +187,8 @@ class ColorizeActor:
         os._exit(77)
 
     def __call__(self, batch: Mapping[str, Any]) -> dict[str, list]:
-        jobs = [
-            row_job(source, relative, target, fmt, local_in=self._local_in, local_out=self._local_out)
-            for source, relative, target, fmt in zip(batch["source"], batch["relative"], batch["target"], batch["out_format"])
-        ]
+        jobs = [row_job(relative, output, fmt, self._in_store, self._out_store)
+                for relative, output, fmt in zip(batch["relative"], batch["output"], batch["out_format"])]
         out: dict[str, list] = {"relative": [], "status": [], "reason": [], "stage": [], "size": [], "meta": []}
         for item in self.runner.run(jobs):
             out["relative"].append(os.fsencode(str(item.job.relative)))
@@ -268,6 +269,23 @@ def _connect(address: str | None):
         raise RayUnavailable(f"cannot connect to Ray at {address or 'a new local instance'}: {error}; "
                              "check the address (ray status on the head node) or omit it for a local run") from error
     return ray, True
+
+
+#: Jobs turned into Ray blocks at a time: the driver never holds more than this many rows as
+#: dicts; the blocks themselves live in the object store (which spills to disk).
+ROWS_PER_CHUNK = 65536
+
+
+def _dataset(ray, rows: list[tuple], files_per_task: int):
+    """Blocks of ``files_per_task`` rows (one Ray task each), built chunk by chunk; ``rows`` is
+    emptied on the way."""
+    chunk = max(files_per_task, ROWS_PER_CHUNK // files_per_task * files_per_task)
+    parts = []
+    for start in range(0, len(rows), chunk):
+        items = [{"relative": r, "output": o, "out_format": f} for r, o, f in rows[start:start + chunk]]
+        parts.append(ray.data.from_items(items, override_num_blocks=math.ceil(len(items) / files_per_task)))
+    rows.clear()
+    return parts[0] if len(parts) == 1 else parts[0].union(*parts[1:])
 
 
 def _root_cause(error: BaseException) -> BaseException:
@@ -376,12 +394,12 @@ class _RayJob:
         stats: dict[str, StageStats] = {}
         status, fatal = "complete", None
         try:
-            rows = []
+            rows: list[tuple] = []  # (relative, output, format): about 150 bytes per job
             for job in list_jobs(self.in_store, self.out_store, self.settings.out_format, overwrite=self.settings.overwrite):
                 if job.status is not None:
                     report.add(_Result(job, job.status, job.reason, "walk", 0))
                 else:
-                    rows.append(job_row(job))
+                    rows.append(tuple(job_row(job, self.out_store).values()))
             if rows:
                 self._run_on_ray(rows, report, stats)
         except KeyboardInterrupt:
@@ -395,7 +413,7 @@ class _RayJob:
             write_report(report, self.out_store)
         return report
 
-    def _run_on_ray(self, rows: list[dict], report: Report, stats: dict[str, StageStats]) -> None:
+    def _run_on_ray(self, rows: list[tuple], report: Report, stats: dict[str, StageStats]) -> None:
         from tqdm import tqdm
 
         ray, started = _connect(self.address)
@@ -429,7 +447,7 @@ class _RayJob:
         DataContext.get_current().enable_progress_bars = False
         shipment = ship_model(self.model_path)  # referenced here until the last block is in
         fault_after = os.environ.get(FAULT_EXIT_AFTER_ENV)
-        dataset = ray.data.from_items(rows, override_num_blocks=max(1, math.ceil(len(rows) / files_per_task)))
+        dataset = _dataset(ray, rows, files_per_task)
         with warnings.catch_warnings():
             # Ray 2.5x marks remote args passed as keywords deprecated, but they are still the
             # only way to bound actor restarts and task retries in map_batches.
@@ -477,7 +495,8 @@ class _RayJob:
 
 
 def _merge_meta(meta: dict, report: Report, stats: dict[str, StageStats], backends: dict, announce) -> None:
-    """Fold one block's stage timings into the run's; record (and announce) each backend seen."""
+    """Fold one block's stage timings into the run's; record each actor (node, when it was
+    ready, whether it was restarted) and announce the backend the first one chose."""
     for name, (busy_s, items, calls) in meta.get("stats", {}).items():
         total = stats.setdefault(name, StageStats())
         total.busy_s += busy_s
@@ -485,13 +504,19 @@ def _merge_meta(meta: dict, report: Report, stats: dict[str, StageStats], backen
         total.calls += calls
     info = dict(meta.get("backend") or {})
     model = info.pop("model", {})
+    actor = {key: info.pop(key, None) for key in ("actor", "node", "restarted", "ready_at")}
+    actors = report.backend.setdefault("actors", {}) if report.backend else {}
     key = f"{info.get('name')}|{info.get('reason')}|{model.get('sha256')}"
-    if key in backends:
-        return
-    backends[key] = info
-    if len(backends) == 1:  # the first actor to answer names the backend, as the CLI's first line
-        announce(info.get("reason", ""))
-        report.backend = {k: info[k] for k in ("name", "device", "render_size", "max_batch", "reason") if k in info}
-        report.model = {**model, "source": report.model.get("source", "")}
-    else:  # nodes that chose differently (e.g. a node without TensorRT) are listed too
-        report.backend["other_actors"] = list(backends.values())[1:]
+    if key not in backends:
+        backends[key] = info
+        if len(backends) == 1:  # the first actor to answer names the backend, as the CLI's first line
+            announce(info.get("reason", ""))
+            report.backend = {k: info[k] for k in ("name", "device", "render_size", "max_batch", "reason") if k in info}
+            report.model = {**model, "source": report.model.get("source", "")}
+            actors = report.backend.setdefault("actors", actors)
+        else:  # nodes that chose differently (e.g. a node without TensorRT) are listed too
+            report.backend["other_backends"] = list(backends.values())[1:]
+    known = actors.get(actor["actor"])
+    if known is None or (actor["restarted"] and actor["ready_at"] > known["ready_at"]):
+        restarts = known["restarts"] + 1 if known is not None else int(bool(actor["restarted"]))
+        actors[actor["actor"]] = {"node": actor["node"], "ready_at": actor["ready_at"], "restarts": restarts}

@@ -105,7 +105,7 @@ class Storage:
             path = self.location
             if path.startswith("file://"):
                 path = path[len("file://"):]
-            self.root_path = Path(path).expanduser().absolute()
+            self.root_path = Path(os.path.abspath(os.path.expanduser(path)))  # as the runtime's walk
             self.protocol = "file"
             self.root = str(self.root_path)
             self._fs = None
@@ -205,43 +205,39 @@ class Storage:
             raise StorageError(f"{self.protocol}://{bucket} does not exist (or these credentials cannot see it): "
                                "create the bucket first")
 
-    def iter_files(self, exclude_prefix: str | None = None) -> Iterator[tuple[str, int]]:
-        """``(relative path, size in bytes)`` of every file below the root, sorted.
+    def iter_files(self, exclude_prefix: str | None = None) -> Iterator[str]:
+        """The relative path of every file below the root, sorted.
 
         Hidden names (a part starting with ``.``, e.g. temporary files) are left out, and so
-        is everything under ``exclude_prefix`` (OUT inside IN is never re-read). For a local
-        folder the single-machine runtime's own walk is the one to use (symlink rules, image
-        sniffing); this listing serves URLs.
+        is everything under ``exclude_prefix`` (OUT inside IN is never re-read). An object
+        store is listed by name only (no per-object details), about 100 bytes per object in
+        memory. For a local folder the runtime's own walk is the one to use for inputs
+        (symlink rules, image sniffing); this listing serves URLs and existing outputs.
         """
         if self.is_local:
-            files = self._local_files()
+            names = self._local_files()
         else:
             try:
                 self.fs.invalidate_cache(self.root)
-                found = self.fs.find(self.root, withdirs=False, detail=True)
+                found = self.fs.find(self.root, withdirs=False, detail=False)
             except Exception as error:
                 raise _explain(error, f"cannot list {self.location}") from error
-            files = (
-                (name[len(self.root):].lstrip("/"), int(info.get("size") or 0))
-                for name, info in found.items()
-                if info.get("type", "file") == "file"
-            )
-        for rel, size in sorted(files):
+            names = (name[len(self.root):].lstrip("/") for name in found if not name.endswith("/"))
+        excluded = exclude_prefix.strip("/") + "/" if exclude_prefix else None
+        for rel in sorted(names):
             if not rel or any(part.startswith(".") for part in rel.split("/")):
                 continue
-            if exclude_prefix and (rel == exclude_prefix or rel.startswith(exclude_prefix.rstrip("/") + "/")):
+            if excluded and (rel + "/").startswith(excluded):
                 continue
-            yield rel, size
+            yield rel
 
-    def _local_files(self) -> Iterator[tuple[str, int]]:
+    def _local_files(self) -> Iterator[str]:
         for dirpath, dirnames, filenames in os.walk(self.root_path):
             dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(dirpath, d))]
             for name in filenames:
                 path = os.path.join(dirpath, name)
-                if os.path.islink(path) or not os.path.isfile(path):
-                    continue
-                rel = os.path.relpath(path, self.root_path).replace(os.sep, "/")
-                yield rel, os.path.getsize(path)
+                if not os.path.islink(path) and os.path.isfile(path):
+                    yield os.path.relpath(path, self.root_path).replace(os.sep, "/")
 
     def existing(self) -> set[str]:
         """Every relative path already under the root (one listing: no request per file)."""
@@ -253,7 +249,7 @@ class Storage:
                     return set()
             except Exception as error:
                 raise _explain(error, f"cannot list {self.location}") from error
-        return {rel for rel, _ in self.iter_files()}
+        return set(self.iter_files())
 
     def exists(self, rel: str) -> bool:
         if self.is_local:

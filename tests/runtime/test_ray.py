@@ -17,6 +17,7 @@ from runtime_helpers import encode_cv2, portrait
 ray = pytest.importorskip("ray")
 pytest.importorskip("ray.data")
 
+from facecolor.runtime.distributed import ray_job  # noqa: E402
 from facecolor.runtime.distributed.cli import run_cli  # noqa: E402
 from facecolor.runtime.distributed.ray_job import (  # noqa: E402
     FAULT_EXIT_AFTER_ENV,
@@ -98,7 +99,8 @@ def _assert_same_outputs(reference: Path, read) -> None:
         assert read(rel) == (reference / rel).read_bytes(), f"{rel} differs from the single-process output"
 
 
-def test_disk_to_disk_cli_matches_single_process(ray_local, tree, reference, tiny_onnx, tmp_path, capsys):
+def test_disk_to_disk_cli_matches_single_process(ray_local, tree, reference, tiny_onnx, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(ray_job, "ROWS_PER_CHUNK", 8)  # the dataset is a union of chunks, as for big runs
     out = tmp_path / "out"
     code = run_cli(tree, out, ray_address="local", model=tiny_onnx, device="cpu", batch_size=2, num_actors=2,
                    files_per_task=4)
@@ -123,6 +125,7 @@ def test_s3_to_s3_survives_a_killed_worker_and_reruns(ray_local, s3, reference, 
     report = colorize_with_ray("s3://ray-test/in", "s3://ray-test/out", model=tiny_onnx, num_actors=2,
                                batch_size=2, files_per_task=4, storage_options=options)
     assert marker.exists(), "no worker was killed: the fault injection did not fire"
+    assert sum(actor["restarts"] for actor in report.backend["actors"].values()) >= 1
     assert report.status == "complete" and report.done == len(DONE)
     assert [f["path"] for f in report.failures] == ["broken.jpg"]
     assert [s["path"] for s in report.skips] == ["notes.txt"]

@@ -57,12 +57,13 @@ def test_local_roundtrip_atomic_and_listing(tmp_path):
     store.write_bytes("a/b c/ü.jpg", b"xyz")
     store.write_bytes("top.png", b"12345")
     (tmp_path / "root" / ".hidden.tmp").write_bytes(b"partial")
-    assert list(store.iter_files()) == [("a/b c/ü.jpg", 3), ("top.png", 5)]
+    assert list(store.iter_files()) == ["a/b c/ü.jpg", "top.png"]
     assert store.read_bytes("a/b c/ü.jpg") == b"xyz"
     assert store.exists("top.png") and not store.exists("nope.png")
     # No temporary file is left next to the output.
     assert sorted(p.name for p in (tmp_path / "root" / "a" / "b c").iterdir()) == ["ü.jpg"]
-    assert list(store.iter_files(exclude_prefix="a")) == [("top.png", 5)]
+    assert list(store.iter_files(exclude_prefix="a")) == ["top.png"]
+    assert store.read_bytes("top.png", max_bytes=2) == b"123"  # one byte more than asked: too large
 
 
 def test_relative_paths_cannot_escape(tmp_path):
@@ -102,7 +103,8 @@ def test_s3_roundtrip_listing_and_pickle(bucket):
     store.write_bytes("x/2 ü.png", b"two!")
     store.write_bytes("out/skip.jpg", b"no")
     store.check_readable_root()
-    assert list(store.iter_files(exclude_prefix="out")) == [("x/1.jpg", 3), ("x/2 ü.png", 4)]
+    assert list(store.iter_files(exclude_prefix="out")) == ["x/1.jpg", "x/2 ü.png"]
+    assert store.read_bytes("x/2 ü.png", max_bytes=1) == b"tw" and store.read_bytes("x/1.jpg", max_bytes=9) == b"one"
     assert store.existing() == {"x/1.jpg", "x/2 ü.png", "out/skip.jpg"}
     assert store.url("x/1.jpg") == f"s3://{bucket}/in/x/1.jpg"
     clone = pickle.loads(pickle.dumps(store))
