@@ -71,7 +71,7 @@ class Report:
         self.status, self.fatal_error = status, fatal_error
         if stages:
             self.stages = {
-                name: {"busy_s": round(s.busy_s, 3), "items": s.items, "calls": s.calls}
+                name: {"busy_s": round(s.busy_s, 3), "cpu_s": round(s.cpu_s, 3), "items": s.items, "calls": s.calls}
                 for name, s in stages.items()
             }
 

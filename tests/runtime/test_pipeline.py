@@ -3,6 +3,8 @@ run, batches form, and the number of items in flight stays bounded."""
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import time
 from pathlib import Path, PurePath
@@ -95,3 +97,17 @@ def test_consumer_stopping_early_stops_the_threads():
     next(results)
     results.close()
     assert not any(t.is_alive() for t in runner._threads)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice is Linux's")
+def test_nice_lowers_only_the_stage_threads():
+    seen = []
+
+    def probe(item):
+        seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        return item
+
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    list(StageRunner([MapStage("probe", probe, nice=5)]).run(items(3)))
+    assert seen == [min(base + 5, 19)] * 3
+    assert os.getpriority(os.PRIO_PROCESS, 0) == base  # the main thread keeps its priority
