@@ -190,6 +190,7 @@ class ColorizeActor:
         jobs = [row_job(relative, output, fmt, self._in_store, self._out_store)
                 for relative, output, fmt in zip(batch["relative"], batch["output"], batch["out_format"])]
         out: dict[str, list] = {"relative": [], "status": [], "reason": [], "stage": [], "size": [], "meta": []}
+        cpu_start = time.process_time()  # this actor's CPU time, all its threads
         for item in self.runner.run(jobs):
             out["relative"].append(os.fsencode(str(item.job.relative)))
             out["status"].append(item.status or DONE)
@@ -199,7 +200,8 @@ class ColorizeActor:
             out["meta"].append("")
         if out["meta"]:  # this block's stage timings and the actor's backend ride on one row
             stats = {name: [s.busy_s, s.items, s.calls] for name, s in self.runner.last_stats.items()}
-            out["meta"][0] = json.dumps({"backend": self.info, "stats": stats})
+            out["meta"][0] = json.dumps({"backend": self.info, "stats": stats,
+                                         "cpu_s": round(time.process_time() - cpu_start, 3)})
         return out
 
     def __del__(self) -> None:
@@ -269,6 +271,26 @@ def _connect(address: str | None):
         raise RayUnavailable(f"cannot connect to Ray at {address or 'a new local instance'}: {error}; "
                              "check the address (ray status on the head node) or omit it for a local run") from error
     return ray, True
+
+
+def _map_with_actors(dataset, plan: ActorPlan, files_per_task: int, constructor: dict, max_restarts: int):
+    """``map_batches`` onto a fixed pool of ColorizeActors that restart and retry their task."""
+    from ray.data import ActorPoolStrategy
+
+    options = dict(batch_size=files_per_task, batch_format="numpy", compute=ActorPoolStrategy(size=plan.num_actors),
+                   num_cpus=plan.num_cpus, num_gpus=plan.num_gpus or None, fn_constructor_kwargs=constructor)
+    retries = dict(max_restarts=max_restarts, max_task_retries=max_restarts)
+    with warnings.catch_warnings():
+        # Ray 2.5x-2.6x mark remote args passed as keywords deprecated, yet they are the only way
+        # to bound restarts and retries in map_batches. A Ray that no longer takes them runs
+        # with Ray Data's own default for actor pools: restart and retry without limit.
+        warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
+        try:
+            return dataset.map_batches(ColorizeActor, **options, **retries)
+        except TypeError as error:
+            if "max_restarts" not in str(error) and "max_task_retries" not in str(error):
+                raise
+            return dataset.map_batches(ColorizeActor, **options)
 
 
 #: Jobs turned into Ray blocks at a time: the driver never holds more than this many rows as
@@ -442,38 +464,27 @@ class _RayJob:
 
     def _results(self, ray, plan: ActorPlan, settings: Settings, rows, files_per_task: int, report, stats):
         """Yield a _Result per row, as the actors finish their blocks."""
-        from ray.data import ActorPoolStrategy, DataContext
+        from ray.data import DataContext
 
-        DataContext.get_current().enable_progress_bars = False
+        context = DataContext.get_current()
+        context.enable_progress_bars = False  # the driver draws its own bar
+        context.print_on_execution_start = False
         shipment = ship_model(self.model_path)  # referenced here until the last block is in
         fault_after = os.environ.get(FAULT_EXIT_AFTER_ENV)
         dataset = _dataset(ray, rows, files_per_task)
-        with warnings.catch_warnings():
-            # Ray 2.5x marks remote args passed as keywords deprecated, but they are still the
-            # only way to bound actor restarts and task retries in map_batches.
-            warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
-            dataset = dataset.map_batches(
-                ColorizeActor,
-                batch_size=files_per_task,
-                batch_format="numpy",
-                compute=ActorPoolStrategy(size=plan.num_actors),
-                num_cpus=plan.num_cpus,
-                num_gpus=plan.num_gpus or None,
-                fn_constructor_kwargs={
-                    "model": shipment,
-                    "device": plan.device,
-                    "batch_size": settings.batch_size,
-                    "render_size": self.render_size,
-                    "threads": max(1, int(plan.num_cpus)),
-                    "settings": settings,
-                    "in_store": self.in_store,
-                    "out_store": self.out_store,
-                    "fault_exit_after": int(fault_after) if fault_after else None,
-                    "fault_marker": os.environ.get(FAULT_MARKER_ENV) or None,
-                },
-                max_restarts=self.max_restarts,
-                max_task_retries=self.max_restarts,
-            )
+        constructor = {
+            "model": shipment,
+            "device": plan.device,
+            "batch_size": settings.batch_size,
+            "render_size": self.render_size,
+            "threads": max(1, int(plan.num_cpus)),
+            "settings": settings,
+            "in_store": self.in_store,
+            "out_store": self.out_store,
+            "fault_exit_after": int(fault_after) if fault_after else None,
+            "fault_marker": os.environ.get(FAULT_MARKER_ENV) or None,
+        }
+        dataset = _map_with_actors(dataset, plan, files_per_task, constructor, self.max_restarts)
         backends: dict[str, dict] = {}
         try:
             for block in dataset.iter_batches(batch_size=None, batch_format="numpy"):
@@ -490,13 +501,12 @@ class _RayJob:
             if isinstance(cause, FatalError):
                 raise cause from error
             raise FatalError(f"the Ray job failed: {failure_reason(cause)}") from error
-        finally:
-            del shipment
 
 
 def _merge_meta(meta: dict, report: Report, stats: dict[str, StageStats], backends: dict, announce) -> None:
     """Fold one block's stage timings into the run's; record each actor (node, when it was
-    ready, whether it was restarted) and announce the backend the first one chose."""
+    ready, whether it was restarted, CPU seconds its blocks took) and announce the backend the
+    first one chose."""
     for name, (busy_s, items, calls) in meta.get("stats", {}).items():
         total = stats.setdefault(name, StageStats())
         total.busy_s += busy_s
@@ -519,4 +529,7 @@ def _merge_meta(meta: dict, report: Report, stats: dict[str, StageStats], backen
     known = actors.get(actor["actor"])
     if known is None or (actor["restarted"] and actor["ready_at"] > known["ready_at"]):
         restarts = known["restarts"] + 1 if known is not None else int(bool(actor["restarted"]))
-        actors[actor["actor"]] = {"node": actor["node"], "ready_at": actor["ready_at"], "restarts": restarts}
+        cpu_s = known["cpu_s"] if known is not None else 0.0
+        known = actors[actor["actor"]] = {"node": actor["node"], "ready_at": actor["ready_at"],
+                                          "restarts": restarts, "cpu_s": cpu_s}
+    known["cpu_s"] = round(known["cpu_s"] + meta.get("cpu_s", 0.0), 3)  # CPU time spent on blocks
