@@ -26,8 +26,9 @@ export:  ## ONNX (fp32, fp16) and, where TensorRT is installed, the engine, into
 		|| echo "TensorRT not installed: writing the ONNX files only (pip install facecolor[tensorrt])"; \
 	$(PYTHON) -m facecolor.export $(MODEL) --onnx models/gpsagd.onnx $$E
 
-bench:  ## latency and parity of the exported model against PyTorch
-	$(PYTHON) -m facecolor.bench --engine models/gpsagd.onnx --reference $(MODEL) --json out/bench.json
+bench:  ## latency and parity of the exported model against PyTorch (run make export first)
+	$(PYTHON) -m facecolor.bench --engine models/gpsagd.onnx --reference $(MODEL) \
+		--data $(DATA)/ffhq_dev --limit 64 --json out/bench.json
 
 gpu-check:  ## on a CUDA machine: the GPU and TensorRT tests, then the benchmark (< 5 minutes)
 	bash scripts/gpu-check.sh

@@ -18,3 +18,9 @@ def test_every_package_folder_is_installed():
                 continue
             found.add(".".join((name, *relative)))
     assert found - listed == set(), "add these to [tool.setuptools] packages in pyproject.toml"
+
+
+def test_test_files_have_unique_names():
+    """Test folders have no __init__.py, so two test_x.py files stop pytest's collection."""
+    names = [p.name for p in (ROOT / "tests").rglob("test_*.py")]
+    assert sorted(n for n in set(names) if names.count(n) > 1) == []
