@@ -22,7 +22,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import replace
+from dataclasses import asdict, fields, replace
 from pathlib import Path, PurePosixPath
 
 from facecolor.runtime.decode import DecodeError
@@ -165,15 +165,19 @@ class ChunkRunner:
         finally:
             self.last_stats = runner.stats
             for name, stage in runner.stats.items():
-                total = self.stats.setdefault(name, StageStats())
-                total.busy_s += stage.busy_s
-                total.items += stage.items
-                total.calls += stage.calls
+                add_stats(self.stats.setdefault(name, StageStats()), asdict(stage))
 
     def close(self) -> None:
         if self._scratch is not None:
             shutil.rmtree(self._scratch, ignore_errors=True)
             self._scratch = None
+
+
+def add_stats(total: StageStats, numbers: dict) -> None:
+    """Add one run's stage numbers (``asdict(StageStats)``, possibly from another process)."""
+    for field in fields(StageStats):
+        if field.name in numbers:
+            setattr(total, field.name, getattr(total, field.name) + numbers[field.name])
 
 
 def _observed(fn, after: Callable[[Item], None], *, batched: bool):

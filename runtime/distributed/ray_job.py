@@ -32,11 +32,11 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path, PurePath
 from typing import Any
 
-from facecolor.runtime.distributed.chunk import ChunkRunner
+from facecolor.runtime.distributed.chunk import ChunkRunner, add_stats
 from facecolor.runtime.distributed.jobs import job_row, list_jobs, row_job
 from facecolor.runtime.distributed.storage import Storage, open_storage
 from facecolor.runtime.distributed.storage_run import (
@@ -199,7 +199,7 @@ class ColorizeActor:
             out["size"].append(int(item.size))
             out["meta"].append("")
         if out["meta"]:  # this block's stage timings and the actor's backend ride on one row
-            stats = {name: [s.busy_s, s.items, s.calls] for name, s in self.runner.last_stats.items()}
+            stats = {name: asdict(s) for name, s in self.runner.last_stats.items()}
             out["meta"][0] = json.dumps({"backend": self.info, "stats": stats,
                                          "cpu_s": round(time.process_time() - cpu_start, 3)})
         return out
@@ -507,11 +507,8 @@ def _merge_meta(meta: dict, report: Report, stats: dict[str, StageStats], backen
     """Fold one block's stage timings into the run's; record each actor (node, when it was
     ready, whether it was restarted, CPU seconds its blocks took) and announce the backend the
     first one chose."""
-    for name, (busy_s, items, calls) in meta.get("stats", {}).items():
-        total = stats.setdefault(name, StageStats())
-        total.busy_s += busy_s
-        total.items += items
-        total.calls += calls
+    for name, numbers in meta.get("stats", {}).items():
+        add_stats(stats.setdefault(name, StageStats()), numbers)
     info = dict(meta.get("backend") or {})
     model = info.pop("model", {})
     actor = {key: info.pop(key, None) for key in ("actor", "node", "restarted", "ready_at")}
