@@ -28,4 +28,4 @@ def test_small_run_writes_numbers(tmp_path, tiny_onnx):
     numbers = json.loads(out.read_text())
     assert numbers["failed"] == 0 and numbers["images"] == 3 and numbers["backend"] == "onnxruntime-cpu"
     assert numbers["end_to_end_images_per_s"] > 0 and numbers["model_alone_images_per_s"] > 0
-    assert "ratio" in result.output
+    assert "ratio" in result.output and 0 < numbers["cpu_bound_ratio"]
