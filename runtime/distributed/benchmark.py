@@ -68,7 +68,8 @@ def _ray_run(folder: Path, out: Path, onnx: Path, actors: int, cpus: int, batch_
             "cpu_ms_per_image": round(1000 * cpu / max(1, report.done), 1)}
 
 
-@click.command(epilog="Example: python -m facecolor.runtime.distributed.benchmark --images 200 --json out/ray-bench.json")
+@click.command(epilog="Example: python -m facecolor.runtime.distributed.benchmark --images 200 "
+                      "--json out/ray-bench.json")
 @click.option("--images", type=click.IntRange(min=1), default=200, show_default=True)
 @click.option("--size", default="512x640", show_default=True, help="WIDTHxHEIGHT of the synthetic JPEGs.")
 @click.option("--data", type=click.Path(file_okay=False, path_type=Path), default=None,

@@ -57,7 +57,8 @@ def storage_read_stage(settings: Settings, in_store: Storage) -> Callable[[Item]
             return item
         data = in_store.read_bytes(rel, max_bytes=limit)
         if len(data) > limit:
-            raise DecodeError(f"file of more than {limit / 1e6:.0f} MB is larger than the pixel limit allows (--max-pixels)")
+            raise DecodeError(f"file of more than {limit / 1e6:.0f} MB is larger than the pixel limit allows "
+                              "(--max-pixels)")
         item.payload = data
         return item
 

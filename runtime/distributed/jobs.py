@@ -51,7 +51,9 @@ def output_relpath(rel: str, out_format: str) -> tuple[str, str | None]:
     return rel, EXTENSION_FORMATS.get(path.suffix.lower())
 
 
-def list_jobs(in_store: Storage, out_store: Storage, out_format: str = "keep", *, overwrite: bool = False) -> Iterator[Job]:
+def list_jobs(
+    in_store: Storage, out_store: Storage, out_format: str = "keep", *, overwrite: bool = False
+) -> Iterator[Job]:
     """Every input under ``in_store`` as a runtime ``Job`` (lazily for a local IN).
 
     ``job.relative`` is the input's path relative to IN; ``job.target`` is a local ``Path``
@@ -112,7 +114,8 @@ def _url_jobs(in_store: Storage, out_store: Storage, out_format: str, existing) 
         target = Path(out_store.full(rel_out)) if out_store.is_local else PurePosixPath(rel_out)
         job = Job(relative, relative, target, fmt)
         if rel_out in taken:
-            job = _with(job, FAILED, f"its output {PurePosixPath(rel_out).name} is already written from {taken[rel_out]}")
+            name = PurePosixPath(rel_out).name
+            job = _with(job, FAILED, f"its output {name} is already written from {taken[rel_out]}")
         else:
             taken[rel_out] = relative.name
             if existing(rel_out):

@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import sys
 import time
 import warnings
@@ -159,14 +160,17 @@ class ColorizeActor:
         from facecolor.runtime.backends import open_backend
 
         context = ray.get_runtime_context()
+        with warnings.catch_warnings():  # Ray 2.6x warns about an attribute it reads inside
+            warnings.simplefilter("ignore", DeprecationWarning)
+            restarted = bool(context.was_current_actor_reconstructed)
         backend, reason = open_backend(model.materialize(), device, batch_size=batch_size, render_size=render_size)
         self.backend = _limit_threads(backend, threads)
         self.info = {**backend_info(self.backend, reason), "model": self.backend.model.as_dict(),
                      "actor": context.get_actor_id()[:12], "node": context.get_node_id()[:12],
-                     "restarted": bool(context.was_current_actor_reconstructed),
+                     "restarted": restarted,
                      "ready_at": round(time.time(), 3)}  # epoch seconds: when this actor could start
         self._written = 0
-        self._fault_after = None if self.info["restarted"] else fault_exit_after
+        self._fault_after = None if restarted else fault_exit_after
         self._fault_marker = fault_marker
         after = self._count_and_maybe_die if self._fault_after else None
         self.runner = ChunkRunner(settings, self.backend, in_store, out_store, after_item=after)
@@ -223,11 +227,15 @@ class ActorPlan:
     device: str  # what each actor's backend runs on: 'cuda' or 'cpu'
 
     def describe(self) -> str:
-        each = f"1 GPU + {self.num_cpus:g} CPUs" if self.num_gpus else f"{self.num_cpus:g} CPU{'s' if self.num_cpus != 1 else ''}"
-        return f"{self.num_actors} {'GPU' if self.num_gpus else 'CPU'} actor{'s' if self.num_actors != 1 else ''} ({each} each)"
+        cpus = f"{self.num_cpus:g} CPU{'s' if self.num_cpus != 1 else ''}"
+        each = f"1 GPU + {cpus}" if self.num_gpus else cpus
+        kind = "GPU" if self.num_gpus else "CPU"
+        return f"{self.num_actors} {kind} actor{'s' if self.num_actors != 1 else ''} ({each} each)"
 
 
-def plan_actors(resources: Mapping[str, float], device: str, num_actors: int | None, cpus_per_actor: float | None) -> ActorPlan:
+def plan_actors(
+    resources: Mapping[str, float], device: str, num_actors: int | None, cpus_per_actor: float | None
+) -> ActorPlan:
     """Actors for a cluster with ``resources`` (``ray.cluster_resources()``).
 
     GPUs present (and ``device`` auto or cuda): one actor per GPU by default, each with
@@ -310,16 +318,32 @@ def _dataset(ray, rows: list[tuple], files_per_task: int):
     return parts[0] if len(parts) == 1 else parts[0].union(*parts[1:])
 
 
-def _root_cause(error: BaseException) -> BaseException:
-    """The user-code exception inside Ray's wrappers (RayTaskError, UserCodeException)."""
-    seen = set()
-    while id(error) not in seen:
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _ray_failure(error: BaseException) -> BaseException:
+    """The error to report for a failed Ray Data run: our own fatal error when an actor raised
+    one, else a FatalError whose message names the real cause, not Ray's wrappers."""
+    chain, seen = [], set()
+    while error is not None and id(error) not in seen:
         seen.add(id(error))
-        inner = getattr(error, "cause", None) or error.__cause__
-        if inner is None or not isinstance(inner, BaseException):
-            break
-        error = inner
-    return error
+        chain.append(error)
+        inner = getattr(error, "cause", None)
+        error = inner if isinstance(inner, BaseException) else (error.__cause__ or error.__context__)
+    for link in chain:  # a RayTaskError carries the actor's own exception
+        cause = getattr(link, "cause", None)
+        if isinstance(cause, FatalError):
+            return cause
+        if isinstance(cause, BaseException) and not type(cause).__module__.startswith("ray"):
+            return FatalError(f"an actor failed: {failure_reason(cause)}")
+    for link in chain:  # an actor that died: its message holds the traceback or the reason
+        if hasattr(link, "actor_init_failed"):
+            lines = [line.strip() for line in _ANSI.sub("", str(link)).splitlines() if line.strip()]
+            if link.actor_init_failed:
+                return FatalError(f"an actor could not start: {lines[-1] if lines else link}")
+            return FatalError(f"a worker died more often than max_restarts allows: {' '.join(lines[:2])}")
+    text = next((str(link).strip() for link in chain if str(link).strip()), "")
+    return FatalError(f"the Ray job failed: {type(chain[0]).__name__}: {text.splitlines()[0] if text else ''}")
 
 
 @dataclass(frozen=True)
@@ -417,7 +441,8 @@ class _RayJob:
         status, fatal = "complete", None
         try:
             rows: list[tuple] = []  # (relative, output, format): about 150 bytes per job
-            for job in list_jobs(self.in_store, self.out_store, self.settings.out_format, overwrite=self.settings.overwrite):
+            jobs = list_jobs(self.in_store, self.out_store, self.settings.out_format, overwrite=self.settings.overwrite)
+            for job in jobs:
                 if job.status is not None:
                     report.add(_Result(job, job.status, job.reason, "walk", 0))
                 else:
@@ -497,10 +522,7 @@ class _RayJob:
                     yield _Result(_JobName(PurePath(os.fsdecode(bytes(relative)))), str(status), str(reason),
                                   str(stage), int(size))
         except Exception as error:
-            cause = _root_cause(error)
-            if isinstance(cause, FatalError):
-                raise cause from error
-            raise FatalError(f"the Ray job failed: {failure_reason(cause)}") from error
+            raise _ray_failure(error) from error
 
 
 def _merge_meta(meta: dict, report: Report, stats: dict[str, StageStats], backends: dict, announce) -> None:

@@ -91,7 +91,8 @@ def run_storage_pipeline(
     check_locations(in_store, out_store)
     echo = echo or (lambda line: print(line, file=sys.stderr))
     with output_lock(out_store):
-        report = Report(settings=settings.as_dict(), backend=backend_info(backend, reason), model=backend.model.as_dict())
+        report = Report(settings=settings.as_dict(), backend=backend_info(backend, reason),
+                        model=backend.model.as_dict())
         jobs = list_jobs(in_store, out_store, settings.out_format, overwrite=settings.overwrite)
         if not in_store.is_local:
             jobs = list(jobs)  # already one listing in memory: give the bar its total

@@ -144,3 +144,14 @@ def test_s3_to_s3_survives_a_killed_worker_and_reruns(ray_local, s3, reference, 
     assert (again.done, again.skipped, again.failed) == (0, len(DONE) + 1, 1)
     fs.invalidate_cache()
     assert {key: fs.info(key)["LastModified"] for key in before} == before
+
+
+def test_a_model_no_actor_can_open_is_fatal_with_the_reason(ray_local, tree, tmp_path):
+    import click
+
+    bad = tmp_path / "broken.onnx"
+    bad.write_bytes(b"not an onnx model")
+    with pytest.raises(click.ClickException, match="an actor could not start: .*BackendUnavailable"):
+        run_cli(tree, tmp_path / "out", ray_address="local", model=bad, device="cpu", num_actors=1)
+    report = json.loads((tmp_path / "out" / REPORT_NAME).read_text())
+    assert report["status"] == "fatal" and "INVALID_PROTOBUF" in report["fatal_error"]
