@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from facecolor.runtime.decode import DEFAULT_MAX_PIXELS
-from facecolor.runtime.walk import FAILED, SKIPPED, Job, display
+from facecolor.runtime.report import Report
+from facecolor.runtime.walk import FAILED, Job, display, walk
 
 DONE = "done"
 _END = object()  # end of stream, passed from stage to stage
@@ -374,8 +375,6 @@ class _OutputLock:
 
 def _count_jobs(settings: Settings, box: list[int | None], stop: threading.Event) -> None:
     """Count the jobs in a second, lazy walk, so the progress bar can show an ETA."""
-    from facecolor.runtime.walk import walk
-
     n = 0
     for _ in walk(settings.in_dir, settings.out_dir, settings.out_format, overwrite=settings.overwrite):
         if stop.is_set():
@@ -398,12 +397,7 @@ def run_pipeline(
     ``echo`` prints a line to stderr (a failed input as it happens); the progress bar goes to
     stderr too. Fatal errors and KeyboardInterrupt propagate after the report is written.
     """
-    import sys
-
     from tqdm import tqdm
-
-    from facecolor.runtime.report import Report
-    from facecolor.runtime.walk import walk
 
     check_directories(settings.in_dir, settings.out_dir)
     Path(settings.out_dir).mkdir(parents=True, exist_ok=True)

@@ -4,13 +4,9 @@ files, the report, exit codes, the first line, reruns, --format, help."""
 from __future__ import annotations
 
 import hashlib
-import io
 import json
-import os
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image, ImageOps

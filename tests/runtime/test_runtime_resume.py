@@ -3,7 +3,6 @@ without redoing what was written."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
