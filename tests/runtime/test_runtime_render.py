@@ -65,3 +65,10 @@ def test_colorize_keeps_lightness(dtype):
     assert rgb.dtype == dtype and rgb.shape == (120, 90, 3)
     delta = np.abs(color.lightness(rgb) - lightness)
     assert delta.mean() < (0.2 if dtype == np.uint8 else 0.02)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_full_lightness_equals_the_color_module(dtype):
+    gray = portrait(70, 50, dtype)
+    np.testing.assert_array_equal(full_lightness(gray), color.lightness(gray))
+    np.testing.assert_array_equal(full_lightness(gray.T), color.lightness(gray.T))  # strided view
