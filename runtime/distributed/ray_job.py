@@ -273,8 +273,11 @@ def _connect(address: str | None):
     ray = _import_ray()
     if ray.is_initialized():
         return ray, False
+    options: dict[str, Any] = {"logging_level": "WARNING"}
+    if address is None and not os.environ.get("RAY_ADDRESS"):
+        options["include_dashboard"] = False  # a private local instance; clusters keep their own
     try:
-        ray.init(address=address, include_dashboard=False, logging_level="WARNING")
+        ray.init(address=address, **options)
     except Exception as error:  # ConnectionError, RuntimeError, ...
         raise RayUnavailable(f"cannot connect to Ray at {address or 'a new local instance'}: {error}; "
                              "check the address (ray status on the head node) or omit it for a local run") from error
