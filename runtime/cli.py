@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 
 from facecolor.runtime.decode import DEFAULT_MAX_PIXELS
+from facecolor.runtime.distributed.cli import IN_LOCATION, OUT_LOCATION, RAY_LOCAL, run_cli, wants_distributed
 
 EXIT_SOME_FAILED = 3
 DEFAULT_BATCH = {"cpu": 8, "cuda": 64}
@@ -38,8 +39,8 @@ def _megabytes(n: int) -> str:
     name="batch",
     epilog="Example: facecolor-batch ./yearbook-1931 ./yearbook-1931-color --format jpg",
 )
-@click.argument("in_dir", type=click.Path(exists=True, file_okay=False, readable=False, path_type=Path))
-@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("in_dir", type=IN_LOCATION)
+@click.argument("out_dir", type=OUT_LOCATION)
 @click.option("--model", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="A .safetensors checkpoint, .onnx or TensorRT .plan (default: the shipped model).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
@@ -57,13 +58,27 @@ def _megabytes(n: int) -> str:
               help="Decode and encode threads each (default: the number of CPU cores).")
 @click.option("--max-pixels", type=click.IntRange(min=1), default=DEFAULT_MAX_PIXELS, show_default=True,
               help="Refuse images larger than this (decompression bombs).")
-def main(in_dir, out_dir, model, device, batch_size, render_size, overwrite, out_format, quality, workers, max_pixels):
+@click.option("--ray", "ray_address", is_flag=False, flag_value=RAY_LOCAL, default=None, metavar="[ADDRESS]",
+              help="Run on Ray: last and alone for RAY_ADDRESS or a local Ray, 'auto' for this machine's "
+                   "cluster, or an address (see docs/ray.md). IN and OUT may also be s3:// URLs, with or "
+                   "without it.")
+@click.option("--num-actors", type=click.IntRange(min=1), default=None,
+              help="With --ray: actors in the pool (default: one per GPU, else one per --workers CPUs).")
+def main(in_dir, out_dir, model, device, batch_size, render_size, overwrite, out_format, quality, workers, max_pixels,
+         ray_address, num_actors):
     """Colorize every black-and-white image under IN_DIR into OUT_DIR.
 
     OUT_DIR mirrors IN_DIR's folders and names, at full resolution, keeping each file's format
     and 16-bit depth where the format allows. Existing outputs are skipped, so an interrupted
     run can simply be started again. Every failure is listed in OUT_DIR/facecolor-report.json.
     """
+    if wants_distributed(in_dir, out_dir, ray_address):  # URLs and/or Ray: same lines, report and exit codes
+        raise click.exceptions.Exit(run_cli(
+            in_dir, out_dir, ray_address=ray_address, model=model, device=device, batch_size=batch_size,
+            render_size=render_size, overwrite=overwrite, out_format=out_format, quality=quality,
+            workers=workers, max_pixels=max_pixels, num_actors=num_actors))
+    if num_actors is not None:
+        raise click.UsageError("--num-actors needs --ray")
     from facecolor.runtime.backends import BackendError, BackendUnavailable, ModelNotFound, open_backend
     from facecolor.runtime.pipeline import DirectoryError, FatalError, Settings, check_directories, run_pipeline
 
