@@ -6,6 +6,7 @@ so an interrupted run never leaves a truncated PNG behind.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -35,10 +36,21 @@ def _stages(history: Sequence[dict[str, Any]]) -> list[str]:
     return list(dict.fromkeys(entry["stage"] for entry in history))
 
 
+def _integer_ticks(axis, epochs: Sequence[int]) -> None:
+    """Epoch numbers as ticks (each one while few; a single epoch centered, not 0.95-1.05)."""
+    from matplotlib.ticker import MaxNLocator
+
+    epochs = sorted(set(epochs))
+    if 0 < len(epochs) <= 12:
+        axis.set_xticks(epochs)
+        axis.set_xlim(epochs[0] - 0.5, epochs[-1] + 0.5)
+    else:
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def plot_losses(history: Sequence[dict[str, Any]], path: Path, title: str = "") -> Path:
     """One panel per stage, every loss of that stage against its epoch."""
     plt = _pyplot()
-    from matplotlib.ticker import MaxNLocator
 
     stages = _stages(history) or ["(no epochs)"]
     figure, axes = plt.subplots(1, len(stages), figsize=(4.2 * len(stages), 3.4), squeeze=False)
@@ -52,12 +64,12 @@ def plot_losses(history: Sequence[dict[str, Any]], path: Path, title: str = "") 
             axis.set_yscale("log")  # the GAN's total G loss (with 100 * L1) dwarfs the others
         axis.set_title(stage)
         axis.set_xlabel("epoch")
-        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        _integer_ticks(axis, [e["epoch"] for e in entries])
         axis.grid(alpha=0.3)
         if entries:
             axis.legend(fontsize=8)
     axes[0][0].set_ylabel("loss (epoch mean)")
-    figure.suptitle(title or "training losses")
+    figure.suptitle(textwrap.fill(title or "training losses", 60 * len(stages)), fontsize=11)
     figure.tight_layout()
     return _save(figure, path)
 
@@ -65,7 +77,6 @@ def plot_losses(history: Sequence[dict[str, Any]], path: Path, title: str = "") 
 def plot_val_psnr(history: Sequence[dict[str, Any]], path: Path, title: str = "") -> Path:
     """Validation PSNR after every epoch of every stage, stages in sequence."""
     plt = _pyplot()
-    from matplotlib.ticker import MaxNLocator
 
     figure, axis = plt.subplots(figsize=(6.4, 3.6))
     offset = 0
@@ -74,13 +85,13 @@ def plot_val_psnr(history: Sequence[dict[str, Any]], path: Path, title: str = ""
         xs = [offset + e["epoch"] for e in entries]
         axis.plot(xs, [e["val"]["psnr"] for e in entries], "o-", label=stage, markersize=4)
         offset += max((e["epoch"] for e in history if e["stage"] == stage), default=0)
-    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+    _integer_ticks(axis, list(range(1, offset + 1)))
     axis.set_xlabel("epoch (all stages in sequence)")
     axis.set_ylabel("validation PSNR (dB)")
     axis.grid(alpha=0.3)
     if history:
         axis.legend(fontsize=8)
-    axis.set_title(title or "validation PSNR")
+    axis.set_title(textwrap.fill(title or "validation PSNR", 70), fontsize=10)
     figure.tight_layout()
     return _save(figure, path)
 
