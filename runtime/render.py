@@ -82,5 +82,4 @@ def quantize(rgb: np.ndarray, dtype: np.dtype) -> np.ndarray:
 
 def colorize(lightness: np.ndarray, ab: np.ndarray, dtype: np.dtype = np.uint8) -> np.ndarray:
     """Full-res L* float32 HxW and a*b* float32 HxWx2 -> sRGB HxWx3 (RGB order) of ``dtype``."""
-    lab = cv2.merge([lightness, ab])
-    return quantize(color.lab_to_rgb_fast(lab), dtype)
+    return quantize(color.join_lab(lightness, ab), dtype)
