@@ -26,7 +26,6 @@ engine itself when it is a checkpoint, else to the shipped model.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from facecolor.bench.errors import EngineError, ReferenceNotFound, UnknownTarget
-from facecolor.runtime.backends.base import Backend, BackendError, BackendUnavailable, file_sha256
+from facecolor.runtime.backends.base import Backend, BackendUnavailable, file_sha256
 from facecolor.runtime.backends.torch_backend import TorchBackend
 
 ENGINE_SUFFIXES = (".plan", ".onnx", ".safetensors")
@@ -246,36 +245,8 @@ def true_fp32() -> Iterator[None]:
 
 
 def open_torch(checkpoint: Path, device: str, precision: str) -> Backend:
-    """The runtime's TorchBackend at ``precision`` on ``device``."""
-    if "precision" in inspect.signature(TorchBackend).parameters:
-        return TorchBackend(checkpoint, device=device, precision=precision)
-    # This runtime's TorchBackend runs fp32 on the CPU and fp16 autocast on CUDA, nothing else.
-    if device == "cpu" and precision == "fp16":
-        raise BackendUnavailable(
-            "PyTorch fp16 runs on CUDA only here (the runtime's CPU backend is fp32); "
-            "use torch-fp32 on the CPU"
-        )
-    if device == "cuda" and precision == "fp32":
-        return _TorchFp32Cuda(checkpoint)
-    return TorchBackend(checkpoint, device=device)
-
-
-class _TorchFp32Cuda(TorchBackend):
-    """Minimal adapter until the runtime's TorchBackend takes ``precision``: the same backend
-    with the CUDA forward pass outside fp16 autocast (torch CUDA float32 in and out)."""
-
-    def __init__(self, checkpoint: Path) -> None:
-        super().__init__(checkpoint, device="cuda")
-        self.name = "torch-cuda-fp32"
-
-    def infer(self, l_norm):
-        import torch
-
-        try:
-            with torch.inference_mode():
-                return self._model(l_norm.float()).float()
-        except Exception as error:  # as the runtime's backends do: one typed error
-            raise BackendError(f"torch failed on a batch of {len(l_norm)}: {error}") from error
+    """The runtime's TorchBackend at ``precision`` on ``device`` (fp16 is CUDA only)."""
+    return TorchBackend(checkpoint, device=device, precision=precision)
 
 
 @dataclass

@@ -1,8 +1,8 @@
 """PyTorch backends: the generator from a ``.safetensors`` checkpoint, on the CPU or CUDA.
 
-CPU runs in fp32 (numpy in and out). CUDA runs under fp16 autocast in inference mode on
-torch CUDA tensors; BatchNorm and the tanh output stay fp32 through autocast's own rules, and
-the output is returned as float32.
+CPU runs in fp32 (numpy in and out). CUDA runs under fp16 autocast by default (``precision``
+"fp16"), or in plain fp32, in inference mode on torch CUDA tensors; BatchNorm and the tanh
+output stay fp32 through autocast's own rules, and the output is returned as float32.
 """
 
 from __future__ import annotations
@@ -29,8 +29,16 @@ class TorchBackend(BackendBase):
         *,
         device: str = "cpu",
         render_size: int | None = None,
+        precision: str | None = None,
     ) -> None:
         import torch
+
+        precision = precision or ("fp16" if device == "cuda" else "fp32")
+        if precision not in ("fp16", "fp32"):
+            raise BackendUnavailable(f"precision {precision!r}: use fp16 or fp32")
+        if device == "cpu" and precision == "fp16":
+            raise BackendUnavailable("PyTorch fp16 runs on CUDA only (CPU autocast is slower than fp32); "
+                                     "use fp32 on the CPU")
 
         from facecolor.checkpoint import CheckpointError, load_generator
 
@@ -42,7 +50,9 @@ class TorchBackend(BackendBase):
         except CheckpointError as error:
             raise BackendUnavailable(str(error)) from error
         self._torch = torch
-        self.name = f"torch-{device}"
+        self.precision = precision
+        self.name = f"torch-{device}" if precision == ("fp16" if device == "cuda" else "fp32") \
+            else f"torch-{device}-{precision}"
         self.device = device
         self.render_size = int(render_size or checkpoint.render_size)
         self.max_batch = None
@@ -59,8 +69,8 @@ class TorchBackend(BackendBase):
                 if self.device == "cpu":
                     x = torch.from_numpy(np.ascontiguousarray(l_norm, dtype=np.float32))
                     return self._model(x).numpy()
-                with torch.autocast("cuda", dtype=torch.float16):
-                    ab = self._model(l_norm)
+                with torch.autocast("cuda", dtype=torch.float16, enabled=self.precision == "fp16"):
+                    ab = self._model(l_norm.float())
                 return ab.float()
         except Exception as error:
             raise BackendError(f"torch failed on a batch of {len(l_norm)}: {error}") from error

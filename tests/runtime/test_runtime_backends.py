@@ -96,3 +96,12 @@ def test_missing_and_unknown_models(tmp_path, monkeypatch):
     monkeypatch.setattr(select_module, "SHIPPED_MODEL", "missing-model.safetensors")
     with pytest.raises(ModelNotFound, match="no shipped model: pass --model or run make train"):
         open_backend(None, batch_size=4)
+
+
+def test_torch_precision_is_fp32_on_cpu_and_fp16_is_refused_there(tiny_checkpoint):
+    with TorchBackend(tiny_checkpoint) as backend:
+        assert backend.precision == "fp32" and backend.name == "torch-cpu"
+    with pytest.raises(BackendUnavailable, match="CUDA only"):
+        TorchBackend(tiny_checkpoint, precision="fp16")
+    with pytest.raises(BackendUnavailable, match="fp16 or fp32"):
+        TorchBackend(tiny_checkpoint, precision="int8")
