@@ -9,5 +9,7 @@ if ! python3 -m pip install -q --no-index --no-deps --no-build-isolation --no-co
     cp -r facecolor /tmp/site/ && cp -r models /tmp/site/facecolor/shipped
     for stage in train export runtime bench; do cp -r $stage /tmp/site/facecolor/$stage; done
 fi
-export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1
+# PYTHONSAFEPATH: the repo root holds a facecolor/ folder without the stage subpackages,
+# which would shadow the installed package if the current directory came first on sys.path.
+export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 PYTHONSAFEPATH=1
 python3 -c "import torch, facecolor.train, kornia; print('torch', torch.__version__, '|', torch.cuda.get_device_name(0))" || exit 1
