@@ -20,6 +20,7 @@ report, and the summary. ``pipeline_cpu.build_stages`` and ``pipeline_gpu.build_
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import sys
@@ -118,6 +119,28 @@ def failure_reason(error: BaseException) -> str:
     if type(error).__module__.startswith("facecolor"):
         return text or type(error).__name__
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+@contextlib.contextmanager
+def finishing(report: Report, stats: Callable[[], dict[str, Any]], write: Callable[[Report], object]) -> Iterator[None]:
+    """However the block ends, the report is finished and written, then the exception (if any)
+    propagates: status 'complete', 'interrupted' (Ctrl-C) or 'fatal' with its reason.
+
+    Shared by every way of running a batch (local folders, object storage, Ray) so that all of
+    them leave the same report behind, also when they die.
+    """
+    status, fatal = "complete", None
+    try:
+        yield
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    except BaseException as error:
+        status, fatal = "fatal", failure_reason(error)
+        raise
+    finally:
+        report.finish(status, stats(), fatal)
+        write(report)
 
 
 def _lower_thread_priority(nice: int) -> None:
@@ -422,26 +445,18 @@ def run_pipeline(
         threading.Thread(target=_count_jobs, args=(settings, total, stop_count), daemon=True).start()
         # disable=None: tqdm draws only when stderr is a terminal, so logs get no \r-lines
         bar = tqdm(total=None, unit="img", file=sys.stderr, disable=None if progress else True, dynamic_ncols=True)
-        status, fatal = "complete", None
         try:
-            for item in runner.run(items):
-                report.add(item)
-                if item.status == FAILED:
-                    bar.clear()
-                    echo(f"failed: {display(item.job.relative)}: {item.reason}")
-                if bar.total is None and total[0] is not None:
-                    bar.total = total[0]
-                    bar.refresh()
-                bar.update(1)
-        except KeyboardInterrupt:
-            status = "interrupted"
-            raise
-        except BaseException as error:
-            status, fatal = "fatal", failure_reason(error)
-            raise
+            with finishing(report, lambda: runner.stats, lambda done: done.write(settings.out_dir)):
+                for item in runner.run(items):
+                    report.add(item)
+                    if item.status == FAILED:
+                        bar.clear()
+                        echo(f"failed: {display(item.job.relative)}: {item.reason}")
+                    if bar.total is None and total[0] is not None:
+                        bar.total = total[0]
+                        bar.refresh()
+                    bar.update(1)
         finally:
             stop_count.set()
             bar.close()
-            report.finish(status, runner.stats, fatal)
-            report.write(settings.out_dir)
     return report

@@ -46,7 +46,7 @@ from facecolor.runtime.distributed.storage_run import (
     output_lock,
     write_report,
 )
-from facecolor.runtime.pipeline import DONE, FatalError, Item, Settings, StageStats, failure_reason
+from facecolor.runtime.pipeline import DONE, FatalError, Item, Settings, StageStats, failure_reason, finishing
 from facecolor.runtime.report import Report
 from facecolor.runtime.walk import FAILED, display
 
@@ -441,8 +441,7 @@ class _RayJob:
     def run(self) -> Report:
         report = Report(settings=self.settings.as_dict(), backend={}, model={"source": str(self.model_path)})
         stats: dict[str, StageStats] = {}
-        status, fatal = "complete", None
-        try:
+        with finishing(report, lambda: stats, lambda done: write_report(done, self.out_store)):
             rows: list[tuple] = []  # (relative, output, format): about 150 bytes per job
             jobs = list_jobs(self.in_store, self.out_store, self.settings.out_format, overwrite=self.settings.overwrite)
             for job in jobs:
@@ -452,15 +451,6 @@ class _RayJob:
                     rows.append(tuple(job_row(job, self.out_store).values()))
             if rows:
                 self._run_on_ray(rows, report, stats)
-        except KeyboardInterrupt:
-            status = "interrupted"
-            raise
-        except BaseException as error:
-            status, fatal = "fatal", failure_reason(error)
-            raise
-        finally:
-            report.finish(status, stats, fatal)
-            write_report(report, self.out_store)
         return report
 
     def _run_on_ray(self, rows: list[tuple], report: Report, stats: dict[str, StageStats]) -> None:

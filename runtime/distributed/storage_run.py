@@ -20,7 +20,7 @@ from typing import Any
 from facecolor.runtime.distributed.chunk import ChunkRunner
 from facecolor.runtime.distributed.jobs import list_jobs
 from facecolor.runtime.distributed.storage import Storage, StorageError, open_storage
-from facecolor.runtime.pipeline import FatalError, Settings, check_directories, failure_reason
+from facecolor.runtime.pipeline import FatalError, Settings, check_directories, finishing
 from facecolor.runtime.report import REPORT_NAME, Report
 from facecolor.runtime.walk import FAILED, display
 
@@ -99,25 +99,19 @@ def run_storage_pipeline(
         runner = ChunkRunner(settings, backend, in_store, out_store)
         bar = tqdm(total=len(jobs) if isinstance(jobs, list) else None, unit="img", file=sys.stderr,
                    disable=None if progress else True, dynamic_ncols=True)
-        status, fatal = "complete", None
         try:
-            for item in runner.run(jobs):
-                report.add(item)
-                if item.status == FAILED:
-                    bar.clear()
-                    echo(f"failed: {display(item.job.relative)}: {item.reason}")
-                bar.update(1)
-        except KeyboardInterrupt:
-            status = "interrupted"
-            raise
-        except BaseException as error:
-            status, fatal = "fatal", failure_reason(error)
-            raise
+            with finishing(report, lambda: runner.stats, lambda done: write_report(done, out_store)):
+                try:
+                    for item in runner.run(jobs):
+                        report.add(item)
+                        if item.status == FAILED:
+                            bar.clear()
+                            echo(f"failed: {display(item.job.relative)}: {item.reason}")
+                        bar.update(1)
+                finally:
+                    runner.close()  # before the report, so its stage statistics are final
         finally:
-            runner.close()
             bar.close()
-            report.finish(status, runner.stats, fatal)
-            write_report(report, out_store)
     return report
 
 
