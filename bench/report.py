@@ -192,7 +192,7 @@ class BenchReport:
 
     def write_json(self, path: Path) -> Path:
         """Write the JSON document atomically; returns ``path``."""
-        from facecolor.checkpoint import write_atomically
+        from facecolor.files import write_atomically
 
         text = json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n"
         write_atomically(Path(path), lambda tmp: tmp.write_text(text, encoding="utf-8"))

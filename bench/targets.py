@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from facecolor.bench.errors import EngineError, ReferenceNotFound, UnknownTarget
-from facecolor.runtime.backends.base import Backend, BackendUnavailable, file_sha256
+from facecolor.files import sha256_file
+from facecolor.runtime.backends.base import Backend, BackendUnavailable
 from facecolor.runtime.backends.torch_backend import TorchBackend
 
 ENGINE_SUFFIXES = (".plan", ".onnx", ".safetensors")
@@ -191,7 +192,7 @@ def resolve_reference(engine: Path, reference: Path | None) -> Reference:
         raise ReferenceNotFound(f"reference checkpoint not found: {path}; pass --reference CHECKPOINT")
     if path.suffix.lower() != ".safetensors":
         raise ReferenceNotFound(f"--reference must be a .safetensors checkpoint, got {path}")
-    sha = file_sha256(path)
+    sha = sha256_file(path)
     warning = ""
     if recorded_sha and recorded_sha != sha:
         warning = (

@@ -22,7 +22,6 @@ essentials as short strings, so a lone ``.onnx`` still says what it is.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 import warnings
@@ -36,7 +35,7 @@ from facecolor.checkpoint import Checkpoint, load_generator
 from facecolor.color import COLOR_CONVENTION
 from facecolor.export.check import CheckReport, check_onnx
 from facecolor.export.errors import ExportCheckError, ExportError
-from facecolor.export.files import sha256_file, temporary_sibling, utc_now, write_sidecar
+from facecolor.export.files import publish, sha256_file, temporary_sibling, utc_now
 
 #: Highest opset we write (DESIGN §4): 20 keeps attention as MatMul + Softmax for TensorRT.
 OPSET = 20
@@ -110,11 +109,7 @@ def export_onnx(
             conversion=conversion, check_images=check_images,
         )
         stamp_metadata(tmp, document)
-        document["sha256"] = sha256_file(tmp)
-        document["size_bytes"] = tmp.stat().st_size
-        document["export_seconds"] = round(time.perf_counter() - started, 2)
-        write_sidecar(out, document)
-        os.replace(tmp, out)
+        publish(tmp, out, document, "export_seconds", started)
     return out
 
 

@@ -20,7 +20,6 @@ Written for TensorRT 10.x and 11.x (notes/tensorrt-onnx.md):
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -38,13 +37,13 @@ from facecolor.export.errors import (
     TensorRTUnavailable,
 )
 from facecolor.export.files import (
+    publish,
     read_sidecar,
     sha256_file,
     sidecar_path,
     temporary_sibling,
     utc_now,
     write_atomically,
-    write_sidecar,
 )
 
 PLAN_FORMAT = "facecolor-plan"
@@ -234,11 +233,7 @@ def build_engine(
     with temporary_sibling(plan_path, ".plan") as tmp:
         with open(tmp, "wb") as handle:
             handle.write(serialized)
-        document["sha256"] = sha256_file(tmp)
-        document["size_bytes"] = tmp.stat().st_size
-        document["build_seconds"] = round(time.perf_counter() - started, 2)
-        write_sidecar(plan_path, document)
-        os.replace(tmp, plan_path)
+        publish(tmp, plan_path, document, "build_seconds", started)
     return plan_path
 
 

@@ -9,8 +9,6 @@ never unpickles, so a checkpoint from anywhere is safe to open.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ import torch
 from torch import nn
 
 from facecolor.color import COLOR_CONVENTION
+from facecolor.files import write_atomically
 
 FORMAT_VERSION = 1
 METADATA_KEY = "facecolor"
@@ -47,23 +46,6 @@ class Checkpoint:
     @property
     def render_size(self) -> int:
         return int(self.model_config.get("render_size", 128))
-
-
-def write_atomically(path: Path, write) -> None:
-    """Call ``write(tmp_path)`` and rename the result over ``path``: no half-written files."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; finished files get the usual mode
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_checkpoint(

@@ -18,6 +18,7 @@ from typing import Any
 import click
 
 from facecolor.checkpoint import CheckpointError
+from facecolor.files import human_size
 from facecolor.models import PRESETS, EncoderWeightsError, ModelConfigError, Preset
 
 EXAMPLE_TRAIN = ("facecolor-train {preset} --data ../shared/data/faces/lfw --data "
@@ -49,12 +50,7 @@ def _errors() -> tuple[type[BaseException], ...]:
 
 
 def _size(path: Path) -> str:
-    size = path.stat().st_size if path.is_file() else 0
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1000 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000.0
-    return ""
+    return human_size(path.stat().st_size if path.is_file() else 0)
 
 
 def _duration(seconds: float) -> str:

@@ -250,7 +250,7 @@ def _cache_paths(cache_dir: Path, key: str, size: int) -> tuple[Path, Path]:
 
 def _write_cache(cache: tuple[Path, Path], image_set: ImageSet) -> None:
     """Write the pixels and their file list atomically (a crash never leaves half a cache)."""
-    from facecolor.checkpoint import write_atomically
+    from facecolor.files import write_atomically
 
     def save_npy(tmp: Path) -> None:
         with open(tmp, "wb") as handle:

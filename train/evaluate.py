@@ -17,6 +17,7 @@ import json
 import logging
 import math
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from facecolor.checkpoint import load_generator, write_atomically
+from facecolor.checkpoint import load_generator
+from facecolor.files import write_atomically
 from facecolor.train.data import load_images
 from facecolor.train.settings import resolve_device
 from facecolor.train.validate import colorize, score
@@ -212,13 +214,23 @@ def format_markdown(table: EvalTable) -> str:
 
 def write_outputs(table: EvalTable, markdown: str | Path | None, json_path: str | Path | None) -> list[Path]:
     """Write the Markdown and/or JSON forms atomically; returns the paths written."""
+    return write_forms(lambda: format_markdown(table), table.to_dict, markdown, json_path)
+
+
+def write_forms(
+    markdown_text: Callable[[], str],
+    json_document: Callable[[], Any],
+    markdown: str | Path | None,
+    json_path: str | Path | None,
+) -> list[Path]:
+    """The tables' two forms, each written atomically only when its path is given."""
     written = []
     if markdown is not None:
-        text = format_markdown(table)
+        text = markdown_text()
         write_atomically(Path(markdown), lambda tmp: tmp.write_text(text, encoding="utf-8"))
         written.append(Path(markdown))
     if json_path is not None:
-        text = json.dumps(table.to_dict(), indent=2, ensure_ascii=False) + "\n"
+        text = json.dumps(json_document(), indent=2, ensure_ascii=False) + "\n"
         write_atomically(Path(json_path), lambda tmp: tmp.write_text(text, encoding="utf-8"))
         written.append(Path(json_path))
     return written

@@ -12,7 +12,6 @@ Scoring happens at the render size, like ``facecolor-train eval``.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,10 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from facecolor.checkpoint import load_generator, write_atomically
+from facecolor.checkpoint import load_generator
 from facecolor.color import rgb_to_lab
 from facecolor.train.data import load_images
 from facecolor.train.errors import TrainError
+from facecolor.train.evaluate import write_forms
 from facecolor.train.settings import resolve_device
 from facecolor.train.validate import colorize, score
 
@@ -132,13 +132,5 @@ def format_markdown(result: dict[str, Any]) -> str:
 
 
 def write_results(result: dict[str, Any], markdown: Path | None, json_path: Path | None) -> list[Path]:
-    written = []
-    if markdown is not None:
-        text = format_markdown(result)
-        write_atomically(Path(markdown), lambda tmp: tmp.write_text(text))
-        written.append(Path(markdown))
-    if json_path is not None:
-        text = json.dumps(result, indent=2) + "\n"
-        write_atomically(Path(json_path), lambda tmp: tmp.write_text(text))
-        written.append(Path(json_path))
-    return written
+    """The per-group table as Markdown and/or JSON, like ``facecolor-train eval``'s."""
+    return write_forms(lambda: format_markdown(result), lambda: result, markdown, json_path)

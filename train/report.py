@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from facecolor.checkpoint import write_atomically
+from facecolor.files import write_atomically
 
 
 def _pyplot():

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from facecolor.checkpoint import write_atomically
+from facecolor.files import write_atomically
 from facecolor.train.errors import ResumeMismatchError
 
 RESUME_NAME = "resume.pt"

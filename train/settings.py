@@ -110,7 +110,7 @@ class TrainSettings:
 
     def write_json(self, path: Path, **extra: Any) -> Path:
         """Write these settings (plus ``extra`` facts such as the world size) as JSON."""
-        from facecolor.checkpoint import write_atomically
+        from facecolor.files import write_atomically
 
         document = {"settings": self.to_dict(), **extra}
         text = json.dumps(document, indent=2, sort_keys=True) + "\n"

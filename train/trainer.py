@@ -27,7 +27,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from facecolor.checkpoint import read_checkpoint, save_checkpoint, write_atomically
+from facecolor.checkpoint import read_checkpoint, save_checkpoint
+from facecolor.files import write_atomically
 from facecolor.models import Preset, build_discriminator, build_generator, get_preset
 from facecolor.train import distributed, report
 from facecolor.train.data import ImageSet, count_batches, load_images, train_batches

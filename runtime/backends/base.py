@@ -15,7 +15,6 @@ its session/engine/buffers and frees them in ``close()``; it is also a context m
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -47,15 +46,6 @@ class ModelInfo:
 
     def as_dict(self) -> dict[str, Any]:
         return {"preset": self.preset, "sha256": self.sha256, "source": str(self.source or "")}
-
-
-def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @runtime_checkable

@@ -14,12 +14,12 @@ from typing import Any
 
 import numpy as np
 
+from facecolor.files import sha256_file
 from facecolor.runtime.backends.base import (
     BackendBase,
     BackendError,
     BackendUnavailable,
     ModelInfo,
-    file_sha256,
 )
 
 CUDA_PROVIDER = "CUDAExecutionProvider"
@@ -55,7 +55,7 @@ def onnx_model_info(path: Path, session: Any) -> ModelInfo:
             preset = document.get("preset") or document.get("model_config", {}).get("preset")
         except (json.JSONDecodeError, AttributeError):
             preset = None
-    return ModelInfo(preset=str(preset or "unknown"), sha256=file_sha256(path), source=path)
+    return ModelInfo(preset=str(preset or "unknown"), sha256=sha256_file(path), source=path)
 
 
 class OnnxRuntimeBackend(BackendBase):

@@ -23,7 +23,8 @@ import importlib.util
 from collections.abc import Callable
 from pathlib import Path
 
-from facecolor.runtime.backends.base import Backend, BackendUnavailable, ModelInfo, file_sha256
+from facecolor.files import sha256_file
+from facecolor.runtime.backends.base import Backend, BackendUnavailable, ModelInfo
 
 SHIPPED_MODEL = "gpsagd.safetensors"
 MODEL_SUFFIXES = (".safetensors", ".onnx", ".plan")
@@ -62,7 +63,7 @@ def _checkpoint_info(path: Path) -> tuple[ModelInfo, int]:
         checkpoint = read_checkpoint(path)
     except CheckpointError as error:
         raise ModelNotFound(str(error)) from error
-    return ModelInfo(checkpoint.preset, file_sha256(path), path), checkpoint.render_size
+    return ModelInfo(checkpoint.preset, sha256_file(path), path), checkpoint.render_size
 
 
 # Each opener returns a backend or raises BackendUnavailable with a short reason.

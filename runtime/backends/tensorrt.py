@@ -29,12 +29,12 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+from facecolor.files import sha256_file
 from facecolor.runtime.backends.base import (
     BackendBase,
     BackendError,
     BackendUnavailable,
     ModelInfo,
-    file_sha256,
 )
 from facecolor.runtime.gpu.cuda import GpuError, cuda_errors
 
@@ -125,7 +125,7 @@ class TensorRTBackend(BackendBase):
             raise
         self.name = "tensorrt"
         self.device = "cuda"
-        digest = sidecar.get("sha256") or file_sha256(plan_path)  # check_plan hashed it already
+        digest = sidecar.get("sha256") or sha256_file(plan_path)  # check_plan hashed it already
         self.model = ModelInfo(_preset(sidecar), str(digest), plan_path)
 
     # ------------------------------------------------------------------ loading

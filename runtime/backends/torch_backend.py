@@ -11,12 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
+from facecolor.files import sha256_file
 from facecolor.runtime.backends.base import (
     BackendBase,
     BackendError,
     BackendUnavailable,
     ModelInfo,
-    file_sha256,
 )
 
 
@@ -56,7 +56,7 @@ class TorchBackend(BackendBase):
         self.device = device
         self.render_size = int(render_size or checkpoint.render_size)
         self.max_batch = None
-        self.model = ModelInfo(checkpoint.preset, file_sha256(checkpoint_path), checkpoint_path)
+        self.model = ModelInfo(checkpoint.preset, sha256_file(checkpoint_path), checkpoint_path)
 
     def infer(self, l_norm):
         """CPU: numpy float32 [N,1,S,S] (L/50-1) -> numpy float32 [N,2,S,S] (ab/110).

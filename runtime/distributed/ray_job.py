@@ -95,11 +95,11 @@ class ModelShipment:
 
     def materialize(self) -> Path:
         from facecolor.export.cache import cache_root
-        from facecolor.export.files import write_atomically  # a unique temporary name: actors
-        from facecolor.runtime.backends.base import file_sha256  # on one node race for it
+        from facecolor.files import write_atomically  # a unique temporary name: actors
+        from facecolor.files import sha256_file  # on one node race for it
 
         target = cache_root() / "ray-models" / self.sha256[:16] / self.name
-        if target.is_file() and file_sha256(target) == self.sha256:
+        if target.is_file() and sha256_file(target) == self.sha256:
             return target
         import ray
 
@@ -111,9 +111,9 @@ class ModelShipment:
 def ship_model(path: Path) -> ModelShipment:
     import ray
 
-    from facecolor.runtime.backends.base import file_sha256
+    from facecolor.files import sha256_file
 
-    return ModelShipment(path.name, file_sha256(path), [ray.put(path.read_bytes())])
+    return ModelShipment(path.name, sha256_file(path), [ray.put(path.read_bytes())])
 
 
 # --------------------------------------------------------------------------- the actor

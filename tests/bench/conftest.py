@@ -20,7 +20,7 @@ import torch
 from facecolor.bench.parity import synthetic_portraits
 from facecolor.checkpoint import load_generator, save_checkpoint
 from facecolor.models import build_generator
-from facecolor.runtime.backends.base import file_sha256
+from facecolor.files import sha256_file
 
 RENDER_SIZE = 64
 
@@ -35,7 +35,7 @@ def export_tiny_onnx(checkpoint: Path, out: Path) -> Path:
             input_names=["L"], output_names=["ab"], opset_version=17, dynamo=False,
             dynamic_axes={"L": {0: "batch"}, "ab": {0: "batch"}},
         )
-    sidecar = {"precision": "fp32", "source_checkpoint": {"path": str(checkpoint), "sha256": file_sha256(checkpoint)}}
+    sidecar = {"precision": "fp32", "source_checkpoint": {"path": str(checkpoint), "sha256": sha256_file(checkpoint)}}
     Path(str(out) + ".json").write_text(json.dumps(sidecar))
     return out
 
