@@ -3,9 +3,11 @@ folders are not packages)."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import struct
 import zlib
+from collections.abc import Iterator
 
 import cv2
 import numpy as np
@@ -85,3 +87,45 @@ class FakeBackend(BackendBase):
 
     def close(self) -> None:
         pass
+
+
+# --------------------------------------------------------------------------- object storage
+
+
+@contextlib.contextmanager
+def moto_s3() -> Iterator[str]:
+    """A moto S3 server on 127.0.0.1 with the AWS variables pointing at it; yields its URL.
+
+    Skips the calling test when s3fs or moto is missing (the [ray] extra). The variables are
+    set before any Ray start, since Ray's workers inherit the environment of ray.init.
+    """
+    import pytest
+
+    from facecolor.runtime.distributed.storage import STORAGE_OPTIONS_ENV
+
+    pytest.importorskip("s3fs")
+    server_module = pytest.importorskip("moto.server")
+    server = server_module.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("AWS_ENDPOINT_URL", endpoint)
+            patch.setenv("AWS_ACCESS_KEY_ID", "testing")
+            patch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+            patch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+            patch.delenv(STORAGE_OPTIONS_ENV, raising=False)
+            yield endpoint
+    finally:
+        server.stop()
+
+
+def s3_with_tree(bucket: str, tree) -> "object":
+    """An s3fs filesystem with ``tree`` uploaded under s3://BUCKET/in/ (inside ``moto_s3``)."""
+    import fsspec
+
+    fs = fsspec.filesystem("s3", skip_instance_cache=True)
+    fs.mkdir(bucket)
+    fs.put(str(tree) + "/", f"{bucket}/in/", recursive=True)
+    return fs

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from runtime_helpers import encode_cv2, portrait
+from runtime_helpers import encode_cv2, moto_s3, portrait, s3_with_tree
 
 ray = pytest.importorskip("ray")
 pytest.importorskip("ray.data")
@@ -73,25 +73,8 @@ def reference(tree, tiny_onnx, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def s3(tree):
     """A moto S3 server on 127.0.0.1 holding ``tree`` under s3://ray-test/in; yields the fs."""
-    pytest.importorskip("s3fs")
-    server_module = pytest.importorskip("moto.server")
-    server = server_module.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    with pytest.MonkeyPatch.context() as patch:
-        # Ray workers are started by the local raylet, which inherits this environment only
-        # if it is set before ray.init; storage options travel with the job instead.
-        patch.setenv("AWS_ENDPOINT_URL", f"http://{host}:{port}")
-        patch.setenv("AWS_ACCESS_KEY_ID", "testing")
-        patch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-        patch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        import fsspec
-
-        fs = fsspec.filesystem("s3", skip_instance_cache=True)
-        fs.mkdir("ray-test")
-        fs.put(str(tree) + "/", "ray-test/in/", recursive=True)
-        yield fs, {"endpoint_url": f"http://{host}:{port}", "key": "testing", "secret": "testing"}
-    server.stop()
+    with moto_s3() as endpoint:
+        yield s3_with_tree("ray-test", tree), {"endpoint_url": endpoint, "key": "testing", "secret": "testing"}
 
 
 def _assert_same_outputs(reference: Path, read) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 
 import pytest
+from runtime_helpers import moto_s3
 
 from facecolor.runtime.distributed.storage import (
     STORAGE_OPTIONS_ENV,
@@ -18,20 +19,8 @@ from facecolor.runtime.distributed.storage import (
 @pytest.fixture(scope="module")
 def s3_server():
     """A moto S3 server on 127.0.0.1 with the AWS variables pointing at it; yields its URL."""
-    pytest.importorskip("s3fs")
-    server_module = pytest.importorskip("moto.server")
-    server = server_module.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("AWS_ENDPOINT_URL", endpoint)
-        patch.setenv("AWS_ACCESS_KEY_ID", "testing")
-        patch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-        patch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        patch.delenv(STORAGE_OPTIONS_ENV, raising=False)
+    with moto_s3() as endpoint:
         yield endpoint
-    server.stop()
 
 
 @pytest.fixture

@@ -7,10 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from runtime_helpers import encode_cv2, portrait
+from runtime_helpers import encode_cv2, moto_s3, portrait, s3_with_tree
 
 from facecolor.runtime.distributed.cli import run_cli
-from facecolor.runtime.distributed.storage import STORAGE_OPTIONS_ENV
 from facecolor.runtime.distributed.storage_run import LocationError, colorize_storage
 from facecolor.runtime.report import REPORT_NAME
 
@@ -47,24 +46,8 @@ def reference(tree, tiny_onnx, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def s3(tree):
     """moto on 127.0.0.1, the AWS variables pointing at it, ``tree`` under s3://urls/in."""
-    pytest.importorskip("s3fs")
-    server_module = pytest.importorskip("moto.server")
-    server = server_module.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("AWS_ENDPOINT_URL", f"http://{host}:{port}")
-        patch.setenv("AWS_ACCESS_KEY_ID", "testing")
-        patch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-        patch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        patch.delenv(STORAGE_OPTIONS_ENV, raising=False)
-        import fsspec
-
-        fs = fsspec.filesystem("s3", skip_instance_cache=True)
-        fs.mkdir("urls")
-        fs.put(str(tree) + "/", "urls/in/", recursive=True)
-        yield fs
-    server.stop()
+    with moto_s3():
+        yield s3_with_tree("urls", tree)
 
 
 def _run(in_url, out_url, model, **options):
