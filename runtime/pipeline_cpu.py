@@ -18,14 +18,16 @@ after inference, so at most ``5 * batch_size + 2 * N`` decoded images are in mem
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 
 import numpy as np
 
+from facecolor.scratch import Scratch
 from facecolor.runtime.decode import DecodeError, decode_image
 from facecolor.runtime.geometry import Geometry, fit_geometry
 from facecolor.runtime.pipeline import BatchStage, Item, MapStage, Settings
-from facecolor.runtime.render import colorize, full_lightness, render_lightness, upsample_ab
+from facecolor.runtime.render import colorize_render, full_lightness, render_lightness
 from facecolor.runtime.write import encode, metadata_note, output_dtype, write_atomically
 
 #: Bytes per pixel of the largest uncompressed input (16-bit RGBA) plus headroom, so a file
@@ -95,11 +97,15 @@ def infer_stage(backend):
 
 def write_stage(settings: Settings, model_label: str):
     note = metadata_note(model_label)
+    per_thread = threading.local()  # each writer thread reuses its own full-size work arrays
 
     def write(item: Item) -> Item:
         work: CpuWork = item.payload
         fmt = item.job.out_format or work.format
-        rgb = colorize(work.lightness, upsample_ab(work.ab, work.geometry), output_dtype(work.bit_depth, fmt))
+        if not hasattr(per_thread, "scratch"):
+            per_thread.scratch = Scratch()
+        rgb = colorize_render(work.lightness, work.ab, work.geometry, output_dtype(work.bit_depth, fmt),
+                              per_thread.scratch)
         data = encode(rgb, fmt, quality=settings.quality, note=note)
         write_atomically(item.job.target, data)
         item.payload, item.size = None, len(data)

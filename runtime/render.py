@@ -1,7 +1,8 @@
 """CPU math between the full-resolution image and the network's square render (DESIGN §2).
 
     pixels --full_lightness--> L* (HxW) --render_lightness--> L/50-1 (SxS) --network--> ab/110 (2xSxS)
-    ab/110 --upsample_ab--> a*b* (HxWx2) --colorize(with the full L*)--> sRGB uint8/uint16 (HxWx3)
+    ab/110 --upsample_ab_planes--> a*, b* (HxW each) --colorize_planes(with the full L*)--> sRGB uint8/uint16 (HxWx3)
+    (both steps at once: colorize_render)
 
 Only the render goes through the network; the output keeps the input's own full-resolution
 L*, so sharpness is never lost and the output's L* equals the input's (up to 8/16-bit rounding
@@ -17,6 +18,7 @@ import cv2
 import numpy as np
 
 from facecolor import color
+from facecolor.scratch import FRESH, Scratch
 from facecolor.runtime.geometry import Geometry
 
 
@@ -56,30 +58,68 @@ def render_lightness(lightness: np.ndarray, geometry: Geometry) -> np.ndarray:
     return color.normalize_l(padded).astype(np.float32, copy=False)
 
 
-def upsample_ab(ab_norm: np.ndarray, geometry: Geometry) -> np.ndarray:
-    """Network output float32 2xSxS (ab/110) -> a*b* float32 HxWx2, CIELAB units, clamped.
+def upsample_ab_planes(
+    ab_norm: np.ndarray, geometry: Geometry, scratch: Scratch = FRESH
+) -> tuple[np.ndarray, np.ndarray]:
+    """Network output float32 2xSxS (ab/110) -> a* and b* as two float32 HxW planes, CIELAB
+    units, clamped.
 
     The padding is cropped off first, so no border color leaks in; the valid box is then
     resized bilinearly to the full size (OpenCV's half-pixel centres map the box's edges onto
     the image's edges). Clamping to [-110, 110] on the small crop is the same as clamping after
-    a bilinear upsample, which cannot leave the range of its inputs, and 1000x cheaper.
+    a bilinear upsample, which cannot leave the range of its inputs, and 1000x cheaper. Separate
+    planes are what the Lab->sRGB step needs, so no full-size split is spent on them.
     """
     g = geometry
     y0, y1, x0, x1 = g.crop
-    crop = color.denormalize_ab(ab_norm[:, y0:y1, x0:x1].transpose(1, 2, 0)).astype(np.float32)
+    crop = color.denormalize_ab(ab_norm[:, y0:y1, x0:x1]).astype(np.float32)
     np.clip(crop, -color.AB_SCALE, color.AB_SCALE, out=crop)
     interpolation = cv2.INTER_LINEAR if g.shrinks else cv2.INTER_AREA
-    return cv2.resize(crop, (g.width, g.height), interpolation=interpolation)
+    size = (g.width, g.height)
+    return tuple(
+        cv2.resize(plane, size, dst=scratch.array(name, (g.height, g.width), np.float32), interpolation=interpolation)
+        for name, plane in (("a", crop[0]), ("b", crop[1]))
+    )
 
 
-def quantize(rgb: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """float32 sRGB HxWx3 in [0, 1] -> uint8 or uint16, rounded; same result as
-    ``color.to_dtype`` (round half to even, saturate), with one OpenCV pass for 8 bit."""
-    if np.dtype(dtype) == np.uint8:
-        return cv2.convertScaleAbs(rgb, alpha=255.0)
-    return color.to_dtype(rgb, dtype)
+def upsample_ab(ab_norm: np.ndarray, geometry: Geometry) -> np.ndarray:
+    """``upsample_ab_planes`` as one float32 HxWx2 array."""
+    return cv2.merge(upsample_ab_planes(ab_norm, geometry))
+
+
+def quantize(rgb: np.ndarray, dtype: np.dtype, scratch: Scratch = FRESH) -> np.ndarray:
+    """float32 sRGB HxWx3 -> uint8 or uint16, rounded half to even and saturated (values
+    outside [0, 1] included); the same result as ``color.to_dtype``, in one OpenCV pass."""
+    dtype = np.dtype(dtype)
+    rgb = np.ascontiguousarray(rgb, dtype=np.float32)
+    out = scratch.array("quantized", rgb.shape, dtype)
+    peak = float(np.iinfo(dtype).max)
+    # One channel in OpenCV's eyes, so the scalar multiplies every value, not only channel 0.
+    cv2.multiply(rgb.reshape(rgb.shape[0], -1), peak, dst=out.reshape(out.shape[0], -1),
+                 dtype=cv2.CV_8U if dtype == np.uint8 else cv2.CV_16U)
+    return out
 
 
 def colorize(lightness: np.ndarray, ab: np.ndarray, dtype: np.dtype = np.uint8) -> np.ndarray:
     """Full-res L* float32 HxW and a*b* float32 HxWx2 -> sRGB HxWx3 (RGB order) of ``dtype``."""
-    return quantize(color.join_lab(lightness, ab), dtype)
+    a, b = cv2.split(np.ascontiguousarray(ab, dtype=np.float32))
+    return colorize_planes(lightness, a, b, dtype)
+
+
+def colorize_render(
+    lightness: np.ndarray, ab_norm: np.ndarray, geometry: Geometry, dtype: np.dtype = np.uint8,
+    scratch: Scratch = FRESH,
+) -> np.ndarray:
+    """Full-res L* float32 HxW and the network's 2xSxS output -> sRGB HxWx3 of ``dtype``: the
+    runtime's whole output step. With a ``scratch``, the result is one of its arrays."""
+    a, b = upsample_ab_planes(ab_norm, geometry, scratch)
+    return colorize_planes(lightness, a, b, dtype, scratch)
+
+
+def colorize_planes(
+    lightness: np.ndarray, a: np.ndarray, b: np.ndarray, dtype: np.dtype = np.uint8, scratch: Scratch = FRESH
+) -> np.ndarray:
+    """Full-res float32 HxW planes L*, a*, b* (``b`` is overwritten) -> sRGB HxWx3 of ``dtype``."""
+    lightness = np.ascontiguousarray(lightness, dtype=np.float32)
+    rgb = color.lab_planes_to_rgb(lightness, a, b, clip=False, scratch=scratch)  # quantize saturates
+    return quantize(rgb, dtype, scratch)

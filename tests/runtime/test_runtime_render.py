@@ -8,7 +8,15 @@ from runtime_helpers import portrait
 
 from facecolor import color
 from facecolor.runtime.geometry import fit_geometry
-from facecolor.runtime.render import colorize, full_lightness, quantize, render_lightness, upsample_ab
+from facecolor.runtime.render import (
+    colorize,
+    colorize_render,
+    full_lightness,
+    quantize,
+    render_lightness,
+    upsample_ab,
+)
+from facecolor.scratch import Scratch
 
 
 def test_full_lightness_gray_and_gray_in_rgb_agree():
@@ -51,7 +59,8 @@ def test_upsample_clamps_to_the_ab_range():
 
 def test_quantize_matches_the_color_module():
     rgb = np.random.default_rng(0).random((40, 30, 3)).astype(np.float32)
-    rgb[0, :3, 0] = [0.5 / 255, 1.5 / 255, 254.5 / 255]  # ties: round half to even
+    rgb[0, :3, 0] = [0.5 / 255, 1.5 / 255, 254.5 / 255]  # (nearly) half levels
+    rgb[1, :3, 0] = [-0.01, 1.02, 0.5]  # out of range: saturated, not mirrored; an exact tie
     for dtype in (np.uint8, np.uint16):
         np.testing.assert_array_equal(quantize(rgb, dtype), color.to_dtype(rgb, dtype))
 
@@ -72,3 +81,23 @@ def test_full_lightness_equals_the_color_module(dtype):
     gray = portrait(70, 50, dtype)
     np.testing.assert_array_equal(full_lightness(gray), color.lightness(gray))
     np.testing.assert_array_equal(full_lightness(gray.T), color.lightness(gray.T))  # strided view
+
+
+def test_reused_work_arrays_give_the_same_colors_for_every_size():
+    """The writer threads reuse their arrays between images; images of other sizes (and a
+    16-bit one between them) must come out exactly as with fresh arrays."""
+    scratch = Scratch()
+    rng = np.random.default_rng(1)
+    for height, width, dtype in [(120, 90, np.uint8), (60, 200, np.uint16), (120, 90, np.uint8), (61, 47, np.uint8)]:
+        lightness = full_lightness(portrait(height, width, dtype))
+        g = fit_geometry(height, width, 32)
+        ab = rng.uniform(-0.6, 0.6, (2, 32, 32)).astype(np.float32)
+        expected = colorize(lightness, upsample_ab(ab, g), dtype)
+        np.testing.assert_array_equal(colorize_render(lightness, ab, g, dtype, scratch), expected)
+
+
+def test_scratch_keeps_nothing_above_its_limit():
+    scratch = Scratch(max_elements=100)
+    small = scratch.array("x", (10, 10), np.float32)
+    assert scratch.array("x", (10, 10), np.float32) is small
+    assert scratch.array("y", (11, 10), np.float32) is not scratch.array("y", (11, 10), np.float32)
