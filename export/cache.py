@@ -16,6 +16,9 @@ leaves a half-written file under a final name.
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from filelock import FileLock
@@ -37,11 +40,17 @@ def cache_root() -> Path:
     return Path(base) / "facecolor"
 
 
-def cached_onnx(checkpoint: str | Path, *, fp16: bool = False, max_batch: int = DEFAULT_MAX_BATCH) -> Path:
+Notify = Callable[[str], None]
+
+
+def cached_onnx(
+    checkpoint: str | Path, *, fp16: bool = False, max_batch: int = DEFAULT_MAX_BATCH, notify: Notify | None = None
+) -> Path:
     """The checked ONNX export of ``checkpoint`` for this precision, exported once and reused.
 
     An fp16 entry is converted from the fp32 entry (exported first if missing), so a checkpoint
-    is traced once whatever is asked for.
+    is traced once whatever is asked for. ``notify`` hears a line before and after a build,
+    which takes seconds to minutes, so that a first run does not sit silent.
     """
     from facecolor.export.onnx import export_onnx
 
@@ -53,10 +62,11 @@ def cached_onnx(checkpoint: str | Path, *, fp16: bool = False, max_batch: int = 
     target = cache_root() / "onnx" / f"{_stem(checkpoint)}-{digest[:16]}-{precision}-b{max_batch}.onnx"
     if _onnx_entry_valid(target, digest):
         return target
-    fp32_source = cached_onnx(checkpoint, max_batch=max_batch) if fp16 else None
+    fp32_source = cached_onnx(checkpoint, max_batch=max_batch, notify=notify) if fp16 else None
     with _lock(target):
         if not _onnx_entry_valid(target, digest):  # another process may have built it meanwhile
-            export_onnx(checkpoint, target, fp16=fp16, max_batch=max_batch, fp32_onnx=fp32_source)
+            with _building(notify, f"{checkpoint.name} to {precision} ONNX", target):
+                export_onnx(checkpoint, target, fp16=fp16, max_batch=max_batch, fp32_onnx=fp32_source)
     return target
 
 
@@ -65,12 +75,14 @@ def cached_engine(
     *,
     max_batch: int = DEFAULT_MAX_BATCH,
     opt_batch: int | None = None,
+    notify: Notify | None = None,
 ) -> Path:
     """A TensorRT plan for this machine, built once per (source, batch profile, TensorRT, GPU).
 
     Given a checkpoint (``.safetensors``) the plan is built from its cached fp16 ONNX; given an
     ``.onnx`` file, from that file as it is. A cached plan is checked (``check_plan``) before
     it is returned, and rebuilt if it fails. Raises TensorRTUnavailable without TensorRT.
+    ``notify`` as for ``cached_onnx``.
     """
     from facecolor.export.tensorrt import DEFAULT_OPT_BATCH, build_engine, check_plan, current_machine
 
@@ -83,7 +95,7 @@ def cached_engine(
     else:
         # The ONNX batch dimension is symbolic, so one file serves every engine up to 256:
         # a runtime asking for batch 32 and then 64 must not trace the model twice.
-        onnx_path = cached_onnx(source, fp16=True, max_batch=max(max_batch, DEFAULT_MAX_BATCH))
+        onnx_path = cached_onnx(source, fp16=True, max_batch=max(max_batch, DEFAULT_MAX_BATCH), notify=notify)
     opt = min(max_batch, DEFAULT_OPT_BATCH) if opt_batch is None else opt_batch
     digest = sha256_file(onnx_path)
     target = (
@@ -96,8 +108,21 @@ def cached_engine(
             return target
         except PlanError:
             pass  # missing, stale or for another machine: build it
-        build_engine(onnx_path, target, max_batch=max_batch, opt_batch=opt)
+        with _building(notify, f"{source.name} to a TensorRT engine for {machine.slug}", target):
+            build_engine(onnx_path, target, max_batch=max_batch, opt_batch=opt)
     return target
+
+
+@contextmanager
+def _building(notify: Notify | None, what: str, target: Path) -> Iterator[None]:
+    """Say that a build starts (and that it happens once per machine), then how long it took."""
+    if notify is None:
+        yield
+        return
+    notify(f"building {what} (first use on this machine; cached in {target.parent}) ...")
+    start = time.perf_counter()
+    yield
+    notify(f"built {target.name} in {time.perf_counter() - start:.1f} s")
 
 
 def _onnx_entry_valid(path: Path, source_sha256: str) -> bool:

@@ -119,7 +119,7 @@ def main(images, size, data, model, device, batch_size, workers, model_seconds, 
     click.echo(f"dataset: {images} synthetic {width}x{height} JPEGs in {data}")
     make_dataset(data, images, height, width)
     model = model or random_checkpoint(work)
-    backend, reason = open_backend(model, device, batch_size=batch_size or DEFAULT_BATCH["cuda"])
+    backend, reason = open_backend(model, device, batch_size=batch_size or DEFAULT_BATCH["cuda"], notify=click.echo)
     click.echo(reason)
     batch = batch_size or DEFAULT_BATCH.get(backend.device, 8)
     with backend:

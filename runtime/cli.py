@@ -90,7 +90,7 @@ def main(in_dir, out_dir, model, device, batch_size, render_size, overwrite, out
         raise click.ClickException(str(error)) from error
     try:
         backend, reason = open_backend(model, device, batch_size=batch_size or DEFAULT_BATCH["cuda"],
-                                       render_size=render_size)
+                                       render_size=render_size, notify=lambda line: click.echo(line, err=True))
     except (ModelNotFound, BackendUnavailable) as error:
         raise click.ClickException(str(error)) from error
     click.echo(reason)

@@ -29,6 +29,8 @@ from facecolor.runtime.backends.base import Backend, BackendUnavailable, ModelIn
 SHIPPED_MODEL = "gpsagd.safetensors"
 MODEL_SUFFIXES = (".safetensors", ".onnx", ".plan")
 DEVICES = ("auto", "cpu", "cuda")
+#: Receives progress lines (first-use builds) while a backend opens.
+Notify = Callable[[str], None]
 
 
 class ModelNotFound(FileNotFoundError):
@@ -69,7 +71,7 @@ def _checkpoint_info(path: Path) -> tuple[ModelInfo, int]:
 # Each opener returns a backend or raises BackendUnavailable with a short reason.
 
 
-def _tensorrt(model: Path, suffix: str, batch_size: int, info: ModelInfo | None) -> Backend:
+def _tensorrt(model: Path, suffix: str, batch_size: int, info: ModelInfo | None, notify: Notify | None) -> Backend:
     if not _tensorrt_installed():
         raise BackendUnavailable("TensorRT not installed")
     from facecolor.runtime.backends.tensorrt import TensorRTBackend
@@ -80,7 +82,7 @@ def _tensorrt(model: Path, suffix: str, batch_size: int, info: ModelInfo | None)
         from facecolor.export.errors import ExportError
 
         try:
-            plan = cached_engine(model, max_batch=batch_size)
+            plan = cached_engine(model, max_batch=batch_size, notify=notify)
         except ExportError as error:  # no GPU match, build failure: the next backend runs
             raise BackendUnavailable(f"engine build failed ({error})") from error
     backend = TensorRTBackend(plan, max_batch=batch_size)
@@ -89,7 +91,9 @@ def _tensorrt(model: Path, suffix: str, batch_size: int, info: ModelInfo | None)
     return backend
 
 
-def _onnxruntime(model: Path, suffix: str, device: str, render_size: int | None, info) -> Backend:
+def _onnxruntime(
+    model: Path, suffix: str, device: str, render_size: int | None, info, notify: Notify | None
+) -> Backend:
     from facecolor.runtime.backends.onnxruntime import OnnxRuntimeBackend, cuda_provider_available
 
     if device == "cuda" and not cuda_provider_available():
@@ -99,7 +103,7 @@ def _onnxruntime(model: Path, suffix: str, device: str, render_size: int | None,
         from facecolor.export.cache import cached_onnx
 
         try:
-            onnx = cached_onnx(model, fp16=False)
+            onnx = cached_onnx(model, fp16=False, notify=notify)
         except BackendUnavailable:
             raise
         except Exception as error:  # an export failure names itself; torch still runs
@@ -119,8 +123,11 @@ def open_backend(
     *,
     batch_size: int,
     render_size: int | None = None,
+    notify: Notify | None = None,
 ) -> tuple[Backend, str]:
     """Open the best backend for ``model`` on ``device``; return it and the reason line.
+
+    ``notify`` hears about first-use builds (ONNX export, TensorRT engine) while they run.
 
     Raises ModelNotFound (no such model, or no shipped model) and BackendUnavailable (nothing
     can run this model on this device; the message lists what each candidate lacked).
@@ -154,17 +161,17 @@ def open_backend(
     candidates: list[tuple[str, Callable[[], Backend]]] = []
     if gpu_name is not None:
         if suffix in (".plan", ".safetensors") and not resized:
-            candidates.append(("tensorrt", lambda: _tensorrt(model, suffix, batch_size, info)))
+            candidates.append(("tensorrt", lambda: _tensorrt(model, suffix, batch_size, info, notify)))
         if suffix in (".onnx", ".safetensors") and not resized:
             candidates.append(
-                ("onnxruntime-cuda", lambda: _onnxruntime(model, suffix, "cuda", render_size, info))
+                ("onnxruntime-cuda", lambda: _onnxruntime(model, suffix, "cuda", render_size, info, notify))
             )
         if suffix == ".safetensors":
             candidates.append(("torch-cuda", lambda: _torch(model, "cuda", render_size)))
     if device != "cuda":
         if suffix in (".onnx", ".safetensors") and not resized:
             candidates.append(
-                ("onnxruntime-cpu", lambda: _onnxruntime(model, suffix, "cpu", render_size, info))
+                ("onnxruntime-cpu", lambda: _onnxruntime(model, suffix, "cpu", render_size, info, notify))
             )
         if suffix == ".safetensors":
             candidates.append(("torch-cpu", lambda: _torch(model, "cpu", render_size)))

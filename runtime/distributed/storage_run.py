@@ -149,7 +149,8 @@ def colorize_storage(
     in_store, out_store = open_storage(in_url, storage_options), open_storage(out_url, storage_options)
     check_locations(in_store, out_store)
     backend, reason = open_backend(Path(model) if model else None, device,
-                                   batch_size=batch_size or DEFAULT_BATCH["cuda"], render_size=render_size)
+                                   batch_size=batch_size or DEFAULT_BATCH["cuda"], render_size=render_size,
+                                   notify=echo)
     if announce is not None:
         announce(reason)
     settings = Settings(

@@ -139,7 +139,7 @@ def test_checkpoint_sources_go_through_the_fp16_onnx(cache, tmp_path, monkeypatc
     checkpoint.write_bytes(b"read by the (faked) cached_onnx only")
     monkeypatch.setattr(trt_module, "current_machine", lambda: MachineFacts("10.16.1.11", "X", "9.0"))
     seen = []
-    monkeypatch.setattr(cache_module, "cached_onnx", lambda path, fp16, max_batch: seen.append((path, fp16, max_batch)) or tmp_path / "g.onnx")
+    monkeypatch.setattr(cache_module, "cached_onnx", lambda path, fp16, max_batch, notify=None: seen.append((path, fp16, max_batch)) or tmp_path / "g.onnx")
     (tmp_path / "g.onnx").write_bytes(b"onnx")
 
     def fake_build(onnx_path, plan_path, *, max_batch, opt_batch):
@@ -149,3 +149,19 @@ def test_checkpoint_sources_go_through_the_fp16_onnx(cache, tmp_path, monkeypatc
     with pytest.raises(RuntimeError, match="build from g.onnx"):
         cached_engine(checkpoint, max_batch=16)
     assert seen == [(checkpoint, True, 256)]  # one fp16 ONNX serves every engine batch up to 256
+
+
+def test_a_build_is_announced_and_timed_and_a_reuse_is_silent(cache, tmp_path, monkeypatch):
+    checkpoint = tmp_path / "pug.safetensors"
+    checkpoint.write_bytes(b"bytes")
+    monkeypatch.setattr(onnx_module, "export_onnx", _fake_export([]))
+    heard: list[str] = []
+    cached_onnx(checkpoint, fp16=True, notify=heard.append)
+    assert [line.split(" (")[0].split(" in ")[0] for line in heard] == [
+        "building pug.safetensors to fp32 ONNX", f"built pug-{sha256_file(checkpoint)[:16]}-fp32-b256.onnx",
+        "building pug.safetensors to fp16 ONNX", f"built pug-{sha256_file(checkpoint)[:16]}-fp16-b256.onnx",
+    ]
+    assert "first use on this machine" in heard[0] and str(cache / "onnx") in heard[0]
+    heard.clear()
+    cached_onnx(checkpoint, fp16=True, notify=heard.append)
+    assert heard == []

@@ -181,3 +181,14 @@ def test_checkpoint_model_and_render_size(good_tree, tmp_path, tiny_checkpoint):
     assert result.stdout.splitlines()[0].startswith("backend: torch-cpu on CPU (--device cpu; --render-size 32")
     report = json.loads((tmp_path / "out" / REPORT_NAME).read_text())
     assert report["backend"]["render_size"] == 32 and report["model"]["preset"] == "pug"
+
+
+def test_first_use_of_a_checkpoint_says_it_is_exporting(good_tree, tmp_path, tiny_checkpoint, monkeypatch):
+    """The export takes seconds to a minute on a CPU: the user hears about it, once."""
+    monkeypatch.setenv("FACECOLOR_CACHE", str(tmp_path / "fresh-cache"))
+    first = CliRunner().invoke(main, [str(good_tree), str(tmp_path / "a"), "--model", str(tiny_checkpoint)])
+    assert first.exit_code == 0, first.output
+    assert "building tiny-pug.safetensors to fp32 ONNX (first use on this machine" in first.stderr
+    assert first.stdout.splitlines()[0].startswith("backend: onnxruntime-cpu")
+    again = CliRunner().invoke(main, [str(good_tree), str(tmp_path / "b"), "--model", str(tiny_checkpoint)])
+    assert again.exit_code == 0 and "building" not in again.stderr
