@@ -263,8 +263,12 @@ def _report_training(result, settings) -> None:
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1))
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--cache-dir", type=click.Path(file_okay=False), help="Decoded-image cache (.npy).")
+@click.option("--sheet", type=click.Path(dir_okay=False),
+              help="Also draw a contact sheet (PNG): gray input, each model with its metrics, original.")
+@click.option("--sheet-images", default=8, show_default=True, type=click.IntRange(min=1),
+              help="Images on the contact sheet, evenly spaced through the scored set.")
 def eval_command(checkpoints, data, limit, render_size, markdown, json_path, fid_weights,
-                 require_fid, gray_baseline, device, batch_size, seed, cache_dir) -> None:
+                 require_fid, gray_baseline, device, batch_size, seed, cache_dir, sheet, sheet_images) -> None:
     """Print the study's Table 2 (Hist, PSNR, FID, CIEDE2000, colorfulness) for CHECKPOINTS.
 
     Images are center-cropped and scored at the render size (128 px), like the study. FID
@@ -274,7 +278,7 @@ def eval_command(checkpoints, data, limit, render_size, markdown, json_path, fid
     Example: facecolor-train eval runs/psag/psag.safetensors runs/gpsagd/gpsagd.safetensors
     --data ../shared/data/faces/ffhq_dev --markdown table2.md
     """
-    from facecolor.train.evaluate import EvalSettings, evaluate, format_text, write_outputs
+    from facecolor.train.evaluate import EvalSettings, evaluate, format_text, write_outputs, write_sheet
 
     _setup_logging(True)
     started = time.perf_counter()
@@ -282,10 +286,13 @@ def eval_command(checkpoints, data, limit, render_size, markdown, json_path, fid
         checkpoints=tuple(checkpoints), data=data, limit=limit, seed=seed, render_size=render_size,
         device=device, batch_size=batch_size, fid_weights=fid_weights, gray_baseline=gray_baseline,
         require_fid=require_fid, cache_dir=cache_dir, workers=DEFAULT_WORKERS,
+        sheet_images=sheet_images if sheet else 0,
     )
     try:
         table = evaluate(settings)
         written = write_outputs(table, markdown, json_path)
+        if sheet:
+            written.append(write_sheet(table, sheet))
     except _errors() as error:
         raise click.ClickException(str(error)) from error
     click.echo(format_text(table))

@@ -61,6 +61,7 @@ class EvalSettings:
     require_fid: bool = False
     workers: int = 4
     cache_dir: str | None = None
+    sheet_images: int = 0  # images kept, evenly spaced, for a contact sheet (write_sheet)
 
 
 @dataclass
@@ -82,6 +83,9 @@ class EvalTable:
     data: dict[str, Any]
     rows: list[EvalRow] = field(default_factory=list)
     fid_note: str | None = None
+    #: For the contact sheet (not in the JSON): 'gray', 'truth' uint8 [K,H,W,3] and 'results'
+    #: [(row name, uint8 [K,H,W,3], per-image metric rows)] for the K kept images.
+    samples: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -103,6 +107,10 @@ def evaluate(settings: EvalSettings) -> EvalTable:
     table = EvalTable(settings, len(truths), image_set.describe())
     fid = _FidRunner(settings, device)
     table.fid_note = fid.note
+    picks = np.unique(np.linspace(0, len(truths) - 1, min(settings.sheet_images, len(truths))).round().astype(int))
+    if len(picks):
+        table.samples = {"truth": truths[picks], "results": [],
+                         "gray": colorize(None, image_set.images[picks], device)}
     with tempfile.TemporaryDirectory(prefix="facecolor-eval-") as scratch:
         truth_dir = fid.write(truths, Path(scratch) / "truth")
         names = _row_names(settings.checkpoints)
@@ -114,7 +122,9 @@ def evaluate(settings: EvalSettings) -> EvalTable:
                 generator, checkpoint = load_generator(path, device)
                 preset = checkpoint.preset
             predictions = colorize(generator, image_set.images, device, batch_size=settings.batch_size)
-            _, means = score(predictions, truths, settings.workers)
+            per_image, means = score(predictions, truths, settings.workers)
+            if len(picks) and path is not None:
+                table.samples["results"].append((name, predictions[picks], [per_image[i] for i in picks]))
             metrics: dict[str, float | None] = {key: means[key] for key, _, _ in COLUMNS if key != "fid"}
             metrics["fid"] = fid.score(predictions, Path(scratch) / f"pred{number}", truth_dir)
             table.rows.append(EvalRow(name, path, preset, metrics))
@@ -210,6 +220,18 @@ def format_markdown(table: EvalTable) -> str:
     if table.fid_note:
         lines += ["", f"\\* {table.fid_note}"]
     return "\n".join(lines) + "\n"
+
+
+def write_sheet(table: EvalTable, path: str | Path) -> Path:
+    """The kept images as a contact sheet: gray input, each model with its metrics, original."""
+    from facecolor.train.report import contact_sheet
+
+    if not table.samples:
+        raise ValueError("no images were kept for a contact sheet (EvalSettings.sheet_images is 0)")
+    models = ", ".join(name for name, _, _ in table.samples["results"])
+    return contact_sheet(table.samples["gray"], table.samples["results"], table.samples["truth"], Path(path),
+                         title=f"{models} on {Path(table.settings.data).name} "
+                               f"({table.settings.render_size} px): gray input / results / original")
 
 
 def write_outputs(table: EvalTable, markdown: str | Path | None, json_path: str | Path | None) -> list[Path]:

@@ -98,35 +98,35 @@ def plot_val_psnr(history: Sequence[dict[str, Any]], path: Path, title: str = ""
 
 def contact_sheet(
     gray: np.ndarray,
-    results: np.ndarray,
+    results: Sequence[tuple[str, np.ndarray, Sequence[dict[str, float]]]],
     originals: np.ndarray,
-    rows: Sequence[dict[str, float]],
     path: Path,
     *,
-    result_label: str = "result",
     title: str = "",
 ) -> Path:
-    """Columns of (gray input, result, original) uint8 HxWx3 images, metrics under each column."""
+    """One column per image: the gray input, each result with its metrics under it, the original.
+
+    ``gray``, ``originals`` and each result's images are uint8 [N,H,W,3]; ``results`` holds
+    (label, images, per-image metric rows), one row of the sheet each.
+    """
     plt = _pyplot()
-    count = len(results)
+    count = len(originals)
     if count == 0:
         raise ValueError("a contact sheet needs at least one image")
-    figure, axes = plt.subplots(3, count, figsize=(1.9 * count + 0.6, 6.9), squeeze=False)
-    labels = ("gray input", result_label, "original")
-    for column in range(count):
-        for row, images in enumerate((gray, results, originals)):
+    lines = [("gray input", gray, None)] + list(results) + [("original", originals, None)]
+    figure, axes = plt.subplots(len(lines), count, figsize=(1.9 * count + 0.6, 2.3 * len(lines)), squeeze=False)
+    for row, (label, images, metrics) in enumerate(lines):
+        for column in range(count):
             axis = axes[row][column]
             axis.imshow(images[column])
             axis.set_xticks([])
             axis.set_yticks([])
             if column == 0:
-                axis.set_ylabel(labels[row], fontsize=9)
-        metrics = rows[column]
-        axes[2][column].set_xlabel(
-            f"PSNR {metrics['psnr']:.2f} dB\nHist {metrics['hist']:.3f}\n"
-            f"CIEDE2000 {metrics['ciede2000']:.2f}",
-            fontsize=8,
-        )
+                axis.set_ylabel(label, fontsize=9)
+            if metrics is not None:
+                m = metrics[column]
+                axis.set_xlabel(f"PSNR {m['psnr']:.2f} dB\nHist {m['hist']:.3f}\n"
+                                f"CIEDE2000 {m['ciede2000']:.2f}", fontsize=8)
     figure.suptitle(title, fontsize=10)
     figure.tight_layout()
     return _save(figure, path)

@@ -465,8 +465,8 @@ class Trainer:
             picks = np.unique(np.linspace(0, len(truths) - 1, count).round().astype(int))
             gray = colorize(None, self.val_set.images[picks], self.device)
             files.append(report.contact_sheet(
-                gray, predictions[picks], truths[picks], [rows[i] for i in picks],
-                self.out / "contact_sheet.png", result_label=self.preset.name,
+                gray, [(self.preset.name, predictions[picks], [rows[i] for i in picks])], truths[picks],
+                self.out / "contact_sheet.png",
                 title=f"{self.preset.name} on {Path(self.settings.val).name} "
                       f"({self.settings.render_size} px): gray input / result / original"))
         return files

@@ -86,3 +86,20 @@ def test_fid_column_is_filled_when_fid_can_run(two_checkpoints, tiny_data, monke
                                   render_size=32, fid_weights="w.pt", device="cpu"))
     assert table.fid_note is None and calls == [(4, 4, "w.pt")] * 3
     assert [row.metrics["fid"] for row in table.rows] == [12.5, 12.5, 12.5]
+
+
+def test_eval_draws_a_contact_sheet_with_a_row_per_model(two_checkpoints, tiny_data, tmp_path, no_fid_weights):
+    import cv2
+
+    heights = []
+    for checkpoints in (two_checkpoints, two_checkpoints[:1]):
+        sheet = tmp_path / f"sheet{len(checkpoints)}.png"
+        result = CliRunner().invoke(main, ["eval", *map(str, checkpoints), "--data", str(tiny_data["val"]),
+                                           "--size", "32", "--sheet", str(sheet), "--sheet-images", "3"],
+                                    catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        assert f"wrote {sheet}" in result.output
+        image = cv2.imread(str(sheet))
+        assert image is not None and image.shape[1] > image.shape[0] / 2  # three columns
+        heights.append(image.shape[0])
+    assert heights[0] / heights[1] == pytest.approx(4 / 3, rel=0.02)  # gray, 2 models, original vs 1 model
