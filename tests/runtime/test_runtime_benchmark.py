@@ -21,11 +21,16 @@ def test_synthetic_portraits_are_gray_and_sized():
 
 def test_small_run_writes_numbers(tmp_path, tiny_onnx):
     out = tmp_path / "bench.json"
-    args = ["--images", "3", "--size", "64x80", "--data", str(tmp_path / "data"), "--model", str(tiny_onnx),
-            "--model-seconds", "0.05", "--json", str(out)]
+    args = ["--images", "5", "--size", "64x80", "--data", str(tmp_path / "data"), "--model", str(tiny_onnx),
+            "--model-seconds", "0.05", "--rounds", "2", "--json", str(out)]
     result = CliRunner().invoke(main, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     numbers = json.loads(out.read_text())
-    assert numbers["failed"] == 0 and numbers["images"] == 3 and numbers["backend"] == "onnxruntime-cpu"
+    assert numbers["failed"] == 0 and numbers["images"] == 5 and numbers["backend"] == "onnxruntime-cpu"
+    assert sorted(r["images"] for r in numbers["rounds"]) == [2, 3]  # every image once, in two slices
     assert numbers["end_to_end_images_per_s"] > 0 and numbers["model_alone_images_per_s"] > 0
-    assert "ratio" in result.output and 0 < numbers["cpu_bound_ratio"]
+    assert "median ratio of 2 rounds" in result.output and 0 < numbers["cpu_bound_ratio"]
+
+    again = CliRunner().invoke(main, args[:-2] + ["--rounds", "3"], catch_exceptions=False)  # same folder
+    assert again.exit_code == 0 and "round 3/3" in again.output
+    assert sorted(p.name for p in (tmp_path / "data").rglob("*.jpg")) == [f"portrait_{i:05d}.jpg" for i in range(5)]
