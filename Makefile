@@ -4,7 +4,7 @@ MODEL ?= models/gpsagd.safetensors
 DATA ?= ../shared/data/faces
 EPOCHS ?= 20
 
-.PHONY: install test demo train export bench gpu-check
+.PHONY: install test demo train train-all export bench gpu-check
 
 install:  ## a virtual environment with the project and its test tools
 	python3 -m venv .venv
@@ -23,6 +23,9 @@ train:  ## the shipped model's chain psag -> gpsagd on the face data (the study'
 	$(PYTHON) -m facecolor.train gpsagd --init runs/psag/psag.safetensors --data $(DATA)/lfw \
 		--data $(DATA)/utkface --val $(DATA)/ffhq_dev --out runs/gpsagd --epochs $(EPOCHS) \
 		--val-limit 200 --cache-dir .cache/faces128
+
+train-all:  ## all eleven presets, four families side by side, then Table 2 (faces from scripts/prepare_faces.py)
+	PY=$(PYTHON) EPOCHS=$(EPOCHS) bash scripts/train-all.sh
 
 export:  ## ONNX (fp32, fp16) and, where TensorRT is installed, the engine, into models/
 	@E=""; $(PYTHON) -c 'import tensorrt' 2>/dev/null && E="--engine models/gpsagd.plan" \
