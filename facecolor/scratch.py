@@ -11,35 +11,39 @@ from __future__ import annotations
 
 import numpy as np
 
-#: Arrays above this many elements are not kept: one huge photo must not pin gigabytes in
-#: every writer thread for the rest of a run (48 M elements = a 16 MP RGB image).
-DEFAULT_MAX_ELEMENTS = 48_000_000
+#: Bytes one Scratch keeps at most. The runtime's output step needs about 46 bytes per pixel
+#: (a 1024x1280 image: 60 MB), so this covers photos up to about 5 MP; larger ones get fresh
+#: arrays as before, and N writer threads never pin more than N x 256 MB.
+DEFAULT_MAX_BYTES = 256 << 20
 
 
 class Scratch:
     """Named arrays handed out again when the next request has the same shape and dtype.
 
     Not thread-safe: one per thread. An array handed out stays valid until the next request
-    for the same name; callers copy (or encode) what they keep. ``Scratch(max_elements=0)``
-    keeps nothing, which is what passing ``scratch=None`` to the functions that take one means.
+    for the same name; callers copy (or encode) what they keep. ``Scratch(max_bytes=0)``
+    keeps nothing, which is what passing ``scratch=FRESH`` (the default) means.
     """
 
-    def __init__(self, max_elements: int = DEFAULT_MAX_ELEMENTS):
-        self.max_elements = max_elements
+    def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES):
+        self.max_bytes = max_bytes
         self._arrays: dict[str, np.ndarray] = {}
+
+    @property
+    def kept_bytes(self) -> int:
+        return sum(array.nbytes for array in self._arrays.values())
 
     def array(self, name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
         """An uninitialised C-contiguous array of ``shape`` and ``dtype``."""
-        kept = self._arrays.get(name)
+        kept = self._arrays.pop(name, None)
         if kept is not None and kept.shape == tuple(shape) and kept.dtype == np.dtype(dtype):
+            self._arrays[name] = kept
             return kept
         fresh = np.empty(shape, dtype)
-        if fresh.size <= self.max_elements:
+        if self.kept_bytes + fresh.nbytes <= self.max_bytes:
             self._arrays[name] = fresh
-        else:
-            self._arrays.pop(name, None)
         return fresh
 
 
 #: Keeps nothing: every request is a fresh array.
-FRESH = Scratch(max_elements=0)
+FRESH = Scratch(max_bytes=0)

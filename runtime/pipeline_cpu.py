@@ -12,7 +12,8 @@ these: the read, decode and write threads therefore run at a lower priority (nic
 taking the cycles the model leaves idle instead of slowing the model's parallel sections
 (measured on 2 busy cores: 0.73 -> 0.91 images/s end to end, model alone about 1.1). The queues hold 2N files' bytes before decoding, then 2 batches before and 2
 after inference, so at most ``5 * batch_size + 2 * N`` decoded images are in memory at once
-(as float32 L*, 4 bytes per pixel), whatever the number of files.
+(as float32 L*, 4 bytes per pixel), whatever the number of files. Each write thread also keeps
+its work arrays between images (``facecolor.scratch``: at most 256 MB a thread).
 """
 
 from __future__ import annotations

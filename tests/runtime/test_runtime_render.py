@@ -96,8 +96,10 @@ def test_reused_work_arrays_give_the_same_colors_for_every_size():
         np.testing.assert_array_equal(colorize_render(lightness, ab, g, dtype, scratch), expected)
 
 
-def test_scratch_keeps_nothing_above_its_limit():
-    scratch = Scratch(max_elements=100)
-    small = scratch.array("x", (10, 10), np.float32)
+def test_scratch_keeps_nothing_above_its_budget():
+    scratch = Scratch(max_bytes=1000)
+    small = scratch.array("x", (10, 10), np.float32)  # 400 bytes: kept
     assert scratch.array("x", (10, 10), np.float32) is small
-    assert scratch.array("y", (11, 10), np.float32) is not scratch.array("y", (11, 10), np.float32)
+    assert scratch.array("y", (20, 10), np.float32) is not scratch.array("y", (20, 10), np.float32)  # 800: not
+    scratch.array("x", (5, 10), np.float32)  # a new shape replaces the old one in the budget
+    assert scratch.kept_bytes == 200
