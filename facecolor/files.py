@@ -9,6 +9,7 @@ reuses what a killed one left, see ``facecolor.runtime.write``.)
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -49,6 +50,15 @@ def write_atomically(path: str | Path, write: Callable[[Path], object]) -> None:
     with temporary_sibling(path) as tmp:
         write(tmp)
         os.replace(tmp, path)
+
+
+def write_json(path: str | Path, document: object) -> Path:
+    """``document`` as indented JSON at ``path`` (parents made, written atomically)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(document, indent=2) + "\n"
+    write_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    return path
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

@@ -18,7 +18,6 @@ its stages overlap (which the stage busy times show). Without ``--model`` a rand
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import tempfile
@@ -29,6 +28,8 @@ from pathlib import Path
 import click
 import cv2
 import numpy as np
+
+from facecolor.files import write_json
 
 CPU_TARGET = 0.85
 
@@ -225,9 +226,7 @@ def main(images, size, data, model, device, batch_size, workers, rounds, model_s
     click.echo(f"CPU per image: model alone {cpu_alone:.3f} s, end to end {cpu_pipeline:.3f} s; "
                f"ratio with the cores to itself {cpu_alone / cpu_pipeline:.0%}{target}")
     if json_path:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(result, indent=2) + "\n")
-        click.echo(f"wrote {json_path}")
+        click.echo(f"wrote {write_json(json_path, result)}")
 
 
 if __name__ == "__main__":

@@ -28,6 +28,8 @@ from pathlib import Path
 
 import click
 
+from facecolor.files import write_json
+
 
 def _single_process(folder: Path, out: Path, onnx: Path, batch_size: int) -> dict:
     from facecolor.runtime.backends import open_backend
@@ -124,9 +126,7 @@ def main(images, size, data, model, configs, batch_size, files_per_task, repeat,
               "files_per_task": files_per_task, "cpus": num_cpus or os.cpu_count(), "load_avg": os.getloadavg(),
               "runs": rows}
     if json_path:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(result, indent=2) + "\n")
-        click.echo(f"wrote {json_path}")
+        click.echo(f"wrote {write_json(json_path, result)}")
 
 
 if __name__ == "__main__":
