@@ -40,6 +40,7 @@ def cache_root() -> Path:
     return Path(base) / "facecolor"
 
 
+#: Receives progress lines (a build starting, and its time) while a cached file is made.
 Notify = Callable[[str], None]
 
 

@@ -24,12 +24,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from facecolor.scratch import Scratch
 from facecolor.runtime.decode import DecodeError, decode_image
 from facecolor.runtime.geometry import Geometry, fit_geometry
 from facecolor.runtime.pipeline import BatchStage, Item, MapStage, Settings
 from facecolor.runtime.render import colorize_render, full_lightness, render_lightness
 from facecolor.runtime.write import encode, metadata_note, output_dtype, write_atomically
+from facecolor.scratch import Scratch
 
 #: Bytes per pixel of the largest uncompressed input (16-bit RGBA) plus headroom, so a file
 #: larger than this for the pixel limit cannot be an image we would decode.

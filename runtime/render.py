@@ -1,8 +1,8 @@
 """CPU math between the full-resolution image and the network's square render (DESIGN §2).
 
     pixels --full_lightness--> L* (HxW) --render_lightness--> L/50-1 (SxS) --network--> ab/110 (2xSxS)
-    ab/110 --upsample_ab_planes--> a*, b* (HxW each) --colorize_planes(with the full L*)--> sRGB uint8/uint16 (HxWx3)
-    (both steps at once: colorize_render)
+    ab/110 --upsample_ab--> a*b* (HxWx2) --colorize(with the full L*)--> sRGB uint8/uint16 (HxWx3)
+    (the runtime's hot path does both at once, on reused arrays: colorize_render)
 
 Only the render goes through the network; the output keeps the input's own full-resolution
 L*, so sharpness is never lost and the output's L* equals the input's (up to 8/16-bit rounding
@@ -18,8 +18,8 @@ import cv2
 import numpy as np
 
 from facecolor import color
-from facecolor.scratch import FRESH, Scratch
 from facecolor.runtime.geometry import Geometry
+from facecolor.scratch import FRESH, Scratch
 
 
 @functools.lru_cache(maxsize=1)
@@ -102,8 +102,7 @@ def quantize(rgb: np.ndarray, dtype: np.dtype, scratch: Scratch = FRESH) -> np.n
 
 def colorize(lightness: np.ndarray, ab: np.ndarray, dtype: np.dtype = np.uint8) -> np.ndarray:
     """Full-res L* float32 HxW and a*b* float32 HxWx2 -> sRGB HxWx3 (RGB order) of ``dtype``."""
-    a, b = cv2.split(np.ascontiguousarray(ab, dtype=np.float32))
-    return colorize_planes(lightness, a, b, dtype)
+    return quantize(color.join_lab(lightness, ab), dtype)
 
 
 def colorize_render(
@@ -113,13 +112,6 @@ def colorize_render(
     """Full-res L* float32 HxW and the network's 2xSxS output -> sRGB HxWx3 of ``dtype``: the
     runtime's whole output step. With a ``scratch``, the result is one of its arrays."""
     a, b = upsample_ab_planes(ab_norm, geometry, scratch)
-    return colorize_planes(lightness, a, b, dtype, scratch)
-
-
-def colorize_planes(
-    lightness: np.ndarray, a: np.ndarray, b: np.ndarray, dtype: np.dtype = np.uint8, scratch: Scratch = FRESH
-) -> np.ndarray:
-    """Full-res float32 HxW planes L*, a*, b* (``b`` is overwritten) -> sRGB HxWx3 of ``dtype``."""
     lightness = np.ascontiguousarray(lightness, dtype=np.float32)
     rgb = color.lab_planes_to_rgb(lightness, a, b, clip=False, scratch=scratch)  # quantize saturates
     return quantize(rgb, dtype, scratch)

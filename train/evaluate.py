@@ -28,6 +28,7 @@ import numpy as np
 from facecolor.checkpoint import load_generator
 from facecolor.files import write_atomically
 from facecolor.train.data import load_images
+from facecolor.train.report import contact_sheet, spread_picks
 from facecolor.train.settings import resolve_device
 from facecolor.train.validate import colorize, score
 
@@ -107,7 +108,7 @@ def evaluate(settings: EvalSettings) -> EvalTable:
     table = EvalTable(settings, len(truths), image_set.describe())
     fid = _FidRunner(settings, device)
     table.fid_note = fid.note
-    picks = np.unique(np.linspace(0, len(truths) - 1, min(settings.sheet_images, len(truths))).round().astype(int))
+    picks = spread_picks(len(truths), settings.sheet_images)
     if len(picks):
         table.samples = {"truth": truths[picks], "results": [],
                          "gray": colorize(None, image_set.images[picks], device)}
@@ -224,8 +225,6 @@ def format_markdown(table: EvalTable) -> str:
 
 def write_sheet(table: EvalTable, path: str | Path) -> Path:
     """The kept images as a contact sheet: gray input, each model with its metrics, original."""
-    from facecolor.train.report import contact_sheet
-
     if not table.samples:
         raise ValueError("no images were kept for a contact sheet (EvalSettings.sheet_images is 0)")
     models = ", ".join(name for name, _, _ in table.samples["results"])

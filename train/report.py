@@ -96,6 +96,11 @@ def plot_val_psnr(history: Sequence[dict[str, Any]], path: Path, title: str = ""
     return _save(figure, path)
 
 
+def spread_picks(total: int, count: int) -> np.ndarray:
+    """Indices of up to ``count`` of ``total`` images, evenly spread from first to last."""
+    return np.unique(np.linspace(0, total - 1, min(count, total)).round().astype(int))
+
+
 def contact_sheet(
     gray: np.ndarray,
     results: Sequence[tuple[str, np.ndarray, Sequence[dict[str, float]]]],

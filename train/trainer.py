@@ -462,7 +462,7 @@ class Trainer:
                  report.plot_val_psnr(self.history, self.out / "val_psnr.png", title)]
         count = min(self.settings.contact_images, len(truths))
         if count:
-            picks = np.unique(np.linspace(0, len(truths) - 1, count).round().astype(int))
+            picks = report.spread_picks(len(truths), count)
             gray = colorize(None, self.val_set.images[picks], self.device)
             files.append(report.contact_sheet(
                 gray, [(self.preset.name, predictions[picks], [rows[i] for i in picks])], truths[picks],

@@ -22,15 +22,17 @@ import importlib.resources
 import importlib.util
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from facecolor.files import sha256_file
 from facecolor.runtime.backends.base import Backend, BackendUnavailable, ModelInfo
 
+if TYPE_CHECKING:  # the export package is imported only when a backend needs a build
+    from facecolor.export.cache import Notify
+
 SHIPPED_MODEL = "gpsagd.safetensors"
 MODEL_SUFFIXES = (".safetensors", ".onnx", ".plan")
 DEVICES = ("auto", "cpu", "cuda")
-#: Receives progress lines (first-use builds) while a backend opens.
-Notify = Callable[[str], None]
 
 
 class ModelNotFound(FileNotFoundError):

@@ -21,6 +21,20 @@ TINY_RENDER = 64
 # --------------------------------------------------------------------------- images
 
 
+def run_single_process(in_dir, out_dir, onnx, *, batch_size: int = 4, workers: int = 2):
+    """The plain local runtime over ``in_dir`` (CPU, ONNX Runtime): the reference that other
+    ways of running it (Ray, object storage) must reproduce byte for byte. Returns its report."""
+    from facecolor.runtime.backends import open_backend
+    from facecolor.runtime.cli import stages_for
+    from facecolor.runtime.pipeline import Settings, run_pipeline
+
+    backend, reason = open_backend(onnx, "cpu", batch_size=batch_size)
+    settings = Settings(in_dir=in_dir, out_dir=out_dir, batch_size=batch_size, workers=workers)
+    with backend:
+        return run_pipeline(settings, backend, reason, stages_for(settings, backend), progress=False,
+                            echo=lambda line: None)
+
+
 def portrait(height: int, width: int, dtype=np.uint8, seed: int = 0) -> np.ndarray:
     """A smooth gray 'portrait': an ellipse 'face' on a gradient, plus a little texture."""
     rng = np.random.default_rng(seed)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from runtime_helpers import encode_cv2, moto_s3, portrait, s3_with_tree
+from runtime_helpers import encode_cv2, moto_s3, portrait, run_single_process, s3_with_tree
 
 ray = pytest.importorskip("ray")
 pytest.importorskip("ray.data")
@@ -56,16 +56,8 @@ def tree(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def reference(tree, tiny_onnx, tmp_path_factory) -> Path:
     """The single-process runtime's outputs for ``tree`` with the same model and backend."""
-    from facecolor.runtime.backends import open_backend
-    from facecolor.runtime.cli import stages_for
-    from facecolor.runtime.pipeline import Settings, run_pipeline
-
     out = tmp_path_factory.mktemp("reference") / "out"
-    backend, reason = open_backend(tiny_onnx, "cpu", batch_size=4)
-    settings = Settings(in_dir=tree, out_dir=out, batch_size=4, workers=2)
-    with backend:
-        report = run_pipeline(settings, backend, reason, stages_for(settings, backend), progress=False,
-                              echo=lambda line: None)
+    report = run_single_process(tree, out, tiny_onnx)
     assert report.done == len(DONE) and [f["path"] for f in report.failures] == ["broken.jpg"]
     return out
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from runtime_helpers import encode_cv2, moto_s3, portrait, s3_with_tree
+from runtime_helpers import encode_cv2, moto_s3, portrait, run_single_process, s3_with_tree
 
 from facecolor.runtime.distributed.cli import run_cli
 from facecolor.runtime.distributed.storage_run import LocationError, colorize_storage
@@ -31,15 +31,8 @@ def tree(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def reference(tree, tiny_onnx, tmp_path_factory) -> Path:
-    from facecolor.runtime.backends import open_backend
-    from facecolor.runtime.cli import stages_for
-    from facecolor.runtime.pipeline import Settings, run_pipeline
-
     out = tmp_path_factory.mktemp("urls-reference") / "out"
-    backend, reason = open_backend(tiny_onnx, "cpu", batch_size=4)
-    settings = Settings(in_dir=tree, out_dir=out, batch_size=4, workers=2)
-    with backend:
-        run_pipeline(settings, backend, reason, stages_for(settings, backend), progress=False, echo=lambda line: None)
+    run_single_process(tree, out, tiny_onnx)
     return out
 
 
