@@ -13,14 +13,22 @@ Tolerances (in CIELAB a*b* units, where a just-noticeable difference is about 1-
 
 - fp32: max |Δab| <= 1e-4 on the ab/110 scale, i.e. 0.011 CIELAB units: the same arithmetic
   in another order, so anything larger is an export bug, not rounding.
-- fp16: max |Δab| <= 1.5 and mean |Δab| <= 0.15 CIELAB units. Measured on gpsagd at width 1.0
-  and 128 px (random init, and with attention switched on and BatchNorm statistics moved, as
-  training does): this file under ONNX Runtime CPU gives max 0.40 / mean 0.026, and real fp16
-  arithmetic on a GPU (PyTorch CUDA, H100, fp32 attention, the same inputs) max 0.56 / mean
-  0.042; ONNX Runtime's CPU kernels compute some fp16 nodes in fp32, so it reads a little low.
-  The tolerance leaves about 2.7x (max) and 3.5x (mean) over the GPU figure for trained weights;
-  below 1.5 units on the worst pixel nobody sees a difference (a just-noticeable difference is
-  about 2), while an fp16 overflow or a lost attention block gives tens of units.
+- fp16: mean |Δab| <= 0.15 on every input; max |Δab| <= 1.5 on the image-like inputs (the
+  synthetic portraits and any real images) and <= 6 on the random-noise inputs.
+  Measured on gpsagd at width 1.0 and 128 px (random init, and with attention switched on and
+  BatchNorm statistics moved, as training does): this file under ONNX Runtime CPU gives max
+  0.40 / mean 0.026, and real fp16 arithmetic on a GPU (PyTorch CUDA, H100, fp32 attention, the
+  same inputs) max 0.56 / mean 0.042; ONNX Runtime's CPU kernels compute some fp16 nodes in
+  fp32, so it reads a little low. Below 1.5 units on the worst pixel nobody sees a difference
+  (a just-noticeable difference is about 2).
+  Why noise has its own, looser max: the trained shipped gpsagd (width 0.5) gives max 0.043 on
+  the synthetic portraits and 0.50 on 12 real photos (6 ffhq_dev faces, 6 bw_real scans), but
+  3.35 on uniform noise, mean 0.11. Noise drives its activations to 300-800, where fp16's
+  rounding is ~0.2 per value; the output is a small difference of such sums. Keeping the last
+  conv or the whole output head in fp32 changed nothing (measured), so the error is spread
+  through the network and only noise brings it out. What the check is for is still caught: a
+  lost attention block gives max 48 / mean 6.5 on the portraits and mean 0.9 on noise, and an
+  fp16 overflow gives inf or tens of units.
 """
 
 from __future__ import annotations
@@ -41,19 +49,26 @@ from facecolor.export.errors import ExportCheckError
 CHECK_SEED = 20240611
 #: Batch sizes the random inputs are run at, from the same file.
 CHECK_BATCHES = (1, 7)
+#: Name prefix of the random-noise input sets (held to ``Tolerance.noise_max_ab``).
+NOISE_PREFIX = "random-"
 
 
 @dataclass(frozen=True)
 class Tolerance:
-    """Largest accepted disagreement, in CIELAB a*b* units."""
+    """Largest accepted disagreement, in CIELAB a*b* units.
+
+    ``max_ab`` bounds the worst pixel of image-like inputs, ``noise_max_ab`` that of the
+    random-noise inputs, ``mean_ab`` the mean of every input set.
+    """
 
     max_ab: float
     mean_ab: float
+    noise_max_ab: float
 
 
 TOLERANCES = {
-    "fp32": Tolerance(max_ab=1e-4 * AB_SCALE, mean_ab=1e-4 * AB_SCALE),
-    "fp16": Tolerance(max_ab=1.5, mean_ab=0.15),
+    "fp32": Tolerance(max_ab=1e-4 * AB_SCALE, mean_ab=1e-4 * AB_SCALE, noise_max_ab=1e-4 * AB_SCALE),
+    "fp16": Tolerance(max_ab=1.5, mean_ab=0.15, noise_max_ab=6.0),
 }
 
 
@@ -66,6 +81,10 @@ class Comparison:
     max_ab: float
     mean_ab: float
     psnr_db: float
+
+    @property
+    def is_noise(self) -> bool:
+        return self.name.startswith(NOISE_PREFIX)
 
     def to_json(self) -> dict:
         record = asdict(self)
@@ -96,16 +115,32 @@ class CheckReport:
         return min(c.psnr_db for c in self.comparisons)
 
     @property
+    def image_max_ab(self) -> float:
+        return max((c.max_ab for c in self.comparisons if not c.is_noise), default=0.0)
+
+    @property
+    def noise_max_ab(self) -> float:
+        return max((c.max_ab for c in self.comparisons if c.is_noise), default=0.0)
+
+    def limit(self, comparison: Comparison) -> float:
+        """The max |Δab| that ``comparison``'s input set is held to."""
+        return self.tolerance.noise_max_ab if comparison.is_noise else self.tolerance.max_ab
+
+    def misses(self) -> list[Comparison]:
+        return [c for c in self.comparisons
+                if not (c.max_ab <= self.limit(c) and c.mean_ab <= self.tolerance.mean_ab)]
+
+    @property
     def passed(self) -> bool:
-        return self.max_ab <= self.tolerance.max_ab and self.mean_ab <= self.tolerance.mean_ab
+        return not self.misses()
 
     def summary(self) -> str:
-        """One line: 'max |Δab| 0.0003, mean 0.00002 CIELAB units, PSNR >= 118.2 dB'."""
+        """One line: 'max |Δab| 0.04 (noise 3.4), mean 0.11 CIELAB units, PSNR >= 60.2 dB'."""
         psnr = self.min_psnr_db
         psnr_text = f"{psnr:.1f} dB" if math.isfinite(psnr) else "inf (identical)"
         return (
-            f"max |Δab| {self.max_ab:.4g}, mean {self.mean_ab:.3g} CIELAB units, "
-            f"PSNR >= {psnr_text}"
+            f"max |Δab| {self.image_max_ab:.4g} (noise {self.noise_max_ab:.4g}), "
+            f"mean {self.mean_ab:.3g} CIELAB units, PSNR >= {psnr_text}"
         )
 
     def to_json(self) -> dict:
@@ -114,6 +149,8 @@ class CheckReport:
             "precision": self.precision,
             "tolerance_cielab": asdict(self.tolerance),
             "max_abs_diff_ab_cielab": round(self.max_ab, 6),
+            "image_max_abs_diff_ab_cielab": round(self.image_max_ab, 6),
+            "noise_max_abs_diff_ab_cielab": round(self.noise_max_ab, 6),
             "mean_abs_diff_ab_cielab": round(self.mean_ab, 6),
             "min_psnr_db": round(self.min_psnr_db, 2) if math.isfinite(self.min_psnr_db) else None,
             "runtime": "onnxruntime CPUExecutionProvider",
@@ -257,15 +294,19 @@ def check_onnx(
 
 def _miss_message(report: CheckReport) -> str:
     tol = report.tolerance
-    worst = max(report.comparisons, key=lambda c: c.max_ab)
     lines = [
         f"the {report.precision} ONNX export disagrees with PyTorch beyond the tolerance, "
         f"so it was not written:",
-        f"  max |Δab| {report.max_ab:.4g} CIELAB units (tolerance {tol.max_ab:.4g}, "
-        f"missed by {max(0.0, report.max_ab - tol.max_ab):.4g}; worst input: {worst.name})",
-        f"  mean |Δab| {report.mean_ab:.4g} (tolerance {tol.mean_ab:.4g}, "
-        f"missed by {max(0.0, report.mean_ab - tol.mean_ab):.4g})",
     ]
+    for c in report.misses():
+        kind = "noise" if c.is_noise else "image-like"
+        lines.append(
+            f"  {c.name}: max |Δab| {c.max_ab:.4g} CIELAB units (tolerance for {kind} inputs "
+            f"{report.limit(c):.4g}, missed by {max(0.0, c.max_ab - report.limit(c)):.4g}), "
+            f"mean {c.mean_ab:.4g} (tolerance {tol.mean_ab:.4g}, "
+            f"missed by {max(0.0, c.mean_ab - tol.mean_ab):.4g})"
+        )
+    lines.append("  every input:")
     for c in report.comparisons:
         lines.append(f"  {c.name} (batch {c.batch}): max {c.max_ab:.4g}, mean {c.mean_ab:.4g}")
     if report.precision == "fp16":

@@ -103,14 +103,14 @@ def test_fp16_export_within_tolerance_with_fp32_io_and_attention(gpsagd_fp16, ch
     assert document["check"]["passed"] is True
 
     tolerance = TOLERANCES["fp16"]
-    for batch, seed in ((1, 21), (7, 22)):
+    for batch, seed in ((1, 21), (7, 22)):  # random noise: its own max, the common mean
         onnx_ab, torch_ab = _run_both(gpsagd_fp16, checkpoint("gpsagd"), batch, seed)
         diff = np.abs(onnx_ab - torch_ab) * AB_SCALE
-        assert diff.max() <= tolerance.max_ab and diff.mean() <= tolerance.mean_ab
+        assert diff.max() <= tolerance.noise_max_ab and diff.mean() <= tolerance.mean_ab
 
 
 def test_failing_check_writes_nothing_and_says_by_how_much(checkpoint, exported, tmp_path, monkeypatch):
-    monkeypatch.setitem(check_module.TOLERANCES, "fp16", Tolerance(max_ab=0.0, mean_ab=0.0))
+    monkeypatch.setitem(check_module.TOLERANCES, "fp16", Tolerance(max_ab=0.0, mean_ab=0.0, noise_max_ab=0.0))
     out = tmp_path / "strict.fp16.onnx"
     with pytest.raises(ExportCheckError) as caught:
         export_onnx(checkpoint("gpsagd"), out, fp16=True, max_batch=16, fp32_onnx=exported("gpsagd"))
@@ -118,6 +118,21 @@ def test_failing_check_writes_nothing_and_says_by_how_much(checkpoint, exported,
     assert "missed by" in message and "not written" in message and "random-b7" in message
     assert caught.value.report is not None and not caught.value.report.passed
     assert list(tmp_path.iterdir()) == []  # no file, no sidecar, no temporary left behind
+
+
+@pytest.mark.parametrize("strict", ["noise", "image"])
+def test_noise_and_image_inputs_are_held_to_their_own_max(checkpoint, exported, tmp_path, monkeypatch, strict):
+    """A miss on one kind of input names that kind's tolerance and only its inputs."""
+    loose, tight = 100.0, 0.0
+    tolerance = Tolerance(max_ab=tight if strict == "image" else loose, mean_ab=loose,
+                          noise_max_ab=tight if strict == "noise" else loose)
+    monkeypatch.setitem(check_module.TOLERANCES, "fp16", tolerance)
+    with pytest.raises(ExportCheckError) as caught:
+        export_onnx(checkpoint("gpsagd"), tmp_path / "x.fp16.onnx", fp16=True, max_batch=16,
+                    fp32_onnx=exported("gpsagd"))
+    missed = {c.name for c in caught.value.report.misses()}
+    assert missed == ({"random-b1", "random-b7"} if strict == "noise" else {"synthetic-portrait"})
+    assert f"tolerance for {'noise' if strict == 'noise' else 'image-like'} inputs 0" in str(caught.value)
 
 
 def test_fp16_refuses_an_fp32_export_of_another_checkpoint(checkpoint, exported, tmp_path):
