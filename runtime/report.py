@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ class Report:
     bytes_written: int = 0
     failures: list[dict[str, str]] = field(default_factory=list)
     skips: list[dict[str, str]] = field(default_factory=list)
+    skip_reasons: Counter = field(default_factory=Counter)
     status: str = "running"
     fatal_error: str | None = None
     stages: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -52,6 +54,7 @@ class Report:
             self.failures.append({"path": path, "reason": item.reason, "stage": item.stage})
         elif item.status == SKIPPED:
             self.skipped += 1
+            self.skip_reasons[item.reason] += 1
             if item.reason != OUTPUT_EXISTS:
                 self.skips.append({"path": path, "reason": item.reason})
         else:
@@ -103,8 +106,16 @@ class Report:
         return path
 
     def summary_lines(self) -> list[str]:
-        """The closing lines: counts, throughput, where the report is."""
-        return [
+        """The closing lines: counts and throughput, then why files were skipped.
+
+        A bare "skipped 5" leaves the user guessing whether the run did what they meant (a
+        folder of symlinks, a forgotten --overwrite), so the reasons are counted here too.
+        """
+        lines = [
             f"done {self.done}, skipped {self.skipped}, failed {self.failed} "
             f"in {self.wall_s:.1f} s ({self.images_per_s:.1f} images/s)",
         ]
+        if self.skip_reasons:
+            lines.append("skipped: " + "; ".join(f"{count} {reason}"
+                                                 for reason, count in self.skip_reasons.most_common()))
+        return lines

@@ -64,6 +64,7 @@ def test_odd_files_end_to_end(odd_tree, tmp_path, tiny_onnx):
     done = sorted(name for name, outcome in expect.items() if outcome == "done")
     failed = sorted(name for name, outcome in expect.items() if outcome == "failed")
     assert f"done {len(done)}, skipped 1, failed {len(failed)}" in result.stdout
+    assert "skipped: 1 symlink" in result.stdout
     for name in failed:
         assert f"failed: {name}: " in result.stderr
 
@@ -117,6 +118,7 @@ def test_rerun_skips_and_overwrite_redoes(good_tree, tmp_path, tiny_onnx):
     assert len(stamps) == 4
     result = run(good_tree, out, "--model", tiny_onnx)
     assert result.exit_code == 0 and "done 0, skipped 4, failed 0" in result.stdout
+    assert "skipped: 4 output exists (pass --overwrite to redo it)" in result.stdout
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.png")} == stamps
     result = run(good_tree, out, "--model", tiny_onnx, "--overwrite")
     assert result.exit_code == 0 and "done 4, skipped 0, failed 0" in result.stdout
