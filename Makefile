@@ -17,15 +17,16 @@ test:  ## the CPU test suite (GPU and TensorRT tests are marked and skipped here
 demo:  ## colorize the public-domain examples/ into out/ with the shipped model
 	$(PYTHON) -m facecolor.runtime examples out
 
-train:  ## the shipped model's chain psag -> gpsagd on the face data (the study's recipe; GPU advised)
-	$(PYTHON) -m facecolor.train psag --data $(DATA)/lfw --data $(DATA)/utkface --val $(DATA)/ffhq_dev \
-		--out runs/psag --epochs $(EPOCHS) --width 0.5 --val-limit 200 --cache-dir .cache/faces128
-	$(PYTHON) -m facecolor.train gpsagd --init runs/psag/psag.safetensors --data $(DATA)/lfw \
-		--data $(DATA)/utkface --val $(DATA)/ffhq_dev --out runs/gpsagd --epochs $(EPOCHS) \
-		--val-limit 200 --cache-dir .cache/faces128
+FACES ?= .faces128
 
-train-all:  ## all eleven presets, four families side by side, then Table 2 (faces from scripts/prepare_faces.py)
-	PY=$(PYTHON) EPOCHS=$(EPOCHS) bash scripts/train-all.sh
+$(FACES)/split.json:  ## the 128 px training faces and the recorded held-out split (scripts/prepare_faces.py)
+	$(PYTHON) scripts/prepare_faces.py $(DATA) $(FACES)
+
+train: $(FACES)/split.json  ## the shipped model's chain psag -> gpsag, gpsagd, validated on the held-out split, then Table 2 (GPU advised)
+	PY=$(PYTHON) EPOCHS=$(EPOCHS) DATA=$(FACES) RUNS=runs OUT=runs/tables FAMILIES=psag bash scripts/train-all.sh
+
+train-all: $(FACES)/split.json  ## all eleven presets, four families side by side, then Table 2
+	PY=$(PYTHON) EPOCHS=$(EPOCHS) DATA=$(FACES) RUNS=runs OUT=runs/tables bash scripts/train-all.sh
 
 export:  ## ONNX (fp32, fp16) and, where TensorRT is installed, the engine, into models/
 	@E=""; $(PYTHON) -c 'import tensorrt' 2>/dev/null && E="--engine models/gpsagd.plan" \
