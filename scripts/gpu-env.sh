@@ -1,6 +1,7 @@
 # Sourced on the GPU machine: install the carried wheels and facecolor itself into /tmp/site.
 # The machine has torch, torchvision, onnx, onnxruntime, opencv, safetensors and click already;
-# kornia (and its kornia_rs) travel as wheels in .whl/ (see README, "GPU machine").
+# kornia (and its kornia_rs) and onnxconverter-common travel as wheels in .whl/
+# (docs/gpu-session.md says how to fetch them).
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target /tmp/site .whl/*.whl || exit 1
 if ! python3 -m pip install -q --no-index --no-deps --no-build-isolation --no-compile \

@@ -323,6 +323,7 @@ def folders(tmp_path):
 
 
 def test_compute_fid_with_stand_in_extractor_matches_features(folders):
+    pytest.importorskip("cleanfid")  # the folder reading goes through clean-fid's own loader
     extractor = MeanColorFeatures()
     projection = extractor.projection.numpy()
     # Resizing a solid color keeps it, so the features are known without reading the files.
