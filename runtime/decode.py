@@ -114,8 +114,15 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decode
             header = Image.open(io.BytesIO(data))
             width, height = header.size
             mode = header.mode
+            frames = getattr(header, "n_frames", 1)
     except Exception as error:  # Pillow raises many types for broken headers
         raise DecodeError(f"unreadable {fmt.upper()} header: {error}") from error
+    if frames > 1:
+        # Writing back only the first frame would silently drop the rest from the output tree.
+        raise DecodeError(
+            f"{frames} frames (animated or multi-page {fmt.upper()}); facecolor colorizes single "
+            f"images: split it into one file per frame or page first"
+        )
     if width * height > max_pixels:
         raise TooManyPixels(
             f"{width}x{height} = {width * height / 1e6:.1f} MP exceeds the limit of "

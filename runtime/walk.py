@@ -6,7 +6,8 @@
 - Inputs are recognised by extension (JPEG, PNG, TIFF, BMP, WebP) or, for any other name, by
   their first bytes; other files (``notes.txt``) are ignored and only counted. A file with an
   image extension and content that is not an image still becomes a job, so the decoder
-  reports it.
+  reports it. Images in formats facecolor does not read (GIF, JPEG 2000, HEIF, AVIF) are
+  skipped with a reason that names the format, so they never vanish from a run unnoticed.
 - Symlinks: a link to a file inside IN_DIR is an input under the link's name; a link to a
   file outside IN_DIR and any link to a folder are never followed (skipped, with the reason).
 - OUT_DIR inside IN_DIR is pruned, so outputs are never read back as inputs.
@@ -28,6 +29,11 @@ EXTENSION_FORMATS = {
     ".tif": "tiff", ".tiff": "tiff",
     ".bmp": "bmp", ".dib": "bmp",
     ".webp": "webp",
+}
+#: extension -> name of an image format that is not read, for the skip reason.
+UNSUPPORTED_IMAGES = {
+    ".gif": "GIF", ".jp2": "JPEG 2000", ".j2k": "JPEG 2000", ".jpx": "JPEG 2000",
+    ".heic": "HEIF", ".heif": "HEIF", ".avif": "AVIF",
 }
 #: ``--format`` value -> (format, suffix). ``keep`` keeps the name and its format.
 OUTPUT_FORMATS = {"jpg": ("jpeg", ".jpg"), "png": ("png", ".png")}
@@ -152,7 +158,11 @@ def _file_job(path: Path, rel: PurePath, out_root: Path, out_format: str) -> Job
     with open(path, "rb") as handle:
         content_format = sniff_format(handle.read(16))
     if content_format is None:
-        return None
+        unsupported = UNSUPPORTED_IMAGES.get(rel.suffix.lower())
+        if unsupported is None:
+            return None
+        return Job(path, rel, out_root / rel, None, SKIPPED,
+                   f"{unsupported} is not read (JPEG, PNG, TIFF, BMP, WebP are); convert it to PNG to include it")
     target, fmt = _target(rel, out_root, out_format, content_format)
     return Job(path, rel, target, fmt)
 

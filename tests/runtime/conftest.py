@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from runtime_helpers import TINY_RENDER, FakeBackend, bomb_png, encode_cv2, encode_pil, exif_jpeg, portrait
+from runtime_helpers import TINY_RENDER, FakeBackend, bomb_png, encode_cv2, encode_frames, encode_pil, exif_jpeg, portrait
 
 
 @pytest.fixture(scope="session")
@@ -75,6 +75,9 @@ def odd_tree(tmp_path) -> tuple[Path, dict[str, str]]:
         "scan.webp": (encode_cv2(np.dstack([gray] * 3), ".webp"), "done"),
         "no-extension": (encode_cv2(gray, ".jpg"), "done"),
         "notes.txt": (b"not an image, ignored\n", "ignored"),
+        "animated.gif": (encode_frames(gray, "GIF"), "skipped"),  # a format not read: said so
+        "pages.tif": (encode_frames(gray, "TIFF"), "failed"),  # page 2 would be lost
+        "animated.webp": (encode_frames(gray, "WEBP"), "failed"),
         "sub dir/Großmutter 1931 – café.jpg": (encode_cv2(gray, ".jpg"), "done"),
         "sub dir/deeper/日本 写真.png": (encode_cv2(gray, ".png"), "done"),
     }

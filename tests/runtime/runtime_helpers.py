@@ -55,6 +55,12 @@ def encode_pil(pixels_or_image, fmt: str, **save) -> bytes:
     return buffer.getvalue()
 
 
+def encode_frames(pixels: np.ndarray, fmt: str) -> bytes:
+    """A two-frame file (animation or two pages): the image, then its negative."""
+    first = Image.fromarray(pixels)
+    return encode_pil(first, fmt, save_all=True, append_images=[Image.fromarray(255 - pixels)])
+
+
 def encode_cv2(pixels: np.ndarray, extension: str) -> bytes:
     ok, buffer = cv2.imencode(extension, pixels)
     assert ok

@@ -63,14 +63,17 @@ def test_odd_files_end_to_end(odd_tree, tmp_path, tiny_onnx):
     )
     done = sorted(name for name, outcome in expect.items() if outcome == "done")
     failed = sorted(name for name, outcome in expect.items() if outcome == "failed")
-    assert f"done {len(done)}, skipped 1, failed {len(failed)}" in result.stdout
-    assert "skipped: 1 symlink" in result.stdout
+    skipped = [name for name, outcome in expect.items() if outcome == "skipped"]
+    assert f"done {len(done)}, skipped {len(skipped)}, failed {len(failed)}" in result.stdout
+    assert "1 symlink to a file outside IN_DIR" in result.stdout
+    assert "1 GIF is not read" in result.stdout
+    assert "failed: pages.tif: 2 frames (animated or multi-page TIFF)" in result.stderr
     for name in failed:
         assert f"failed: {name}: " in result.stderr
 
     report = json.loads((out / REPORT_NAME).read_text())
     assert report["status"] == "complete"
-    assert report["counts"] == {"done": len(done), "skipped": 1, "failed": len(failed)}
+    assert report["counts"] == {"done": len(done), "skipped": len(skipped), "failed": len(failed)}
     assert report["backend"]["name"] == "onnxruntime-cpu" and report["backend"]["reason"] == lines[0]
     reasons = {f["path"]: f["reason"] for f in report["failed"]}
     assert sorted(reasons) == failed
@@ -78,7 +81,10 @@ def test_odd_files_end_to_end(odd_tree, tmp_path, tiny_onnx):
     assert "truncated" in reasons["truncated.jpg"]
     assert "not an image" in reasons["text.jpg"]
     assert "exceeds the limit of 100 MP" in reasons["bomb.png"]
-    assert report["skipped"] == [{"path": "link-outside.jpg", "reason": "symlink to a file outside IN_DIR (not followed)"}]
+    assert report["skipped"] == [
+        {"path": "animated.gif", "reason": "GIF is not read (JPEG, PNG, TIFF, BMP, WebP are); convert it to PNG to include it"},
+        {"path": "link-outside.jpg", "reason": "symlink to a file outside IN_DIR (not followed)"},
+    ]
     assert set(report["timings"]["stages"]) == {"read", "decode", "infer", "write"}
 
     for name in done:

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 from PIL import Image, ImageOps
-from runtime_helpers import bomb_png, encode_cv2, encode_pil, exif_jpeg, portrait
+from runtime_helpers import bomb_png, encode_cv2, encode_frames, encode_pil, exif_jpeg, portrait
 
 from facecolor.runtime.decode import DecodeError, TooManyPixels, apply_orientation, decode_image
 
@@ -118,3 +118,12 @@ def test_jpeg_with_exif_thumbnail_is_not_truncated():
     data = encode_pil(image, "JPEG", exif=exif)
     assert decode_image(data).pixels.shape == (200, 150)
     assert decode_image(data + b"trailing bytes after EOI").pixels.shape == (200, 150)
+
+
+@pytest.mark.parametrize("fmt", ["TIFF", "WEBP", "PNG"])
+def test_multi_frame_files_are_refused_not_cut_to_their_first_frame(fmt):
+    """Writing back frame 1 alone would drop pages from the output tree without a word."""
+    with pytest.raises(DecodeError, match=f"2 frames \\(animated or multi-page {fmt}\\)"):
+        decode_image(encode_frames(portrait(40, 30), fmt))
+    single = decode_image(encode_pil(Image.fromarray(portrait(40, 30)), fmt))
+    assert single.pixels.shape[:2] == (40, 30)  # WebP stores gray as RGB

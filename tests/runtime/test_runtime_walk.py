@@ -22,6 +22,7 @@ def test_odd_tree_jobs(odd_tree, tmp_path):
     assert set(jobs) == {name for name, outcome in expect.items() if outcome != "ignored"}
     assert jobs["link-outside.jpg"].status == SKIPPED
     assert "outside" in jobs["link-outside.jpg"].reason
+    assert jobs["animated.gif"].status == SKIPPED and jobs["animated.gif"].reason.startswith("GIF is not read")
     assert jobs["sub dir/link-inside.jpg"].status is None
     assert jobs["no-extension"].out_format == "jpeg"  # by content
     assert jobs["png-named.jpg"].out_format == "jpeg"  # by name: the output matches its name
