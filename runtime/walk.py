@@ -56,6 +56,14 @@ def sniff_format(head: bytes) -> str | None:
     return None
 
 
+def unsupported_reason(rel: PurePath) -> str | None:
+    """The skip reason for a file named as an image format that is not read, else None."""
+    unsupported = UNSUPPORTED_IMAGES.get(rel.suffix.lower())
+    if unsupported is None:
+        return None
+    return f"{unsupported} is not read (JPEG, PNG, TIFF, BMP, WebP are); convert it to PNG to include it"
+
+
 def display(path: PurePath | str) -> str:
     """A path as printable text, whatever bytes its name holds (undecodable ones escaped)."""
     return os.fsencode(str(path)).decode("utf-8", "backslashreplace")
@@ -158,11 +166,8 @@ def _file_job(path: Path, rel: PurePath, out_root: Path, out_format: str) -> Job
     with open(path, "rb") as handle:
         content_format = sniff_format(handle.read(16))
     if content_format is None:
-        unsupported = UNSUPPORTED_IMAGES.get(rel.suffix.lower())
-        if unsupported is None:
-            return None
-        return Job(path, rel, out_root / rel, None, SKIPPED,
-                   f"{unsupported} is not read (JPEG, PNG, TIFF, BMP, WebP are); convert it to PNG to include it")
+        reason = unsupported_reason(rel)
+        return None if reason is None else Job(path, rel, out_root / rel, None, SKIPPED, reason)
     target, fmt = _target(rel, out_root, out_format, content_format)
     return Job(path, rel, target, fmt)
 

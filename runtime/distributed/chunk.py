@@ -29,7 +29,7 @@ from facecolor.runtime.decode import DecodeError
 from facecolor.runtime.distributed.jobs import NOT_AN_IMAGE, needs_sniffing
 from facecolor.runtime.distributed.storage import Storage
 from facecolor.runtime.pipeline import BatchStage, Item, MapStage, Settings, StageRunner, StageStats
-from facecolor.runtime.walk import SKIPPED, Job, sniff_format
+from facecolor.runtime.walk import SKIPPED, Job, sniff_format, unsupported_reason
 
 #: The CPU read stage's guard (``pipeline_cpu``): a file larger than this for the pixel limit
 #: cannot be an image the decoder would accept, so it is refused before it is held in memory.
@@ -53,7 +53,8 @@ def storage_read_stage(settings: Settings, in_store: Storage) -> Callable[[Item]
     def read(item: Item) -> Item:
         rel = PurePosixPath(item.job.relative).as_posix()
         if needs_sniffing(item.job) and sniff_format(in_store.read_bytes(rel, max_bytes=15)) is None:
-            item.status, item.reason, item.stage = SKIPPED, NOT_AN_IMAGE, "read"
+            item.status, item.stage = SKIPPED, "read"
+            item.reason = unsupported_reason(PurePosixPath(rel)) or NOT_AN_IMAGE
             return item
         data = in_store.read_bytes(rel, max_bytes=limit)
         if len(data) > limit:

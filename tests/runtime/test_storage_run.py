@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from runtime_helpers import encode_cv2, moto_s3, portrait, run_single_process, s3_with_tree
+from runtime_helpers import encode_cv2, encode_pil, moto_s3, portrait, run_single_process, s3_with_tree
 
 from facecolor.runtime.distributed.cli import run_cli
 from facecolor.runtime.distributed.storage_run import LocationError, colorize_storage
@@ -26,6 +26,7 @@ def tree(tmp_path_factory) -> Path:
     (root / "deep" / "no extension").write_bytes(encode_cv2(portrait(64, 48, seed=5), ".jpg"))
     (root / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     (root / "readme.txt").write_bytes(b"not an image\n")
+    (root / "old.gif").write_bytes(encode_pil(portrait(40, 30), "GIF"))  # a format not read
     return root
 
 
@@ -62,12 +63,14 @@ def test_s3_to_local_matches_and_reruns_skip(s3, reference, tiny_onnx, tmp_path)
     out = tmp_path / "out"
     report = _run("s3://urls/in", out, tiny_onnx)
     assert (report.done, report.failed) == (len(DONE), 1)
-    assert report.skips == [{"path": "readme.txt", "reason": report.skips[0]["reason"]}]
+    reasons = {skip["path"]: skip["reason"] for skip in report.skips}
+    assert set(reasons) == {"readme.txt", "old.gif"}
+    assert reasons["old.gif"].startswith("GIF is not read") and reasons["readme.txt"].startswith("not an image")
     for rel in DONE:
         assert (out / rel).read_bytes() == (reference / rel).read_bytes(), rel
     assert not [p for p in out.rglob(".*")], "a temporary or lock file was left in OUT"
     again = _run("s3://urls/in", out, tiny_onnx)
-    assert (again.done, again.skipped, again.failed) == (0, len(DONE) + 1, 1)
+    assert (again.done, again.skipped, again.failed) == (0, len(DONE) + 2, 1)
 
 
 def test_s3_to_s3_format_and_name_collisions(s3, tiny_onnx):
