@@ -114,7 +114,7 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decode
             header = Image.open(io.BytesIO(data))
             width, height = header.size
             mode = header.mode
-            frames = getattr(header, "n_frames", 1)
+            frames = _frame_count(header, fmt)
     except Exception as error:  # Pillow raises many types for broken headers
         raise DecodeError(f"unreadable {fmt.upper()} header: {error}") from error
     if frames > 1:
@@ -138,6 +138,30 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decode
     if pixels.shape[:2] != (height, width):
         raise DecodeError(f"decoded size {pixels.shape[1]}x{pixels.shape[0]} differs from the header's {width}x{height}")
     return Decoded(apply_orientation(pixels, orientation), fmt, orientation)
+
+
+#: TIFF NewSubfileType and its "reduced-resolution version of another image" bit.
+_NEW_SUBFILE_TYPE, _REDUCED_RESOLUTION = 254, 0x1
+
+
+def _frame_count(header: Image.Image, fmt: str) -> int:
+    """Pages or animation frames that would be lost by colorizing the first one alone.
+
+    Not counted: JPEG's extra images (MPO, from many cameras: a preview or a stereo pair's
+    second view; the primary image is the photograph) and TIFF pages flagged as reduced-
+    resolution copies (the thumbnails some scanners write after the scan). Headers only.
+    """
+    frames = getattr(header, "n_frames", 1)
+    if fmt == "jpeg" or frames <= 1:
+        return 1
+    if fmt != "tiff":
+        return frames
+    pages = 0
+    for index in range(frames):
+        header.seek(index)
+        pages += not header.tag_v2.get(_NEW_SUBFILE_TYPE, 0) & _REDUCED_RESOLUTION
+    header.seek(0)
+    return pages
 
 
 def _exif_orientation(header: Image.Image) -> int:

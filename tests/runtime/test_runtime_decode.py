@@ -127,3 +127,46 @@ def test_multi_frame_files_are_refused_not_cut_to_their_first_frame(fmt):
         decode_image(encode_frames(portrait(40, 30), fmt))
     single = decode_image(encode_pil(Image.fromarray(portrait(40, 30)), fmt))
     assert single.pixels.shape[:2] == (40, 30)  # WebP stores gray as RGB
+
+
+def test_a_camera_jpeg_with_a_preview_frame_is_its_primary_image():
+    """MPO: a JPEG with an appended preview (Pillow counts 2 frames); the photo is frame 1."""
+    primary = np.dstack([portrait(40, 30)] * 3)
+    data = encode_pil(Image.fromarray(primary), "MPO", save_all=True,
+                      append_images=[Image.fromarray(255 - primary)])
+    assert Image.open(io.BytesIO(data)).n_frames == 2
+    decoded = decode_image(data)
+    assert decoded.format == "jpeg" and decoded.pixels.shape[:2] == (40, 30)
+    assert np.abs(decoded.pixels.astype(int) - primary).mean() < 3  # the primary, not the negative
+
+
+def test_a_scan_with_a_thumbnail_page_is_one_image():
+    """Scanner TIFFs often add a reduced-resolution thumbnail as page 2 (NewSubfileType bit 0)."""
+    scan = portrait(64, 48)
+    thumbnail = Image.fromarray(scan).resize((12, 16))
+    data = encode_pil(Image.fromarray(scan), "TIFF", save_all=True, append_images=[thumbnail],
+                      tiffinfo={254: 0})
+    # Pillow writes the same tags for every page, so flag page 2 in the file itself.
+    image = Image.open(io.BytesIO(data))
+    assert image.n_frames == 2
+    flagged = _flag_second_page_reduced(data)
+    decoded = decode_image(flagged)
+    assert decoded.pixels.shape == (64, 48) and np.array_equal(decoded.pixels, scan)
+
+
+def _flag_second_page_reduced(data: bytes) -> bytes:
+    """Set NewSubfileType = 1 on the second IFD of a little-endian TIFF (tag already present)."""
+    import struct
+
+    buffer = bytearray(data)
+    first = struct.unpack_from("<I", buffer, 4)[0]
+    count = struct.unpack_from("<H", buffer, first)[0]
+    second = struct.unpack_from("<I", buffer, first + 2 + 12 * count)[0]
+    entries = struct.unpack_from("<H", buffer, second)[0]
+    for i in range(entries):
+        entry = second + 2 + 12 * i
+        tag, kind = struct.unpack_from("<HH", buffer, entry)
+        if tag == 254:
+            struct.pack_into("<I" if kind == 4 else "<H", buffer, entry + 8, 1)
+            return bytes(buffer)
+    raise AssertionError("the second page has no NewSubfileType tag")
