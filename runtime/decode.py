@@ -151,10 +151,10 @@ def _frame_count(header: Image.Image, fmt: str) -> int:
     second view; the primary image is the photograph) and TIFF pages flagged as reduced-
     resolution copies (the thumbnails some scanners write after the scan). Headers only.
     """
-    frames = getattr(header, "n_frames", 1)
-    if fmt == "jpeg" or frames <= 1:
+    if fmt == "jpeg":
         return 1
-    if fmt != "tiff":
+    frames = getattr(header, "n_frames", 1)
+    if fmt != "tiff" or frames <= 1:
         return frames
     pages = 0
     for index in range(frames):

@@ -40,7 +40,6 @@ class Report:
     bytes_written: int = 0
     failures: list[dict[str, str]] = field(default_factory=list)
     skips: list[dict[str, str]] = field(default_factory=list)
-    skip_reasons: Counter = field(default_factory=Counter)
     status: str = "running"
     fatal_error: str | None = None
     stages: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -54,7 +53,6 @@ class Report:
             self.failures.append({"path": path, "reason": item.reason, "stage": item.stage})
         elif item.status == SKIPPED:
             self.skipped += 1
-            self.skip_reasons[item.reason] += 1
             if item.reason != OUTPUT_EXISTS:
                 self.skips.append({"path": path, "reason": item.reason})
         else:
@@ -115,7 +113,9 @@ class Report:
             f"done {self.done}, skipped {self.skipped}, failed {self.failed} "
             f"in {self.wall_s:.1f} s ({self.images_per_s:.1f} images/s)",
         ]
-        if self.skip_reasons:
-            lines.append("skipped: " + "; ".join(f"{count} {reason}"
-                                                 for reason, count in self.skip_reasons.most_common()))
+        reasons = Counter(skip["reason"] for skip in self.skips)
+        if self.skipped > len(self.skips):  # existing outputs are counted, not listed
+            reasons[OUTPUT_EXISTS] = self.skipped - len(self.skips)
+        if reasons:
+            lines.append("skipped: " + "; ".join(f"{count} {reason}" for reason, count in reasons.most_common()))
         return lines
