@@ -10,7 +10,6 @@ cannot run (TensorRT missing, no GPU) or that fails halfway never hides the othe
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import math
 import os
 import platform
@@ -192,11 +191,9 @@ class BenchReport:
 
     def write_json(self, path: Path) -> Path:
         """Write the JSON document atomically; returns ``path``."""
-        from facecolor.files import write_atomically
+        from facecolor.files import write_json
 
-        text = json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n"
-        write_atomically(Path(path), lambda tmp: tmp.write_text(text, encoding="utf-8"))
-        return Path(path)
+        return write_json(path, self.to_dict())
 
 
 def _json_safe(value: Any) -> Any:

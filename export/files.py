@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from facecolor.files import human_size, sha256_file, temporary_sibling, write_atomically
+from facecolor.files import human_size, sha256_file, temporary_sibling, write_atomically, write_json
 
 __all__ = [
     "human_size",
@@ -37,10 +37,7 @@ def sidecar_path(path: str | Path) -> Path:
 
 def write_sidecar(path: str | Path, document: dict[str, Any]) -> Path:
     """Write ``document`` as the sidecar of ``path`` (pretty JSON, atomically); return its path."""
-    target = sidecar_path(path)
-    text = json.dumps(document, indent=2, sort_keys=True, default=str) + "\n"
-    write_atomically(target, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-    return target
+    return write_json(sidecar_path(path), document, sort_keys=True, default=str)
 
 
 def publish(tmp: Path, target: str | Path, document: dict[str, Any], seconds_key: str, started: float) -> Path:

@@ -15,6 +15,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 
 def _read_umask() -> int:
@@ -52,13 +53,20 @@ def write_atomically(path: str | Path, write: Callable[[Path], object]) -> None:
         os.replace(tmp, path)
 
 
-def write_json(path: str | Path, document: object) -> Path:
-    """``document`` as indented JSON at ``path`` (parents made, written atomically)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(document, indent=2) + "\n"
+def write_text(path: str | Path, text: str) -> Path:
+    """``text`` as UTF-8 at ``path`` (parents made, written atomically)."""
     write_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-    return path
+    return Path(path)
+
+
+def write_json(path: str | Path, document: object, *, sort_keys: bool = False,
+               default: Callable[[Any], Any] | None = None) -> Path:
+    """``document`` as indented UTF-8 JSON at ``path`` (parents made, written atomically).
+
+    The one JSON writer of settings, metrics, tables, sidecars and benchmark results.
+    """
+    return write_text(path, json.dumps(document, indent=2, sort_keys=sort_keys, default=default,
+                                       ensure_ascii=False) + "\n")
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

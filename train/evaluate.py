@@ -13,7 +13,6 @@ absence into an error instead.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import tempfile
@@ -26,7 +25,7 @@ import cv2
 import numpy as np
 
 from facecolor.checkpoint import load_generator
-from facecolor.files import write_atomically
+from facecolor.files import write_json, write_text
 from facecolor.train.data import load_images
 from facecolor.train.report import contact_sheet, spread_picks
 from facecolor.train.settings import resolve_device
@@ -247,11 +246,7 @@ def write_forms(
     """The tables' two forms, each written atomically only when its path is given."""
     written = []
     if markdown is not None:
-        text = markdown_text()
-        write_atomically(Path(markdown), lambda tmp: tmp.write_text(text, encoding="utf-8"))
-        written.append(Path(markdown))
+        written.append(write_text(markdown, markdown_text()))
     if json_path is not None:
-        text = json.dumps(json_document(), indent=2, ensure_ascii=False) + "\n"
-        write_atomically(Path(json_path), lambda tmp: tmp.write_text(text, encoding="utf-8"))
-        written.append(Path(json_path))
+        written.append(write_json(json_path, json_document()))
     return written

@@ -110,12 +110,9 @@ class TrainSettings:
 
     def write_json(self, path: Path, **extra: Any) -> Path:
         """Write these settings (plus ``extra`` facts such as the world size) as JSON."""
-        from facecolor.files import write_atomically
+        from facecolor.files import write_json
 
-        document = {"settings": self.to_dict(), **extra}
-        text = json.dumps(document, indent=2, sort_keys=True) + "\n"
-        write_atomically(Path(path), lambda tmp: tmp.write_text(text))
-        return Path(path)
+        return write_json(path, {"settings": self.to_dict(), **extra}, sort_keys=True)
 
 
 def resolve_device(requested: str, local_rank: int = 0) -> torch.device:

@@ -15,7 +15,6 @@ steps when a progress bar is showing), so steps queue without host syncs.
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import time
@@ -28,7 +27,7 @@ import torch
 from torch import nn
 
 from facecolor.checkpoint import read_checkpoint, save_checkpoint
-from facecolor.files import write_atomically
+from facecolor.files import write_json
 from facecolor.models import Preset, build_discriminator, build_generator, get_preset
 from facecolor.train import distributed, report
 from facecolor.train.data import ImageSet, count_batches, load_images, train_batches
@@ -410,10 +409,7 @@ class Trainer:
             "final": getattr(self, "final_metrics", {}), "time_limited": self.time_limited,
             "epochs": self.history,
         }
-        text = json.dumps(document, indent=2) + "\n"
-        path = self.out / "metrics.json"
-        write_atomically(path, lambda tmp: tmp.write_text(text))
-        return path
+        return write_json(self.out / "metrics.json", document)
 
     def _finish(self, started: float) -> list[Path]:
         """Rank 0: final validation, checkpoint, metrics, figures; then a slim 'finished' state."""

@@ -95,8 +95,8 @@ class ModelShipment:
 
     def materialize(self) -> Path:
         from facecolor.export.cache import cache_root
-        from facecolor.files import write_atomically  # a unique temporary name: actors
-        from facecolor.files import sha256_file  # on one node race for it
+        # write_atomically: a unique temporary name, since actors on one node race for it
+        from facecolor.files import sha256_file, write_atomically
 
         target = cache_root() / "ray-models" / self.sha256[:16] / self.name
         if target.is_file() and sha256_file(target) == self.sha256:
