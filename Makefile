@@ -4,7 +4,7 @@ MODEL ?= models/gpsagd.safetensors
 DATA ?= ../shared/data/faces
 EPOCHS ?= 20
 
-.PHONY: install test demo train train-all export bench gpu-check
+.PHONY: install test demo weights train train-all export bench gpu-check
 
 install:  ## a virtual environment with the project and its test tools
 	python3 -m venv .venv
@@ -18,14 +18,18 @@ demo:  ## colorize the public-domain examples/ into out/ with the shipped model
 	$(PYTHON) -m facecolor.runtime examples out
 
 FACES ?= .faces128
+WEIGHTS_SRC ?= ../shared/data/weights
+
+weights:  ## SqueezeNet 1.1's ImageNet weights, converted from the shared ncnn pair into torchvision's cache
+	$(PYTHON) -m facecolor.train import-weights $(WEIGHTS_SRC)
 
 $(FACES)/split.json:  ## the 128 px training faces and the recorded held-out split (scripts/prepare_faces.py)
 	$(PYTHON) scripts/prepare_faces.py $(DATA) $(FACES)
 
-train: $(FACES)/split.json  ## the shipped model's chain psag -> gpsag, gpsagd, validated on the held-out split, then Table 2 (GPU advised)
+train: weights $(FACES)/split.json  ## the shipped model's chain psag -> gpsag, gpsagd, validated on the held-out split, then Table 2 (GPU advised)
 	PY=$(PYTHON) EPOCHS=$(EPOCHS) DATA=$(FACES) RUNS=runs OUT=runs/tables FAMILIES=psag bash scripts/train-all.sh
 
-train-all: $(FACES)/split.json  ## all eleven presets, four families side by side, then Table 2
+train-all: weights $(FACES)/split.json  ## all eleven presets, four families side by side, then Table 2
 	PY=$(PYTHON) EPOCHS=$(EPOCHS) DATA=$(FACES) RUNS=runs OUT=runs/tables bash scripts/train-all.sh
 
 export:  ## ONNX (fp32, fp16) and, where TensorRT is installed, the engine, into models/

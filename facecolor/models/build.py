@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 from torch import nn
 
+from facecolor.files import sha256_file
 from facecolor.models.dynamic_unet import DynamicUNet
 from facecolor.models.encoders import ENCODERS, build_encoder, resolve_encoder_weights
 from facecolor.models.patchgan import PatchDiscriminator
@@ -168,6 +169,8 @@ def build_generator(
             f"or choose an encoder preset (prg, psg, psag families)"
         )
     config["encoder_weights"] = "imagenet" if weights is not None else "random"
+    if weights is not None:  # which file, so a checkpoint says exactly what it started from
+        config["encoder_weights_file"] = {"name": weights.name, "sha256": sha256_file(weights)}
     generator = architecture.build(config, weights)
     generator.config = config
     return generator
