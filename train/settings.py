@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from facecolor.files import write_json
 from facecolor.train.errors import DeviceUnavailableError, TrainError
 
 #: Fields that may change between an interrupted run and its continuation: they say *where*
@@ -110,8 +111,6 @@ class TrainSettings:
 
     def write_json(self, path: Path, **extra: Any) -> Path:
         """Write these settings (plus ``extra`` facts such as the world size) as JSON."""
-        from facecolor.files import write_json
-
         return write_json(path, {"settings": self.to_dict(), **extra}, sort_keys=True)
 
 
@@ -134,18 +133,37 @@ def resolve_device(requested: str, local_rank: int = 0) -> torch.device:
     return torch.device("cuda", local_rank % torch.cuda.device_count())
 
 
-def resolve_amp(requested: str, device: torch.device) -> str:
-    """``auto`` -> ``bf16`` on CUDA GPUs that support it, ``fp16`` on older GPUs, ``off`` on CPU.
+def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
+    """Whether this CPU computes bf16 in hardware (``avx512_bf16`` or ``amx_bf16`` flags).
 
-    Asking for bf16/fp16 on the CPU is an error: CPU autocast is slower than fp32 for these
-    convolutions here, and a silent downgrade would misreport what ran.
+    Only there is CPU autocast a win: on an AMD EPYC with avx512_bf16 a gpsagd G step ran 1.66x
+    faster under bf16 than in fp32 (docs/training/speed.md); without those instructions oneDNN
+    emulates bf16 and is slower than fp32.
+    """
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
+        except OSError:
+            return False
+    flags = set()
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.split(":", 1)[-1].split())
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
+def resolve_amp(requested: str, device: torch.device) -> str:
+    """``auto`` -> bf16 on CUDA GPUs and CPUs that support it, fp16 on older GPUs, else off.
+
+    fp16 on the CPU is an error (no CPU speeds it up and it needs loss scaling); bf16 on a CPU
+    without native bf16 is allowed when asked for by name, as an explicit choice.
     """
     if requested == "auto":
-        if device.type != "cuda":
-            return "off"
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    if requested != "off" and device.type != "cuda":
-        raise TrainError(f"--amp {requested} needs a CUDA device; use --amp off (or auto) on the CPU")
+        if device.type == "cuda":
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "bf16" if cpu_has_native_bf16() else "off"
+    if requested == "fp16" and device.type != "cuda":
+        raise TrainError("--amp fp16 needs a CUDA device; use --amp bf16, off or auto on the CPU")
     return requested
 
 

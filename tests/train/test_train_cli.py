@@ -46,7 +46,7 @@ def test_device_cuda_without_cuda_is_a_clear_error(tiny_data, tmp_path):
 
 def test_amp_on_cpu_is_refused(tiny_data, tmp_path):
     result = invoke(train_args("pug", tiny_data, tmp_path / "run", "--device", "cpu", "--amp", "fp16"))
-    assert result.exit_code == 1 and "needs a CUDA device" in result.output
+    assert result.exit_code == 1 and "needs a CUDA device" in result.output  # fp16: no CPU path
 
 
 def test_init_with_nothing_left_to_train_is_an_error(tiny_data, tmp_path, gpsagd_run):
