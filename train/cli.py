@@ -18,8 +18,11 @@ from typing import Any
 import click
 
 from facecolor.checkpoint import CheckpointError
-from facecolor.files import human_size
+from facecolor.files import human_size, sha256_file, write_json
 from facecolor.models import PRESETS, EncoderWeightsError, ModelConfigError, Preset
+from facecolor.metrics import VIVID_CHROMA, VIVID_LONG_SIDE
+from facecolor.models.ncnn_weights import install_squeezenet_weights
+from facecolor.train.vivid import measure_folder
 
 EXAMPLE_TRAIN = ("facecolor-train {preset} --data ../shared/data/faces/lfw --data "
                  "../shared/data/faces/utkface --val ../shared/data/faces/ffhq_dev --out runs/{preset}")
@@ -65,20 +68,24 @@ class TrainGroup(click.Group):
     """Subcommands are ``eval`` and every preset of ``facecolor.models.PRESETS``."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return ["eval", "groups", *PRESETS]
+        return ["eval", "groups", "vivid", "import-weights", *PRESETS]
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name == "eval":
             return eval_command
         if name == "groups":
             return groups_command
+        if name == "vivid":
+            return vivid_command
+        if name == "import-weights":
+            return import_weights_command
         preset = PRESETS.get(name)
         return make_train_command(preset) if preset is not None else None
 
     def resolve_command(self, ctx: click.Context, args: list[str]):
         if args and self.get_command(ctx, args[0]) is None and not ctx.resilient_parsing:
             raise click.UsageError(
-                f"unknown preset {args[0]!r}; choose one of: {', '.join(PRESETS)} (or 'eval', 'groups')", ctx
+                f"unknown preset {args[0]!r}; choose one of: {', '.join(PRESETS)} (or 'eval', 'groups', 'vivid', 'import-weights')", ctx
             )
         return super().resolve_command(ctx, args)
 
@@ -127,10 +134,10 @@ def _train_options(function):
                      help="Start G from this checkpoint and skip G pretraining (e.g. psag -> gpsagd)."),
         click.option("--encoder-weights", type=click.Path(exists=True, dir_okay=False),
                      help="ImageNet weights (torchvision .pth) for the encoder; default: "
-                          "torchvision's cache if present, else random."),
+                          "torchvision's cache if present (make weights fills it), else random."),
         click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
         click.option("--amp", type=click.Choice(["auto", "bf16", "fp16", "off"]), default="auto",
-                     show_default=True, help="Mixed precision on CUDA (auto: bf16 where supported)."),
+                     show_default=True, help="Mixed precision (auto: bf16 on GPUs and CPUs that support it)."),
         click.option("--seed", default=0, show_default=True, type=int),
         click.option("--cache-dir", type=click.Path(file_okay=False),
                      help="Keep decoded images here as .npy, so later runs skip decoding."),
@@ -329,4 +336,53 @@ def groups_command(checkpoint, data, markdown, json_path, device) -> None:
         raise click.ClickException(str(error)) from error
     click.echo(format_markdown(result))
     for path in written:
+        click.echo(f"wrote {path} ({_size(path)})")
+
+
+@click.command("import-weights")
+@click.argument("source", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", type=click.Path(dir_okay=False),
+              help="Where to write the .pth  [default: torchvision's cache, read by every SqueezeNet preset]")
+def import_weights_command(source, out) -> None:
+    """Convert SqueezeNet 1.1's ImageNet weights from an ncnn pair into torchvision's format.
+
+    SOURCE holds squeezenet_v1.1.ncnn.param and .bin (shared/data/weights). The result is the
+    state dict torchvision's squeezenet1_1 loads, so psg/psag presets then start from ImageNet.
+
+    Example: facecolor-train import-weights ../shared/data/weights
+    """
+    try:
+        path = install_squeezenet_weights(Path(source), Path(out) if out else None)
+    except _errors() as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(f"wrote {path} ({_size(path)}, sha256 {sha256_file(path)[:12]}...)\n"
+               "next: facecolor-train psag --data ... (SqueezeNet presets now start from ImageNet)")
+
+
+@click.command("vivid")
+@click.argument("folders", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--show", default=5, show_default=True, type=click.IntRange(min=0),
+              help="Name this many of each folder's most vivid images.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write every share as JSON.")
+def vivid_command(folders, show, json_path) -> None:
+    """Share of vivid pixels (CIELAB chroma > 40 at 256 px) in folders of images: invented color.
+
+    Colorize real black-and-white photos with facecolor-batch, then measure the output folder;
+    measure true-color photos the same way for comparison (FFHQ faces: about 6.6 %).
+
+    Example: facecolor-batch ../shared/data/bw_real out/bw && facecolor-train vivid out/bw
+    """
+    try:
+        reports = [measure_folder(folder) for folder in folders]
+    except _errors() as error:
+        raise click.ClickException(str(error)) from error
+    for report in reports:
+        click.echo(f"{report.folder}: {100 * report.mean:.1f} % vivid pixels (mean of "
+                   f"{len(report.shares)} images; C*ab > {VIVID_CHROMA:g} at {VIVID_LONG_SIDE} px)")
+        for name, share in report.shares[:show]:
+            click.echo(f"  {100 * share:5.1f} %  {name}")
+        if report.unreadable:
+            click.echo(f"  unreadable, not counted: {', '.join(report.unreadable)}")
+    if json_path:
+        path = write_json(json_path, [report.to_dict() for report in reports])
         click.echo(f"wrote {path} ({_size(path)})")

@@ -1,8 +1,10 @@
 """``facecolor-train eval``: the study's Table 2 for any set of checkpoints.
 
-Like the study, everything is scored at the render size (128 px by default): each ground-truth
-image is center-cropped and resized as for training, its L* goes through the generator, and
-the result (that L* with the predicted ab) is compared with the resized original. The gray
+Like the study, everything is scored at 128 px (``--size``): each ground-truth image is
+center-cropped and resized as for training, its L* goes through the generator, and the result
+(that L* with the predicted ab) is compared with the resized original. Each model runs at its
+own render size, as ``facecolor-batch`` runs it: a 64 px model sees the L* area-averaged to
+64 px and its ab is upsampled to 128 px before the join, so the table scores what users get. The gray
 baseline row scores the input itself (ab = 0), the floor every model should beat on color.
 
 FID (clean-fid, mode ``clean``) needs Inception weights that cannot be downloaded here. When

@@ -294,8 +294,9 @@ class Trainer:
                 f"{s.width}: {str(error).splitlines()[0]}; use a checkpoint of the same generator "
                 "(psag, gpsag and gpsagd share one) and the same --width"
             ) from error
-        generator.config = {**generator.config,
-                            "encoder_weights": checkpoint.model_config.get("encoder_weights", "random")}
+        inherited = {key: checkpoint.model_config[key]
+                     for key in ("encoder_weights", "encoder_weights_file") if key in checkpoint.model_config}
+        generator.config = {**generator.config, "encoder_weights": "random", **inherited}
         self.init_info = {"checkpoint": str(s.init), "preset": checkpoint.preset,
                           "metrics": checkpoint.metrics}
         return generator

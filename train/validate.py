@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from facecolor.color import join_lab_torch, split_lab_torch
@@ -28,6 +29,24 @@ def to_uint8_hwc(rgb: torch.Tensor) -> np.ndarray:
     return scaled.permute(0, 2, 3, 1).cpu().numpy()
 
 
+def predict_at_model_size(generator: nn.Module, l_norm: torch.Tensor) -> torch.Tensor:
+    """G's ab for ``l_norm`` [B,1,S,S], computed as the product computes it, at G's own size.
+
+    A model trained at 64 px runs on a 64 px render in ``facecolor-batch`` whatever the photo's
+    size, and its ab is upsampled to the photo; scoring it on a 128 px input instead would
+    measure a model nobody runs. So the L is area-averaged to G's render size, and the ab is
+    upsampled bilinearly (half-pixel centres, like OpenCV's INTER_LINEAR in the runtime) back
+    to S, to be joined with the full S x S L*. float [B,2,S,S].
+    """
+    size = getattr(generator, "config", {}).get("render_size", l_norm.shape[-1])
+    full = tuple(l_norm.shape[-2:])
+    if full == (size, size):
+        return generator(l_norm)
+    mode = "area" if size < full[0] else "bilinear"
+    small = F.interpolate(l_norm, size=(size, size), mode=mode)
+    return F.interpolate(generator(small).float(), size=full, mode="bilinear", align_corners=False)
+
+
 @torch.no_grad()
 def colorize(
     generator: nn.Module | None,
@@ -37,7 +56,7 @@ def colorize(
     batch_size: int = 64,
     autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
 ) -> np.ndarray:
-    """uint8 [N,S,S,3] truths -> uint8 [N,S,S,3] results: their L* with G's ab.
+    """uint8 [N,S,S,3] truths -> uint8 [N,S,S,3] results: their L* with G's ab (at G's size).
 
     ``generator=None`` gives the gray baseline (ab = 0, output = input). The generator is
     put in eval mode for the call and its previous mode restored afterwards.
@@ -54,7 +73,7 @@ def colorize(
                 ab_norm = torch.zeros_like(l_norm).expand(-1, 2, -1, -1)
             else:
                 with autocast():
-                    ab_norm = generator(l_norm)
+                    ab_norm = predict_at_model_size(generator, l_norm)
             out.append(to_uint8_hwc(join_lab_torch(l_norm, ab_norm.float())))
     finally:
         if generator is not None:

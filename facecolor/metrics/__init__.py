@@ -24,17 +24,22 @@ from facecolor.metrics.fid import (
 from facecolor.metrics.image import (
     METRIC_KEYS,
     PSNR_CAP_DB,
+    VIVID_CHROMA,
+    VIVID_LONG_SIDE,
     colorfulness,
     evaluate_batch,
     evaluate_pair,
     hist_similarity,
     hsv_histogram,
     psnr,
+    vivid_share,
 )
 from facecolor.metrics.summary import MetricsSummary, summarize
 from facecolor.metrics.validate import MetricsError
 
 __all__ = [
+    "VIVID_CHROMA",
+    "VIVID_LONG_SIDE",
     "CLEANFID_WEIGHTS_NAME",
     "FIDDependencyMissing",
     "FIDError",
@@ -58,4 +63,5 @@ __all__ = [
     "psnr",
     "resolve_weights",
     "summarize",
+    "vivid_share",
 ]

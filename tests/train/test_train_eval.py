@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import json
 
+import cv2
+import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
+from PIL import Image
 
 from facecolor.checkpoint import save_checkpoint
+from facecolor.metrics import vivid_share
 from facecolor.models import build_generator
 from facecolor.train.cli import main
 from facecolor.train.evaluate import GRAY_BASELINE
+from facecolor.train.validate import predict_at_model_size
 
 
 @pytest.fixture(scope="module")
@@ -103,3 +109,47 @@ def test_eval_draws_a_contact_sheet_with_a_row_per_model(two_checkpoints, tiny_d
         assert image is not None and image.shape[1] > image.shape[0] / 2  # three columns
         heights.append(image.shape[0])
     assert heights[0] / heights[1] == pytest.approx(4 / 3, rel=0.02)  # gray, 2 models, original vs 1 model
+
+
+def test_a_model_runs_at_its_own_render_size_and_is_scored_at_the_eval_size():
+    """A 32 px model on 64 px images: it sees a 32 px L, its ab comes back at 64 px."""
+    torch.manual_seed(0)
+    generator = build_generator("psag", render_size=32, width=0.125).eval()
+    seen = []
+    generator.register_forward_hook(lambda module, inputs, output: seen.append(tuple(inputs[0].shape)))
+    l_norm = torch.rand(2, 1, 64, 64) * 2 - 1
+    with torch.no_grad():
+        ab = predict_at_model_size(generator, l_norm)
+        direct = generator(torch.nn.functional.interpolate(l_norm, size=(32, 32), mode="area"))
+    assert seen[0] == (2, 1, 32, 32) and ab.shape == (2, 2, 64, 64)
+    # the 64 px ab is the 32 px prediction upsampled bilinearly, as the runtime upsamples it
+    upsampled = torch.nn.functional.interpolate(direct, size=(64, 64), mode="bilinear", align_corners=False)
+    assert torch.allclose(ab, upsampled, atol=1e-5)
+    with torch.no_grad():
+        same = predict_at_model_size(generator, direct.new_zeros(1, 1, 32, 32))
+    assert seen[-1] == (1, 1, 32, 32) and same.shape == (1, 2, 32, 32)
+
+
+def test_vivid_counts_saturated_pixels_per_image_and_names_the_worst(tmp_path):
+    gray = np.full((300, 400, 3), 128, np.uint8)
+    half = gray.copy()
+    half[:, :200] = (230, 20, 20)  # C*ab about 95: vivid
+    muted = np.full((80, 80, 3), (150, 130, 120), np.uint8)  # skin-like, C*ab about 10
+    for name, image in {"gray.png": gray, "half.png": half, "sub/muted.jpg": muted}.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        Image.fromarray(image).save(tmp_path / name)
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG not really")
+    result = CliRunner().invoke(main, ["vivid", str(tmp_path), "--json", str(tmp_path.parent / "v.json")])
+    assert result.exit_code == 0, result.output
+    assert "16.7 % vivid pixels (mean of 3 images" in result.output  # (0 + 0.5 + 0) / 3
+    assert result.output.splitlines()[1].strip() == "50.0 %  half.png"
+    assert "unreadable, not counted: broken.png" in result.output
+    report = json.loads((tmp_path.parent / "v.json").read_text())[0]
+    assert report["per_image"]["sub/muted.jpg"] == 0.0 and report["images"] == 3
+
+
+def test_vivid_share_does_not_depend_on_resolution():
+    small = np.zeros((64, 48, 3), np.uint8)
+    small[:32] = (20, 200, 40)
+    large = cv2.resize(small, (480, 640), interpolation=cv2.INTER_NEAREST)
+    assert vivid_share(small) == pytest.approx(0.5) and vivid_share(large) == pytest.approx(0.5, abs=0.01)
