@@ -123,6 +123,8 @@ def _train_options(function):
         click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=2)),
         click.option("--lr", default=2e-4, show_default=True, type=click.FloatRange(min=0, min_open=True),
                      help="Adam learning rate (betas 0.5, 0.999) for G and D."),
+        click.option("--l1-weight", default=100.0, show_default=True, type=click.FloatRange(min=0),
+                     help="Weight of the L1 term in the GAN stage's generator loss (GAN + w * L1)."),
         click.option("--render-size", type=click.IntRange(min=32),
                      help="Training image size in px  [default: 128, or the --init checkpoint's]"),
         click.option("--width", type=click.FloatRange(min=0, min_open=True),
@@ -194,7 +196,7 @@ def _settings(preset: str, options: dict[str, Any]):
     return TrainSettings(
         preset=preset, data=tuple(options["data"]), val=options["val"], out=options["out"],
         epochs=options["epochs"], d_epochs=options["d_epochs"], batch_size=options["batch_size"],
-        lr=options["lr"], render_size=render_size or 128, width=1.0 if width is None else width,
+        lr=options["lr"], l1_weight=options["l1_weight"], render_size=render_size or 128, width=1.0 if width is None else width,
         seed=options["seed"], limit=options["limit"], val_limit=options["val_limit"],
         flip=options["flip"], init=options["init"], encoder_weights=options["encoder_weights"],
         device=options["device"], amp=options["amp"], cache_dir=options["cache_dir"],
