@@ -125,6 +125,9 @@ def _train_options(function):
                      help="Adam learning rate (betas 0.5, 0.999) for G and D."),
         click.option("--l1-weight", default=100.0, show_default=True, type=click.FloatRange(min=0),
                      help="Weight of the L1 term in the GAN stage's generator loss (GAN + w * L1)."),
+        click.option("--ema-decay", type=click.FloatRange(min=0, max=1, min_open=True, max_open=True),
+                     help="Validate and save an exponential moving average of G (e.g. 0.999) "
+                          "instead of its last step; steadies the GAN stage. Default: off."),
         click.option("--render-size", type=click.IntRange(min=32),
                      help="Training image size in px  [default: 128, or the --init checkpoint's]"),
         click.option("--width", type=click.FloatRange(min=0, min_open=True),
@@ -201,7 +204,7 @@ def _settings(preset: str, options: dict[str, Any]):
         flip=options["flip"], init=options["init"], encoder_weights=options["encoder_weights"],
         device=options["device"], amp=options["amp"], cache_dir=options["cache_dir"],
         workers=options["workers"], contact_images=options["contact_images"], progress=options["progress"],
-        max_minutes=options["max_minutes"],
+        max_minutes=options["max_minutes"], ema_decay=options["ema_decay"],
     )
 
 

@@ -63,6 +63,10 @@ class TrainSettings:
     workers: int = 4
     contact_images: int = 8
     progress: bool = True
+    #: Exponential moving average of G's weights (and BatchNorm statistics), e.g. 0.999:
+    #: validated, saved and shipped instead of the last step's weights, which swing from
+    #: epoch to epoch in the GAN stage. None: off (the study's recipe).
+    ema_decay: float | None = None
     #: Wall-clock budget of one call: after the first epoch that ends past it, training stops
     #: and the final outputs are written; the recipe records the epochs actually trained.
     max_minutes: float | None = None
@@ -80,13 +84,14 @@ class TrainSettings:
             "val_limit": self.val_limit is None or self.val_limit >= 1,
             "contact_images": self.contact_images >= 0,
             "max_minutes": self.max_minutes is None or self.max_minutes > 0,
+            "ema_decay": self.ema_decay is None or 0 < self.ema_decay < 1,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
             raise TrainError(
                 f"invalid training settings: {', '.join(f'{n}={getattr(self, n)!r}' for n in bad)} "
                 "(epochs >= 1, d_epochs >= 0, batch_size >= 2 for BatchNorm, lr > 0, "
-                "render_size >= 16, width > 0, limit >= 2)"
+                "render_size >= 16, width > 0, limit >= 2, 0 < ema_decay < 1)"
             )
         if self.init is not None and self.encoder_weights is not None:
             raise TrainError(

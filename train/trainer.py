@@ -32,6 +32,7 @@ from facecolor.models import Preset, build_discriminator, build_generator, get_p
 from facecolor.train import distributed, report
 from facecolor.train.data import ImageSet, count_batches, load_images, train_batches
 from facecolor.train.distributed import World, detect_world
+from facecolor.train.ema import WeightAverage
 from facecolor.train.errors import InitCheckpointError, NoImagesError, ResumeMismatchError
 from facecolor.train.resume import RESUME_NAME, ResumeState, rng_state, set_rng_state
 from facecolor.train.settings import TrainSettings, resolve_device, resolved
@@ -135,6 +136,7 @@ class Trainer:
         self.out = Path(settings.out)
         self.channels_last = device.type == "cuda"
         self.history: list[dict[str, Any]] = []
+        self.ema: WeightAverage | None = None
         self.init_info: dict[str, Any] | None = None
         self.time_limited: dict[str, Any] | None = None
 
@@ -272,6 +274,10 @@ class Trainer:
         self.discriminator = None
         if discriminator is not None:
             self.discriminator = discriminator.to(self.device, memory_format=memory_format)
+        if self.settings.ema_decay is not None:
+            self.ema = WeightAverage(self.generator, self.settings.ema_decay)
+            if state.tensors.get("ema"):
+                self.ema.load_state_dict(state.tensors["ema"])
         self.g_train = distributed.wrap(self.generator, self.world, self.device)
         self.d_train = (distributed.wrap(self.discriminator, self.world, self.device)
                         if self.discriminator is not None else None)
@@ -323,6 +329,10 @@ class Trainer:
 
     # ----------------------------------------------------------------------- epochs
 
+    def _scored_generator(self) -> nn.Module:
+        """The weights that are validated and saved: the average when there is one."""
+        return self.ema.module if self.ema is not None else self.generator
+
     def _run_epoch(self, index: int, stage: StagePlan, epoch: int, nets: Nets) -> None:
         losses, images, seconds = self._train_epoch(index, stage, epoch, nets)
         entry: dict[str, Any] = {
@@ -332,9 +342,14 @@ class Trainer:
         }
         if self.world.is_main:
             started = time.perf_counter()
-            entry["val"] = validate(self.generator, self.val_set.images, self.device,
-                                    batch_size=max(64, self.settings.batch_size), autocast=nets.autocast,
-                                    workers=self.settings.workers)
+            def scores(generator: nn.Module) -> dict[str, Any]:
+                return validate(generator, self.val_set.images, self.device,
+                                batch_size=max(64, self.settings.batch_size), autocast=nets.autocast,
+                                workers=self.settings.workers)
+
+            entry["val"] = scores(self._scored_generator())
+            if self.ema is not None:  # the last step's weights too, to show what averaging changes
+                entry["val_live"] = scores(self.generator)
             entry["val_seconds"] = round(time.perf_counter() - started, 3)
             self.history.append(entry)
             self._save_state(index, epoch, nets)
@@ -363,6 +378,8 @@ class Trainer:
         started, images = time.perf_counter(), 0
         for number, (l_norm, ab_norm) in enumerate(bar):
             losses = step(nets, l_norm, ab_norm, s.l1_weight)
+            if self.ema is not None and nets.opt_g is not None:
+                self.ema.update(self.generator)
             meter.add(losses)
             images += l_norm.shape[0]
             if show and number % POSTFIX_EVERY == 0:
@@ -378,6 +395,7 @@ class Trainer:
             "generator": self.generator.state_dict(),
             "discriminator": self.discriminator.state_dict() if self.discriminator is not None else {},
             "rng": rng_state(),
+            "ema": self.ema.state_dict() if self.ema is not None else {},
         }
         for name in ("opt_g", "opt_d", "scaler_g", "scaler_d"):
             target = getattr(nets, name)
@@ -417,7 +435,7 @@ class Trainer:
         files: list[Path] = []
         if self.world.is_main:
             truths = self.val_set.images.numpy()
-            predictions = colorize(self.generator, self.val_set.images, self.device,
+            predictions = colorize(self._scored_generator(), self.val_set.images, self.device,
                                    batch_size=max(64, self.settings.batch_size))
             rows, means = score(predictions, truths, self.settings.workers)
             self.final_metrics = {k: round(v, 5) for k, v in means.items() if not k.endswith("_std")}
@@ -450,8 +468,9 @@ class Trainer:
         }
         metrics = {"val": self.final_metrics, "val_images": len(self.val_set),
                    "render_size": self.settings.render_size, "throughput": self._throughput()}
-        return save_checkpoint(self.out / f"{self.preset.name}.safetensors", self.generator,
-                               self.generator.config, recipe=recipe, data=data, metrics=metrics)
+        generator = self._scored_generator()
+        return save_checkpoint(self.out / f"{self.preset.name}.safetensors", generator,
+                               generator.config, recipe=recipe, data=data, metrics=metrics)
 
     def _write_figures(self, predictions: np.ndarray, truths: np.ndarray, rows: list[dict]) -> list[Path]:
         title = f"{self.preset.name}: {self.preset.description}"
@@ -476,5 +495,7 @@ def _epoch_line(entry: dict[str, Any]) -> str:
     text = f"{entry['stage']} epoch {entry['epoch']}/{entry['epochs']}: {losses}"
     if val:
         text += f" | val PSNR {val['psnr']:.2f} Hist {val['hist']:.4f} CIEDE2000 {val['ciede2000']:.2f}"
+    if entry.get("val_live"):
+        text += f" (last step's weights: PSNR {entry['val_live']['psnr']:.2f})"
     rate = entry.get("images_per_s")
     return text + f" | {rate or 0:.1f} img/s, {entry['seconds']:.1f} s"
