@@ -151,6 +151,9 @@ def _train_options(function):
         click.option("--contact-images", default=8, show_default=True, type=click.IntRange(min=0),
                      help="Validation images on the contact sheet."),
         click.option("--flip/--no-flip", default=True, show_default=True, help="Random horizontal flips."),
+        click.option("--mosaic", default=0.0, show_default=True, type=click.FloatRange(0, 1),
+                     help="Share of training images replaced by 2x2 mosaics of half-size faces "
+                          "(small faces, as in group photos and real portraits)."),
         click.option("--progress/--no-progress", default=True, show_default=True,
                      help="Progress bars (only when stderr is a terminal)."),
         click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True),
@@ -201,7 +204,7 @@ def _settings(preset: str, options: dict[str, Any]):
         epochs=options["epochs"], d_epochs=options["d_epochs"], batch_size=options["batch_size"],
         lr=options["lr"], l1_weight=options["l1_weight"], render_size=render_size or 128, width=1.0 if width is None else width,
         seed=options["seed"], limit=options["limit"], val_limit=options["val_limit"],
-        flip=options["flip"], init=options["init"], encoder_weights=options["encoder_weights"],
+        flip=options["flip"], mosaic=options["mosaic"], init=options["init"], encoder_weights=options["encoder_weights"],
         device=options["device"], amp=options["amp"], cache_dir=options["cache_dir"],
         workers=options["workers"], contact_images=options["contact_images"], progress=options["progress"],
         max_minutes=options["max_minutes"], ema_decay=options["ema_decay"],

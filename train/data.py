@@ -325,6 +325,24 @@ def to_lab_batch(
     return l_norm.contiguous(), ab_norm.contiguous()
 
 
+def mosaic(pixels: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
+    """Replace the ``chosen`` images (bool [B]) of a uint8 [B,S,S,3] batch by 2x2 mosaics.
+
+    Image i's mosaic holds images i, i+1, i+2 and i+3 of the batch (wrapping around), each
+    shrunk to half size by averaging 2x2 pixel blocks. An odd S or a batch under 4 images is
+    returned unchanged (no mosaic can be tiled exactly).
+    """
+    count, size = pixels.shape[0], pixels.shape[1]
+    if count < 4 or size % 2 or not bool(chosen.any()):
+        return pixels
+    half = size // 2
+    small = pixels.float().reshape(count, half, 2, half, 2, 3).mean((2, 4)).round().to(pixels.dtype)
+    index = torch.arange(count, device=pixels.device)
+    top = torch.cat([small, small[(index + 1) % count]], dim=2)
+    bottom = torch.cat([small[(index + 2) % count], small[(index + 3) % count]], dim=2)
+    return torch.where(chosen[:, None, None, None], torch.cat([top, bottom], dim=1), pixels)
+
+
 def train_batches(
     images: torch.Tensor,
     batch_size: int,
@@ -335,14 +353,24 @@ def train_batches(
     world_size: int = 1,
     flip: bool = True,
     channels_last: bool = False,
+    mosaic_share: float = 0.0,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """One epoch of (L_norm, ab_norm) batches from ``images`` (uint8 [N,S,S,3] on the device)."""
+    """One epoch of (L_norm, ab_norm) batches from ``images`` (uint8 [N,S,S,3] on the device).
+
+    ``mosaic_share`` of the images (drawn per epoch from the seed, like the flips) become 2x2
+    mosaics of batch neighbours (``mosaic``).
+    """
     order, flips = epoch_order(
         len(images), seed=seed, epoch_key=epoch_key, rank=rank, world_size=world_size
     )
+    draw = torch.Generator().manual_seed(seed * 1_000_003 + epoch_key + 7_919)
+    mosaics = (torch.rand(len(order), generator=draw) < mosaic_share).to(images.device)
     order, flips = order.to(images.device), flips.to(images.device)
     for part in batch_slices(len(order), batch_size):
-        yield to_lab_batch(images[order[part]], flips[part] if flip else None, channels_last)
+        pixels = images[order[part]]
+        if mosaic_share > 0:
+            pixels = mosaic(pixels, mosaics[part])
+        yield to_lab_batch(pixels, flips[part] if flip else None, channels_last)
 
 
 def count_batches(count: int, batch_size: int, world_size: int = 1) -> int:

@@ -55,6 +55,10 @@ class TrainSettings:
     limit: int | None = None
     val_limit: int | None = None
     flip: bool = True
+    #: Share of each batch replaced by 2x2 mosaics of four faces at half size: small faces with
+    #: other faces around them, as in group photos and real portraits (the face sets are tight
+    #: crops). 0: off (the study's recipe).
+    mosaic: float = 0.0
     init: str | None = None
     encoder_weights: str | None = None
     device: str = "auto"
@@ -85,13 +89,14 @@ class TrainSettings:
             "contact_images": self.contact_images >= 0,
             "max_minutes": self.max_minutes is None or self.max_minutes > 0,
             "ema_decay": self.ema_decay is None or 0 < self.ema_decay < 1,
+            "mosaic": 0 <= self.mosaic <= 1,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
             raise TrainError(
                 f"invalid training settings: {', '.join(f'{n}={getattr(self, n)!r}' for n in bad)} "
                 "(epochs >= 1, d_epochs >= 0, batch_size >= 2 for BatchNorm, lr > 0, "
-                "render_size >= 16, width > 0, limit >= 2, 0 < ema_decay < 1)"
+                "render_size >= 16, width > 0, limit >= 2, 0 < ema_decay < 1, 0 <= mosaic <= 1)"
             )
         if self.init is not None and self.encoder_weights is not None:
             raise TrainError(
@@ -108,10 +113,13 @@ class TrainSettings:
     def recipe_differences(self, saved: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
         """Recipe fields whose saved value differs from this one: ``name -> (saved, now)``."""
         now = self.to_dict()
+        # A field added after the run was saved counts as its default there, so a newer
+        # facecolor can continue an older run that did not use the new option.
+        before = {f.name: saved.get(f.name, f.default) for f in fields(self)}
         return {
-            f.name: (saved.get(f.name), now[f.name])
+            f.name: (before[f.name], now[f.name])
             for f in fields(self)
-            if f.name not in RUNTIME_FIELDS and saved.get(f.name) != now[f.name]
+            if f.name not in RUNTIME_FIELDS and before[f.name] != now[f.name]
         }
 
     def write_json(self, path: Path, **extra: Any) -> Path:

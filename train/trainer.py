@@ -370,7 +370,7 @@ class Trainer:
         step, meter = STEPS[stage.name], LossMeter()
         batches = train_batches(self.images, s.batch_size, seed=s.seed, epoch_key=index * 10_000 + epoch,
                                 rank=self.world.rank, world_size=self.world.size, flip=s.flip,
-                                channels_last=self.channels_last)
+                                channels_last=self.channels_last, mosaic_share=s.mosaic)
         total = count_batches(len(self.images), s.batch_size, self.world.size)
         show = s.progress and self.world.is_main and sys.stderr.isatty()
         bar = tqdm(batches, total=total, desc=f"{stage.name} {epoch}/{stage.epochs}", unit="batch",

@@ -103,3 +103,26 @@ def test_train_batches_are_lab_and_flip_horizontally():
     assert torch.allclose(ab_norm[1], ab_norm[0].flip(-1))
     batches = list(data.train_batches(pixels.repeat(3, 1, 1, 1), 4, seed=0, epoch_key=1))
     assert [b[0].shape[0] for b in batches] == [4, 2]
+
+
+def test_mosaic_tiles_four_batch_neighbours_at_half_size():
+    pixels = torch.stack([torch.full((8, 8, 3), 40 * i, dtype=torch.uint8) for i in range(5)])
+    pixels[0, :, :4] = 200  # image 0: left half bright, so its half-size copy is too
+    chosen = torch.tensor([True, False, False, False, True])
+    out = data.mosaic(pixels, chosen)
+    assert torch.equal(out[1:4], pixels[1:4])  # not chosen: untouched
+    first = out[0, :, :, 0]
+    assert first[:4, :2].eq(200).all() and first[:4, 2:4].eq(0).all()  # image 0, shrunk
+    assert first[:4, 4:].eq(40).all() and first[4:, :4].eq(80).all() and first[4:, 4:].eq(120).all()
+    last = out[4, :, :, 0]  # wraps around: 4, 0, 1, 2
+    assert last[:4, :4].eq(160).all() and last[4:, :4].eq(40).all() and last[4:, 4:].eq(80).all()
+
+
+def test_mosaic_share_is_seeded_and_zero_means_the_study_recipe():
+    images = torch.randint(0, 255, (32, 16, 16, 3), dtype=torch.uint8)
+    plain = list(data.train_batches(images, 8, seed=0, epoch_key=1))
+    again = list(data.train_batches(images, 8, seed=0, epoch_key=1, mosaic_share=0.5))
+    twice = list(data.train_batches(images, 8, seed=0, epoch_key=1, mosaic_share=0.5))
+    changed = sum(int((a[0] != b[0]).flatten(1).any(1).sum()) for a, b in zip(plain, again))
+    assert 8 <= changed <= 24  # about half of the 32 images
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(again, twice))

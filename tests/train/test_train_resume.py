@@ -71,3 +71,13 @@ def test_resumed_run_matches_an_uninterrupted_one(tiny_data, tmp_path):
     a = read_checkpoint(straight / "pug.safetensors").state_dict
     b = read_checkpoint(resumed / "pug.safetensors").state_dict
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_a_run_saved_before_an_option_existed_resumes_with_its_default():
+    from facecolor.train.settings import TrainSettings
+
+    settings = TrainSettings(preset="psag", data=("a",), val="v", out="o")
+    older = {k: v for k, v in settings.to_dict().items() if k not in ("mosaic", "ema_decay")}
+    assert settings.recipe_differences(older) == {}
+    changed = TrainSettings(preset="psag", data=("a",), val="v", out="o", mosaic=0.25)
+    assert changed.recipe_differences(older) == {"mosaic": (0.0, 0.25)}
