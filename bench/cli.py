@@ -10,6 +10,7 @@ from facecolor.bench.errors import BenchError
 from facecolor.bench.gates import DEFAULT_MAX_DAB, GateSettings
 from facecolor.bench.latency import DEFAULT_BATCH_SIZES, LatencySettings
 from facecolor.bench.targets import TARGETS, parse_targets
+from facecolor.errors import FacecolorError
 
 EPILOG = """\b
 Examples:
@@ -101,7 +102,7 @@ def main(engine: Path, reference: Path | None, data: Path | None, batch_sizes: t
     progress = None if quiet else (lambda message: click.echo(f"bench: {message}", err=True))
     try:
         report = run_bench(settings, progress)
-    except BenchError as error:
+    except FacecolorError as error:
         raise click.ClickException(str(error)) from error
     click.echo(format_report(report))
     if json_out is not None:

@@ -32,11 +32,8 @@ import cv2
 import numpy as np
 
 from facecolor.bench.parity import ParityImages, synthetic_portraits
+from facecolor.errors import Unavailable
 from facecolor.runtime.backends.base import Backend
-
-
-class PipelineUnavailable(RuntimeError):
-    """The runtime has no pipeline for this backend's device (the row's other results stand)."""
 
 
 @dataclass(frozen=True)
@@ -89,10 +86,10 @@ def prepare_folder(images: ParityImages, data: Path | None, workdir: Path) -> Pi
 def runtime_settings(folder: PipelineFolder, out_dir: Path, device: str) -> Any:
     """The settings ``facecolor-batch`` would use on ``device`` (its default batch size and
     workers) for a run over ``folder`` into ``out_dir``."""
-    from facecolor.runtime.cli import DEFAULT_BATCH
+    from facecolor.runtime.executor import default_batch
     from facecolor.runtime.pipeline import Settings
 
-    return Settings(in_dir=folder.path, out_dir=out_dir, overwrite=True, batch_size=DEFAULT_BATCH[device])
+    return Settings(in_dir=folder.path, out_dir=out_dir, overwrite=True, batch_size=default_batch(device))
 
 
 def _timed(run: Callable[[PipelineFolder, Path], Any], folder: PipelineFolder, workdir: Path,
@@ -210,27 +207,29 @@ def gpu_codec_rate(folder: PipelineFolder, workdir: Path, batch_size: int = 64) 
 
 def _build_stages(settings: Any, backend: Backend) -> list[Any]:
     """The stages ``facecolor-batch`` runs for this backend (CPU or GPU pipeline)."""
-    from facecolor.runtime.cli import stages_for
+    from facecolor.runtime.executor import stages_for
 
     try:
         return stages_for(settings, backend)
     except ImportError as error:
-        raise PipelineUnavailable(f"this runtime has no pipeline for {backend.device} ({error})") from error
+        raise Unavailable(f"this runtime has no pipeline for {backend.device} ({error})") from error
 
 
 def pipeline_rate(backend: Backend, folder: PipelineFolder, workdir: Path,
                   codec: dict[str, Any] | None = None) -> dict[str, Any]:
     """The runtime's folder pipeline with ``backend`` over ``folder`` (after a warm-up run on
-    one batch of its files): images/s over the wall time of ``run_pipeline``, the busy seconds
+    one batch of its files): images/s over the wall time of ``run_batch``, the busy seconds
     of each stage (which one limits the rate), and the ratio to ``codec``'s images/s."""
-    from facecolor.runtime.pipeline import run_pipeline
+    from facecolor.runtime.executor import ThreadExecutor
+    from facecolor.runtime.run import run_batch
 
     batch_size = runtime_settings(folder, Path(workdir), backend.device).batch_size
 
     def run(subset: PipelineFolder, out_dir: Path) -> Any:
         settings = runtime_settings(subset, out_dir, backend.device)
         stages = _build_stages(settings, backend)
-        return run_pipeline(settings, backend, "facecolor-bench", stages, progress=False, echo=lambda line: None)
+        return run_batch(settings, ThreadExecutor(backend, "facecolor-bench", lambda _: stages), progress=False,
+                         echo=lambda line: None)
 
     report, seconds = _timed(run, folder, workdir, batch_size, f"pipeline-out-{backend.name}")
     rate = report.done / seconds if seconds > 0 else None

@@ -23,7 +23,7 @@ from facecolor.bench import pipeline_rate, targets
 from facecolor.bench.errors import BenchError
 from facecolor.bench.latency import LatencySettings, measure_latency
 from facecolor.bench.report import BenchReport, Row, system_info
-from facecolor.runtime.backends.base import BackendUnavailable
+from facecolor.errors import Unavailable
 
 Progress = Callable[[str], None]
 
@@ -42,23 +42,6 @@ class BenchSettings:
     pipeline: bool = True
     latency: LatencySettings = field(default_factory=LatencySettings)
     gates: gates_module.GateSettings = field(default_factory=gates_module.GateSettings)
-
-
-def _unavailable_reason(error: Exception) -> str | None:
-    """The reason a backend cannot run here, or None when ``error`` is a real failure.
-
-    The export stage's 'TensorRT missing' and 'no GPU' errors mean 'unavailable' as much as
-    the runtime's BackendUnavailable does.
-    """
-    if isinstance(error, BackendUnavailable):
-        return str(error)
-    try:
-        from facecolor.export.errors import GPUUnavailable, TensorRTUnavailable
-    except ImportError:
-        return None
-    if isinstance(error, (TensorRTUnavailable, GPUUnavailable)):
-        return str(error)
-    return None
 
 
 def _describe(error: Exception) -> str:
@@ -84,7 +67,7 @@ class _Run:
         self.progress(f"reference: PyTorch fp32 on {self.device} ({self.reference.path})")
         try:
             backend = targets.open_reference(self.reference, self.device)
-        except BackendUnavailable as error:
+        except Unavailable as error:
             raise BenchError(f"the reference {self.reference.path} cannot run: {error}") from error
         try:
             self.images = parity_module.load_parity_images(
@@ -121,8 +104,7 @@ class _Run:
         try:
             opened = targets.open_target(name, self.engine, self.reference.path, self.device, self.max_batch)
         except Exception as error:  # noqa: BLE001 - every failure becomes the row's status
-            reason = _unavailable_reason(error)
-            row.status = f"unavailable: {reason}" if reason is not None else f"error: {_describe(error)}"
+            row.status = f"unavailable: {error}" if isinstance(error, Unavailable) else f"error: {_describe(error)}"
             return row
         backend = opened.backend
         row.precision, row.backend, row.artifact = opened.precision, backend.name, str(opened.artifact)
@@ -149,7 +131,7 @@ class _Run:
                 self.progress(f"codec alone: nvJPEG decode + encode of {self.folder.count} files")
                 self.codec[backend.device] = pipeline_rate.gpu_codec_rate(self.folder, self.workdir)
             return pipeline_rate.pipeline_rate(backend, self.folder, self.workdir, self.codec[backend.device])
-        except pipeline_rate.PipelineUnavailable as error:
+        except Unavailable as error:
             return {"status": f"unavailable: {error}"}
         except Exception as error:  # noqa: BLE001 - a runtime failure with this backend
             return {"status": f"error: {_describe(error)}"}

@@ -34,7 +34,8 @@ from typing import Any
 
 from facecolor.bench.errors import EngineError, ReferenceNotFound, UnknownTarget
 from facecolor.files import sha256_file
-from facecolor.runtime.backends.base import Backend, BackendUnavailable
+from facecolor.errors import Unavailable
+from facecolor.runtime.backends.base import Backend
 from facecolor.runtime.backends.torch_backend import TorchBackend
 
 ENGINE_SUFFIXES = (".plan", ".onnx", ".safetensors")
@@ -266,7 +267,7 @@ def _onnx_for(engine: Path) -> Path:
     if suffix == ".plan":
         onnx = source_onnx(engine)
         if onnx is None:
-            raise BackendUnavailable(
+            raise Unavailable(
                 f"{engine.name}'s sidecar names no existing ONNX; pass --engine MODEL.onnx to run ONNX Runtime"
             )
         return onnx
@@ -307,13 +308,13 @@ def missing_requirements(spec: TargetSpec, where: str, device: str) -> list[str]
 def open_target(name: str, engine: Path, reference: Path, device: str, max_batch: int) -> OpenedTarget:
     """Open target ``name`` for ``engine`` on the resolved ``device`` ('cpu' or 'cuda').
 
-    Raises BackendUnavailable (with the reason shown in the row) when it cannot run here.
+    Raises Unavailable (with the reason shown in the row) when it cannot run here.
     """
     spec = TARGETS[name]
     where = spec.device or device
     missing = missing_requirements(spec, where, device)
     if missing:
-        raise BackendUnavailable("; ".join(missing))
+        raise Unavailable("; ".join(missing))
     if spec.kind == "torch":
         checkpoint = engine if engine.suffix.lower() == ".safetensors" else reference
         return OpenedTarget(open_torch(checkpoint, where, spec.precision), checkpoint, spec.precision)
@@ -326,7 +327,7 @@ def open_target(name: str, engine: Path, reference: Path, device: str, max_batch
     try:
         from facecolor.runtime.backends.tensorrt import TensorRTBackend
     except ImportError as error:
-        raise BackendUnavailable(f"the runtime has no TensorRT backend here ({error})") from error
+        raise Unavailable(f"the runtime has no TensorRT backend here ({error})") from error
     return OpenedTarget(TensorRTBackend(plan, max_batch=max_batch), plan, plan_precision(plan))
 
 

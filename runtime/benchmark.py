@@ -161,8 +161,9 @@ def main(images, size, data, model, device, batch_size, workers, rounds, model_s
     an hour, apart, and the median ratio is the result.
     """
     from facecolor.runtime.backends import open_backend
-    from facecolor.runtime.cli import DEFAULT_BATCH, stages_for
-    from facecolor.runtime.pipeline import Settings, run_pipeline
+    from facecolor.runtime.executor import DEFAULT_BATCH, ThreadExecutor, default_batch
+    from facecolor.runtime.pipeline import Settings
+    from facecolor.runtime.run import run_batch
 
     width, height = (int(v) for v in size.lower().split("x"))
     work = Path(tempfile.gettempdir()) / "facecolor-runtime-bench"
@@ -174,7 +175,7 @@ def main(images, size, data, model, device, batch_size, workers, rounds, model_s
     model = model or random_checkpoint(work)
     backend, reason = open_backend(model, device, batch_size=batch_size or DEFAULT_BATCH["cuda"], notify=click.echo)
     click.echo(reason)
-    batch = batch_size or DEFAULT_BATCH.get(backend.device, 8)
+    batch = batch_size or default_batch(backend.device)
     results: list[Round] = []
     failed = 0
     with backend:
@@ -185,7 +186,7 @@ def main(images, size, data, model, device, batch_size, workers, rounds, model_s
                 settings = Settings(in_dir=part, out_dir=Path(out), batch_size=batch, overwrite=True,
                                     workers=workers or max(1, os.cpu_count() or 1))
                 cpu, start = time.process_time(), time.perf_counter()
-                report = run_pipeline(settings, backend, reason, stages_for(settings, backend))
+                report = run_batch(settings, ThreadExecutor(backend, reason))
                 seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
             after, after_cpu = model_alone(backend, batch, model_seconds)
             alone_cpus.append(after_cpu)

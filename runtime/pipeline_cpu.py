@@ -33,7 +33,7 @@ from facecolor.scratch import Scratch
 
 #: Bytes per pixel of the largest uncompressed input (16-bit RGBA) plus headroom, so a file
 #: larger than this for the pixel limit cannot be an image we would decode.
-_MAX_BYTES_PER_PIXEL = 10
+MAX_BYTES_PER_PIXEL = 10
 #: Priority drop of the read/decode/write threads relative to the backend's (see above).
 CODEC_NICE = 10
 
@@ -54,8 +54,13 @@ class CpuWork:
     ab: np.ndarray | None = None
 
 
+def read_limit(settings: Settings) -> int:
+    """Largest input in bytes worth reading for ``settings.max_pixels`` (any reader's guard)."""
+    return max(64 << 20, settings.max_pixels * MAX_BYTES_PER_PIXEL)
+
+
 def read_stage(settings: Settings):
-    limit = max(64 << 20, settings.max_pixels * _MAX_BYTES_PER_PIXEL)
+    limit = read_limit(settings)
 
     def read(item: Item) -> Item:
         size = os.stat(item.job.source).st_size

@@ -51,7 +51,7 @@ from facecolor.runtime.gpu.encode import NvjpegEncoder
 from facecolor.runtime.gpu.jpeg import JpegInfo
 from facecolor.runtime.gpu.postprocess import GpuPostprocessor
 from facecolor.runtime.gpu.preprocess import GpuImage, GpuPreprocessor
-from facecolor.runtime.pipeline import BatchStage, FatalError, Item, MapStage, Settings
+from facecolor.runtime.pipeline import BatchStage, FatalError, Item, MapStage, Settings, failure_reason
 from facecolor.runtime.pipeline_cpu import read_stage
 from facecolor.runtime.write import encode, metadata_note, output_dtype, write_atomically
 
@@ -152,8 +152,6 @@ class GpuPipeline:
         try:
             item.payload = _gray_if_equal(decode_image(item.payload.data, max_pixels=self.settings.max_pixels))
         except Exception as error:  # the CPU decoder's reason is the one to report
-            from facecolor.runtime.pipeline import failure_reason
-
             item.fail("decode", failure_reason(error))
 
     def _upload(self, item: Item) -> None:

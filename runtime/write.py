@@ -3,8 +3,9 @@
 Encoding is OpenCV's (fast, releases the GIL, writes 16-bit PNG and TIFF). The note
 ``colorized by facecolor VERSION, model PRESET (sha256:...)`` is then spliced into the bytes:
 a PNG ``tEXt`` chunk (keyword ``Comment``), a JPEG ``COM`` segment, a TIFF
-``ImageDescription`` tag. WebP and BMP outputs carry no note (OpenCV writes no metadata for
-them and BMP has no place for it).
+``ImageDescription`` tag. WebP is encoded by Pillow, which writes the note as the EXIF
+ImageDescription (WebP's ``EXIF`` chunk; OpenCV writes no WebP metadata). BMP has no metadata
+block at all, so BMP outputs carry no note.
 
 Writes go to a hidden temporary file in the output's own folder, then ``os.replace`` renames
 it over the target: a reader sees either no file or a whole one, and a run killed at any
@@ -17,6 +18,7 @@ filesystems that reorder renames before data.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import struct
 import zlib
@@ -24,8 +26,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image
 
 import facecolor
+from facecolor.errors import FacecolorError
 
 #: format -> (OpenCV extension, quality flag or None)
 _ENCODERS = {
@@ -36,10 +40,11 @@ _ENCODERS = {
     "webp": (".webp", cv2.IMWRITE_WEBP_QUALITY),
 }
 SIXTEEN_BIT_FORMATS = ("png", "tiff")
+_IMAGE_DESCRIPTION = 270  # the EXIF/TIFF tag that holds the note in TIFF and WebP outputs
 TEMP_SUFFIX = ".facecolor-tmp"
 
 
-class EncodeError(ValueError):
+class EncodeError(FacecolorError, ValueError):
     """The pixels cannot be written in the requested format."""
 
 
@@ -59,6 +64,8 @@ def encode(rgb: np.ndarray, fmt: str, *, quality: int = 95, note: str | None = N
         raise EncodeError(f"cannot write format {fmt!r}; use one of {sorted(_ENCODERS)}")
     if rgb.dtype == np.uint16 and fmt not in SIXTEEN_BIT_FORMATS:
         raise EncodeError(f"{fmt} holds 8 bits per channel, not 16")
+    if fmt == "webp":
+        return _webp(rgb, quality, note)
     extension, quality_flag = _ENCODERS[fmt]
     params = [quality_flag, int(quality)] if quality_flag is not None else []
     ok, buffer = cv2.imencode(extension, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), params)
@@ -70,6 +77,16 @@ def encode(rgb: np.ndarray, fmt: str, *, quality: int = 95, note: str | None = N
         if stamp is not None:
             data = stamp(data, note)
     return data
+
+
+def _webp(rgb: np.ndarray, quality: int, note: str | None) -> bytes:
+    """A lossy WebP of ``quality`` whose EXIF ImageDescription (tag 270) is ``note``."""
+    buffer = io.BytesIO()
+    exif = Image.Exif()
+    if note:
+        exif[_IMAGE_DESCRIPTION] = note
+    Image.fromarray(np.ascontiguousarray(rgb)).save(buffer, format="WEBP", quality=int(quality), exif=exif.tobytes())
+    return buffer.getvalue()
 
 
 def _latin1(text: str) -> bytes:

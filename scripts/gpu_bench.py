@@ -221,15 +221,17 @@ def open_backends(args, checkpoint: Path, notes: list[str]) -> dict:
 
 
 def bench_pipeline(backend, folder: Path, out_root: Path, count: int, args, warmup: Path) -> dict:
-    from facecolor.runtime.pipeline import Settings, run_pipeline
+    from facecolor.runtime.executor import ThreadExecutor
+    from facecolor.runtime.pipeline import Settings
+    from facecolor.runtime.run import run_batch
     from facecolor.runtime.pipeline_gpu import build_stages
 
     def run(in_dir: Path, out_dir: Path):
         settings = Settings(in_dir=in_dir, out_dir=out_dir, out_format="keep", quality=args.quality,
                             overwrite=True, batch_size=args.batch, workers=args.workers)
         started = time.perf_counter()
-        report = run_pipeline(settings, backend, "gpu_bench", build_stages(settings, backend),
-                              progress=False, echo=lambda line: print(line, file=sys.stderr))
+        report = run_batch(settings, ThreadExecutor(backend, "gpu_bench", lambda s: build_stages(s, backend)),
+                           progress=False, echo=lambda line: print(line, file=sys.stderr))
         seconds = time.perf_counter() - started
         shutil.rmtree(out_dir, ignore_errors=True)
         return report, seconds

@@ -19,15 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-
-class BackendUnavailable(RuntimeError):
-    """A backend cannot run here (library missing, no CUDA, a file it cannot load).
-
-    The message says what is missing and how to get it.
-    """
+from facecolor.errors import FacecolorError
 
 
-class BackendError(RuntimeError):
+class BackendError(FacecolorError, RuntimeError):
     """A backend failed while running a batch: fatal for the run, never one file's fault."""
 
 

@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from facecolor.files import sha256_file
-from facecolor.runtime.backends.base import Backend, BackendUnavailable, ModelInfo
+from facecolor.errors import FacecolorError, Unavailable
+from facecolor.runtime.backends.base import Backend, ModelInfo
 
 if TYPE_CHECKING:  # the export package is imported only when a backend needs a build
     from facecolor.export.cache import Notify
@@ -35,7 +36,7 @@ MODEL_SUFFIXES = (".safetensors", ".onnx", ".plan")
 DEVICES = ("auto", "cpu", "cuda")
 
 
-class ModelNotFound(FileNotFoundError):
+class ModelNotFound(FacecolorError, FileNotFoundError):
     """No model to run: the shipped one is missing or ``--model`` does not exist."""
 
 
@@ -70,12 +71,12 @@ def _checkpoint_info(path: Path) -> tuple[ModelInfo, int]:
     return ModelInfo(checkpoint.preset, sha256_file(path), path), checkpoint.render_size
 
 
-# Each opener returns a backend or raises BackendUnavailable with a short reason.
+# Each opener returns a backend or raises Unavailable with a short reason.
 
 
 def _tensorrt(model: Path, suffix: str, batch_size: int, info: ModelInfo | None, notify: Notify | None) -> Backend:
     if not _tensorrt_installed():
-        raise BackendUnavailable("TensorRT not installed")
+        raise Unavailable("TensorRT not installed")
     from facecolor.runtime.backends.tensorrt import TensorRTBackend
 
     plan = model
@@ -85,8 +86,8 @@ def _tensorrt(model: Path, suffix: str, batch_size: int, info: ModelInfo | None,
 
         try:
             plan = cached_engine(model, max_batch=batch_size, notify=notify)
-        except ExportError as error:  # no GPU match, build failure: the next backend runs
-            raise BackendUnavailable(f"engine build failed ({error})") from error
+        except (ExportError, Unavailable) as error:  # no GPU match, build failure: the next backend runs
+            raise Unavailable(f"engine build failed ({error})") from error
     backend = TensorRTBackend(plan, max_batch=batch_size)
     if info is not None:
         backend.model = info
@@ -99,17 +100,17 @@ def _onnxruntime(
     from facecolor.runtime.backends.onnxruntime import OnnxRuntimeBackend, cuda_provider_available
 
     if device == "cuda" and not cuda_provider_available():
-        raise BackendUnavailable("onnxruntime-gpu not installed")
+        raise Unavailable("onnxruntime-gpu not installed")
     onnx = model
     if suffix == ".safetensors":
         from facecolor.export.cache import cached_onnx
 
         try:
             onnx = cached_onnx(model, fp16=False, notify=notify)
-        except BackendUnavailable:
+        except Unavailable:
             raise
         except Exception as error:  # an export failure names itself; torch still runs
-            raise BackendUnavailable(f"ONNX export failed ({type(error).__name__}: {error})") from error
+            raise Unavailable(f"ONNX export failed ({type(error).__name__}: {error})") from error
     return OnnxRuntimeBackend(onnx, device=device, render_size=render_size, model=info)
 
 
@@ -131,7 +132,7 @@ def open_backend(
 
     ``notify`` hears about first-use builds (ONNX export, TensorRT engine) while they run.
 
-    Raises ModelNotFound (no such model, or no shipped model) and BackendUnavailable (nothing
+    Raises ModelNotFound (no such model, or no shipped model) and Unavailable (nothing
     can run this model on this device; the message lists what each candidate lacked).
     """
     if device not in DEVICES:
@@ -145,7 +146,7 @@ def open_backend(
 
     gpu_name = _cuda_device() if device != "cpu" else None
     if device == "cuda" and gpu_name is None:
-        raise BackendUnavailable("--device cuda, but torch sees no CUDA device: use --device cpu or auto")
+        raise Unavailable("--device cuda, but torch sees no CUDA device: use --device cpu or auto")
     passed_over: list[str] = []
     if device == "cpu":
         passed_over.append("--device cpu")
@@ -183,7 +184,7 @@ def open_backend(
     for name, opener in candidates:
         try:
             backend = opener()
-        except BackendUnavailable as error:
+        except Unavailable as error:
             passed_over.append(f"{name}: {error}")
             continue
         where = f"CUDA ({gpu_name})" if backend.device == "cuda" else "CPU"
@@ -197,4 +198,4 @@ def open_backend(
     else:
         hint = "see the reasons above"
     tried = "; ".join(passed_over) or "no candidate"
-    raise BackendUnavailable(f"no backend can run {model.name} on --device {device} ({tried}); {hint}")
+    raise Unavailable(f"no backend can run {model.name} on --device {device} ({tried}); {hint}")

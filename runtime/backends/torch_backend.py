@@ -11,13 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
+from facecolor.errors import Unavailable
 from facecolor.files import sha256_file
-from facecolor.runtime.backends.base import (
-    BackendBase,
-    BackendError,
-    BackendUnavailable,
-    ModelInfo,
-)
+from facecolor.runtime.backends.base import BackendBase, BackendError, ModelInfo
 
 
 class TorchBackend(BackendBase):
@@ -35,20 +31,20 @@ class TorchBackend(BackendBase):
 
         precision = precision or ("fp16" if device == "cuda" else "fp32")
         if precision not in ("fp16", "fp32"):
-            raise BackendUnavailable(f"precision {precision!r}: use fp16 or fp32")
+            raise Unavailable(f"precision {precision!r}: use fp16 or fp32")
         if device == "cpu" and precision == "fp16":
-            raise BackendUnavailable("PyTorch fp16 runs on CUDA only (CPU autocast is slower than fp32); "
+            raise Unavailable("PyTorch fp16 runs on CUDA only (CPU autocast is slower than fp32); "
                                      "use fp32 on the CPU")
 
         from facecolor.checkpoint import CheckpointError, load_generator
 
         if device == "cuda" and not torch.cuda.is_available():
-            raise BackendUnavailable("torch sees no CUDA device: use --device cpu")
+            raise Unavailable("torch sees no CUDA device: use --device cpu")
         checkpoint_path = Path(checkpoint_path)
         try:
             self._model, checkpoint = load_generator(checkpoint_path, device)
         except CheckpointError as error:
-            raise BackendUnavailable(str(error)) from error
+            raise Unavailable(str(error)) from error
         self._torch = torch
         self.precision = precision
         self.name = f"torch-{device}" if precision == ("fp16" if device == "cuda" else "fp32") \

@@ -4,7 +4,7 @@
     python -m facecolor.runtime.distributed.benchmark --model models/gpsagd.safetensors --json out/ray-bench.json
 
 One process starts one local Ray instance and runs, over the same folder and with the same
-ONNX model: the single-process runtime (``run_pipeline``, all cores), then ``colorize_with_ray``
+ONNX model: the single-process runtime (``run_batch``, all cores), then ``colorize_tree(ray=...)``
 once per actor configuration (``--config ACTORSxCPUS``, default ``1x1 2x1 1x2``), each into a
 fresh OUT. Two rates per run:
 
@@ -33,15 +33,15 @@ from facecolor.files import write_json
 
 def _single_process(folder: Path, out: Path, onnx: Path, batch_size: int) -> dict:
     from facecolor.runtime.backends import open_backend
-    from facecolor.runtime.cli import stages_for
-    from facecolor.runtime.pipeline import Settings, run_pipeline
+    from facecolor.runtime.executor import ThreadExecutor
+    from facecolor.runtime.pipeline import Settings
+    from facecolor.runtime.run import run_batch
 
     backend, reason = open_backend(onnx, "cpu", batch_size=batch_size)
     settings = Settings(in_dir=folder, out_dir=out, batch_size=batch_size, workers=os.cpu_count() or 1)
     start, cpu_start = time.perf_counter(), time.process_time()
     with backend:
-        report = run_pipeline(settings, backend, reason, stages_for(settings, backend), progress=False,
-                              echo=lambda line: None)
+        report = run_batch(settings, ThreadExecutor(backend, reason), progress=False, echo=lambda line: None)
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     rate = round(report.done / wall, 3)  # no start-up to leave out: end to end is steady
     return {"config": "single process", "done": report.done, "wall_s": round(wall, 2),
@@ -50,11 +50,12 @@ def _single_process(folder: Path, out: Path, onnx: Path, batch_size: int) -> dic
 
 
 def _ray_run(folder: Path, out: Path, onnx: Path, actors: int, cpus: int, batch_size: int, files_per_task: int) -> dict:
-    from facecolor.runtime.distributed.ray_job import colorize_with_ray
+    from facecolor.runtime.batch import colorize_tree
+    from facecolor.runtime.distributed.ray_job import RaySettings
 
     start, start_epoch = time.perf_counter(), time.time()
-    report = colorize_with_ray(folder, out, model=onnx, device="cpu", num_actors=actors, cpus_per_actor=cpus,
-                               batch_size=batch_size, files_per_task=files_per_task)
+    report = colorize_tree(folder, out, model=onnx, device="cpu", workers=cpus, batch_size=batch_size,
+                           ray=RaySettings(num_actors=actors, files_per_task=files_per_task))
     wall, end_epoch = time.perf_counter() - start, time.time()
     actors_seen = report.backend.get("actors", {}).values()
     ready = [a["ready_at"] for a in actors_seen]

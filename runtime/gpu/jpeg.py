@@ -21,6 +21,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from facecolor.errors import FacecolorError
+
 SOI = b"\xff\xd8"
 #: Start-of-frame markers: the frame type says how the scan is coded.
 _SOF_MARKERS = {
@@ -47,7 +49,7 @@ _EXIF_HEADER = b"Exif\x00\x00"
 _ORIENTATION_TAG = 0x0112
 
 
-class JpegHeaderError(ValueError):
+class JpegHeaderError(FacecolorError, ValueError):
     """Bytes that are not a JPEG, or whose header is cut short or inconsistent."""
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from facecolor.bench import targets
 from facecolor.bench.errors import EngineError, ReferenceNotFound, UnknownTarget
-from facecolor.runtime.backends.base import BackendUnavailable
+from facecolor.errors import Unavailable
 
 
 def test_parse_targets_keeps_order_and_lists_valid_names():
@@ -68,7 +68,7 @@ def test_precision_from_sidecar_or_weights(tiny, tmp_path):
     ("trt", "no CUDA device"), ("ort-cuda", "no CUDA device"), ("torch-fp16", "no CUDA device"),
 ])
 def test_gpu_targets_are_unavailable_without_a_gpu(tiny, name, says):
-    with pytest.raises(BackendUnavailable, match=says):
+    with pytest.raises(Unavailable, match=says):
         targets.open_target(name, tiny["onnx"], tiny["checkpoint"], "cpu", 4)
 
 

@@ -27,7 +27,9 @@ from facecolor.runtime.gpu.encode import NvjpegEncoder
 from facecolor.runtime.gpu.jpeg import read_comments
 from facecolor.runtime.gpu.postprocess import GpuPostprocessor, triton_available
 from facecolor.runtime.gpu.preprocess import GpuImage, GpuPreprocessor
-from facecolor.runtime.pipeline import Settings, run_pipeline
+from facecolor.runtime.executor import ThreadExecutor
+from facecolor.runtime.pipeline import Settings
+from facecolor.runtime.run import run_batch
 from facecolor.runtime.pipeline_cpu import build_stages as cpu_stages
 from facecolor.runtime.pipeline_gpu import build_stages as gpu_stages
 from facecolor.runtime.render import colorize, render_lightness, upsample_ab, full_lightness
@@ -178,7 +180,7 @@ def test_nvjpeg_encode_waits_for_the_pixels_and_carries_the_note():
 
 def _run(root, out, backend, stages, **settings):
     settings = Settings(in_dir=root, out_dir=out, batch_size=4, workers=4, **settings)
-    return run_pipeline(settings, backend, "test", stages(settings), progress=False, echo=print)
+    return run_batch(settings, ThreadExecutor(backend, "test", stages), progress=False, echo=print)
 
 
 def _read(path) -> np.ndarray:

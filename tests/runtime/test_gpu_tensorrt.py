@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from facecolor.runtime.backends.base import BackendError, BackendUnavailable
+from facecolor.errors import Unavailable
+from facecolor.runtime.backends.base import BackendError
 
 trt = pytest.importorskip("tensorrt", reason="TensorRT is not installed (pip install facecolor[tensorrt])")
 
@@ -121,10 +122,10 @@ def test_garbage_and_unchecked_plans_are_refused(tmp_path):
 
     garbage = tmp_path / "garbage.plan"
     garbage.write_bytes(b"not an engine" * 100)
-    with pytest.raises(BackendUnavailable, match="rebuild|deserial|sidecar"):
+    with pytest.raises(Unavailable, match="rebuild|deserial|sidecar"):
         TensorRTBackend(garbage, verify=False)
     plan, _, _ = build_tiny_plan(tmp_path / "tiny.plan")
-    with pytest.raises(BackendUnavailable, match="sidecar"):  # no NAME.plan.json beside it
+    with pytest.raises(Unavailable, match="sidecar"):  # no NAME.plan.json beside it
         TensorRTBackend(plan)
 
 
@@ -133,7 +134,9 @@ def test_engine_inside_the_gpu_pipeline(tmp_path):
     from runtime_helpers import encode_cv2, portrait
 
     from facecolor.runtime.backends.tensorrt import TensorRTBackend
-    from facecolor.runtime.pipeline import Settings, run_pipeline
+    from facecolor.runtime.executor import ThreadExecutor
+    from facecolor.runtime.pipeline import Settings
+    from facecolor.runtime.run import run_batch
     from facecolor.runtime.pipeline_gpu import build_stages
 
     plan, _, _ = build_tiny_plan(tmp_path / "tiny.plan")
@@ -143,7 +146,8 @@ def test_engine_inside_the_gpu_pipeline(tmp_path):
         (root / f"p{index}.jpg").write_bytes(encode_cv2(portrait(240, 180, seed=index), ".jpg"))
     with TensorRTBackend(plan, max_batch=4, verify=False) as backend:
         settings = Settings(in_dir=root, out_dir=tmp_path / "out", batch_size=4, workers=4)
-        report = run_pipeline(settings, backend, "test", build_stages(settings, backend), progress=False)
+        report = run_batch(settings, ThreadExecutor(backend, "test", lambda s: build_stages(s, backend)),
+                           progress=False)
     assert report.done == 11 and report.failed == 0, report.summary_lines()
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from facecolor.runtime.distributed.cli import IN_LOCATION, wants_distributed
+from facecolor.runtime.cli import IN_LOCATION
 from facecolor.runtime.distributed.ray_job import ClusterTooSmall, plan_actors
 
 
@@ -38,5 +38,3 @@ def test_locations_and_dispatch(tmp_path):
     assert IN_LOCATION.convert(str(tmp_path), None, None) == tmp_path
     with pytest.raises(Exception, match="does not exist"):
         IN_LOCATION.convert(str(tmp_path / "missing"), None, None)
-    assert wants_distributed("s3://b/in", tmp_path, None) and wants_distributed(tmp_path, tmp_path, "local")
-    assert not wants_distributed(tmp_path, tmp_path / "out", None)

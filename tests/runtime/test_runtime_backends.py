@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from facecolor.runtime.backends import BackendUnavailable, ModelNotFound, open_backend
+from facecolor.runtime.backends import ModelNotFound, Unavailable, open_backend
 from facecolor.runtime.backends import select as select_module
 from facecolor.runtime.backends.base import Backend
 from facecolor.runtime.backends.onnxruntime import OnnxRuntimeBackend
@@ -32,7 +32,7 @@ def test_onnxruntime_and_torch_agree(tiny_onnx, tiny_checkpoint):
 
 
 def test_onnx_fixed_size_refuses_another_render_size(tiny_onnx):
-    with pytest.raises(BackendUnavailable, match="takes 64x64 renders, not 128"):
+    with pytest.raises(Unavailable, match="takes 64x64 renders, not 128"):
         OnnxRuntimeBackend(tiny_onnx, render_size=128)
 
 
@@ -77,12 +77,12 @@ def test_export_failure_falls_back_to_torch_and_says_so(tiny_checkpoint, monkeyp
 def test_plan_needs_cuda(tmp_path):
     plan = tmp_path / "model.plan"
     plan.write_bytes(b"engine")
-    with pytest.raises(BackendUnavailable, match="a .plan runs only with TensorRT"):
+    with pytest.raises(Unavailable, match="a .plan runs only with TensorRT"):
         open_backend(plan, "auto", batch_size=4)
 
 
 def test_device_cuda_without_cuda_is_refused(tiny_onnx):
-    with pytest.raises(BackendUnavailable, match="--device cuda"):
+    with pytest.raises(Unavailable, match="--device cuda"):
         open_backend(tiny_onnx, "cuda", batch_size=4)
 
 
@@ -101,7 +101,7 @@ def test_missing_and_unknown_models(tmp_path, monkeypatch):
 def test_torch_precision_is_fp32_on_cpu_and_fp16_is_refused_there(tiny_checkpoint):
     with TorchBackend(tiny_checkpoint) as backend:
         assert backend.precision == "fp32" and backend.name == "torch-cpu"
-    with pytest.raises(BackendUnavailable, match="CUDA only"):
+    with pytest.raises(Unavailable, match="CUDA only"):
         TorchBackend(tiny_checkpoint, precision="fp16")
-    with pytest.raises(BackendUnavailable, match="fp16 or fp32"):
+    with pytest.raises(Unavailable, match="fp16 or fp32"):
         TorchBackend(tiny_checkpoint, precision="int8")

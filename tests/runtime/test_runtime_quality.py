@@ -15,7 +15,9 @@ from runtime_helpers import TINY_RENDER, FakeBackend, encode_cv2
 from facecolor import color
 from facecolor.runtime.decode import decode_image
 from facecolor.runtime.geometry import fit_geometry
-from facecolor.runtime.pipeline import Settings, run_pipeline
+from facecolor.runtime.executor import ThreadExecutor
+from facecolor.runtime.pipeline import Settings
+from facecolor.runtime.run import run_batch
 from facecolor.runtime.pipeline_cpu import build_stages
 from facecolor.runtime.render import full_lightness
 
@@ -25,7 +27,8 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff"}
 
 def colorize_tree(in_dir: Path, out_dir: Path, backend) -> None:
     settings = Settings(in_dir=in_dir, out_dir=out_dir, batch_size=4, workers=2)
-    report = run_pipeline(settings, backend, "backend: fake", build_stages(settings, backend), progress=False)
+    report = run_batch(settings, ThreadExecutor(backend, "backend: fake", lambda s: build_stages(s, backend)),
+                       progress=False)
     assert report.failed == 0, report.failures
 
 

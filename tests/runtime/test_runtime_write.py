@@ -59,10 +59,17 @@ def test_sixteen_bit_png_round_trip():
     np.testing.assert_array_equal(decoded.pixels, RGB16)
 
 
-@pytest.mark.parametrize("fmt", ["bmp", "webp"])
-def test_formats_without_note(fmt):
-    decoded = decode_image(encode(RGB8, fmt, note=NOTE))
-    assert decoded.format == fmt and decoded.pixels.shape == RGB8.shape
+def test_webp_carries_the_note_in_exif():
+    data = encode(RGB8, "webp", quality=90, note=NOTE)
+    assert Image.open(io.BytesIO(data)).getexif()[270] == NOTE
+    decoded = decode_image(data)
+    assert decoded.format == "webp" and decoded.pixels.shape == RGB8.shape
+    assert np.abs(decoded.pixels.astype(int) - RGB8).mean() < 8  # lossy, but the same picture
+
+
+def test_bmp_has_no_place_for_the_note():
+    decoded = decode_image(encode(RGB8, "bmp", note=NOTE))
+    assert decoded.format == "bmp" and decoded.pixels.shape == RGB8.shape
 
 
 def test_output_dtype():

@@ -34,6 +34,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from facecolor.errors import FacecolorError
 from facecolor.runtime.write import write_atomically
 
 STORAGE_OPTIONS_ENV = "FACECOLOR_STORAGE_OPTIONS"
@@ -44,7 +45,7 @@ PROTOCOL_PACKAGES = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs",
 _URL = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
 
 
-class StorageError(OSError):
+class StorageError(FacecolorError, OSError):
     """A folder or bucket that cannot be listed, read or written; the message says the fix."""
 
 
