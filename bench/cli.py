@@ -9,6 +9,8 @@ import click
 from facecolor.bench.errors import BenchError
 from facecolor.bench.gates import DEFAULT_MAX_DAB, GateSettings
 from facecolor.bench.latency import DEFAULT_BATCH_SIZES, LatencySettings
+from facecolor.bench.report import format_report
+from facecolor.bench.run import BenchSettings, run_bench
 from facecolor.bench.targets import TARGETS, parse_targets
 from facecolor.errors import FacecolorError
 
@@ -90,9 +92,6 @@ def main(engine: Path, reference: Path | None, data: Path | None, batch_sizes: t
     pipeline beside the codec alone, and compares its colors with the PyTorch fp32
     reference (PSNR, Hist, CIEDE2000, FID, |Δab|) under pass/fail gates.
     """
-    from facecolor.bench.report import format_report
-    from facecolor.bench.run import BenchSettings, run_bench
-
     settings = BenchSettings(
         engine=engine, reference=reference, data=data, compare=compare, device=device, limit=limit,
         fid_weights=fid_weights, pipeline=pipeline,

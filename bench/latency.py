@@ -6,9 +6,9 @@ then a run count chosen from the warm-up's median so that the timed runs take ab
 ``min_time`` seconds (never fewer than ``min_runs``, never more than ``max_runs``).
 
 Timing: on CUDA, a pair of CUDA events recorded on the current torch stream around each
-``infer`` (the backends order their own streams after it), read after the end event
+``predict_ab`` (the backends order their own streams after it), read after the end event
 synchronises: this is device time, free of Python launch jitter. On the CPU,
-``time.perf_counter`` around ``infer``, which returns when the output is in host memory.
+``time.perf_counter`` around ``predict_ab``, which returns when the output is in host memory.
 
 Reported per batch size: p50/p90/p99 and mean latency of one batch (ms), and images/s =
 batch size / p50 latency (the median, not the mean, so one preempted run on a shared machine
@@ -208,7 +208,7 @@ class HostMemoryGuard:
 
 
 def measure_batch(backend: Backend, batch_size: int, settings: LatencySettings) -> LatencyResult:
-    """Warm up, choose the run count, time ``backend.infer`` on one batch size.
+    """Warm up, choose the run count, time ``backend.predict_ab`` on one batch size.
 
     A batch above the backend's ``max_batch`` is 'skipped'; a BackendError (out of memory, a
     shape the engine refuses) becomes an 'error' result, so the other sizes still run.
@@ -219,7 +219,7 @@ def measure_batch(backend: Backend, batch_size: int, settings: LatencySettings) 
     timer = _cuda_timer() if on_cuda else _cpu_timer
     try:
         batch = make_input(backend, batch_size, settings.seed)
-        call = lambda: backend.infer(batch)  # noqa: E731 - the one thing being timed
+        call = lambda: backend.predict_ab(batch)  # noqa: E731 - the one thing being timed
         warmup: list[float] = []
         warmup_budget = min(settings.warmup_time, settings.min_time)
         started = time.perf_counter()

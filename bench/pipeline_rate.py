@@ -33,7 +33,16 @@ import numpy as np
 
 from facecolor.bench.parity import ParityImages, synthetic_portraits
 from facecolor.errors import Unavailable
+from facecolor.files import write_atomically
 from facecolor.runtime.backends.base import Backend
+from facecolor.runtime.decode import decode_image
+from facecolor.runtime.executor import ThreadExecutor, default_batch, stages_for
+from facecolor.runtime.gpu.cuda import NvjpegError
+from facecolor.runtime.gpu.decode import NvjpegDecoder, triage
+from facecolor.runtime.gpu.encode import NvjpegEncoder
+from facecolor.runtime.pipeline import Settings
+from facecolor.runtime.run import run_batch
+from facecolor.runtime.write import encode, output_dtype
 
 
 @dataclass(frozen=True)
@@ -86,9 +95,6 @@ def prepare_folder(images: ParityImages, data: Path | None, workdir: Path) -> Pi
 def runtime_settings(folder: PipelineFolder, out_dir: Path, device: str) -> Any:
     """The settings ``facecolor-batch`` would use on ``device`` (its default batch size and
     workers) for a run over ``folder`` into ``out_dir``."""
-    from facecolor.runtime.executor import default_batch
-    from facecolor.runtime.pipeline import Settings
-
     return Settings(in_dir=folder.path, out_dir=out_dir, overwrite=True, batch_size=default_batch(device))
 
 
@@ -112,16 +118,14 @@ def _timed(run: Callable[[PipelineFolder, Path], Any], folder: PipelineFolder, w
 def _codec_one(path: Path, out_dir: Path, root: Path) -> None:
     """Read, decode, encode and atomically write one file as the runtime would, minus the model:
     the output is 3-channel (the pipeline writes color) in the input's format and bit depth."""
-    from facecolor.runtime.decode import decode_image
-    from facecolor.runtime.write import encode, output_dtype, write_atomically
-
     decoded = decode_image(path.read_bytes())
     pixels = decoded.pixels
     if pixels.ndim == 2:
         pixels = np.repeat(pixels[:, :, None], 3, axis=2)
     if output_dtype(decoded.bit_depth, decoded.format) is np.uint8 and pixels.dtype == np.uint16:
         pixels = (pixels >> 8).astype(np.uint8)
-    write_atomically(out_dir / path.relative_to(root), encode(np.ascontiguousarray(pixels), decoded.format))
+    write_atomically(out_dir / path.relative_to(root), encode(np.ascontiguousarray(pixels), decoded.format),
+                     fixed_temp=True)
 
 
 def codec_rate(folder: PipelineFolder, workdir: Path) -> dict[str, Any]:
@@ -152,11 +156,6 @@ def gpu_codec_rate(folder: PipelineFolder, workdir: Path, batch_size: int = 64) 
     included; a warm-up batch first; images/s over the wall time."""
     import torch
 
-    from facecolor.runtime.gpu.cuda import NvjpegError
-    from facecolor.runtime.gpu.decode import NvjpegDecoder, triage
-    from facecolor.runtime.gpu.encode import NvjpegEncoder
-    from facecolor.runtime.write import write_atomically
-
     decoder, encoder = NvjpegDecoder("cuda"), NvjpegEncoder("cuda")
 
     def run(subset: PipelineFolder, out_dir: Path) -> tuple[int, int]:
@@ -179,7 +178,7 @@ def gpu_codec_rate(folder: PipelineFolder, workdir: Path, batch_size: int = 64) 
                     targets.append(out_dir / paths[index].relative_to(subset.path))
             if images:
                 for data, target in zip(encoder.encode(images, ready=[decoder.ready_event()]), targets):
-                    write_atomically(target, data)
+                    write_atomically(target, data, fixed_temp=True)
             for index in cpu:
                 _codec_one(paths[index], out_dir, subset.path)
             on_gpu, on_cpu = on_gpu + len(images), on_cpu + len(cpu)
@@ -207,8 +206,6 @@ def gpu_codec_rate(folder: PipelineFolder, workdir: Path, batch_size: int = 64) 
 
 def _build_stages(settings: Any, backend: Backend) -> list[Any]:
     """The stages ``facecolor-batch`` runs for this backend (CPU or GPU pipeline)."""
-    from facecolor.runtime.executor import stages_for
-
     try:
         return stages_for(settings, backend)
     except ImportError as error:
@@ -220,9 +217,6 @@ def pipeline_rate(backend: Backend, folder: PipelineFolder, workdir: Path,
     """The runtime's folder pipeline with ``backend`` over ``folder`` (after a warm-up run on
     one batch of its files): images/s over the wall time of ``run_batch``, the busy seconds
     of each stage (which one limits the rate), and the ratio to ``codec``'s images/s."""
-    from facecolor.runtime.executor import ThreadExecutor
-    from facecolor.runtime.run import run_batch
-
     batch_size = runtime_settings(folder, Path(workdir), backend.device).batch_size
 
     def run(subset: PipelineFolder, out_dir: Path) -> Any:

@@ -18,6 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import facecolor
+from facecolor.files import write_json
+
 FORMAT = "facecolor-bench"
 FORMAT_VERSION = 1
 
@@ -81,8 +84,6 @@ def system_info() -> dict[str, Any]:
         import onnxruntime
 
         providers = list(onnxruntime.get_available_providers())
-    import facecolor
-
     try:
         load = [round(x, 2) for x in os.getloadavg()]
     except (AttributeError, OSError):
@@ -191,8 +192,6 @@ class BenchReport:
 
     def write_json(self, path: Path) -> Path:
         """Write the JSON document atomically; returns ``path``."""
-        from facecolor.files import write_json
-
         return write_json(path, self.to_dict())
 
 

@@ -24,6 +24,7 @@ from facecolor.bench.errors import BenchError
 from facecolor.bench.latency import LatencySettings, measure_latency
 from facecolor.bench.report import BenchReport, Row, system_info
 from facecolor.errors import Unavailable
+from facecolor.runtime.backends import select
 
 Progress = Callable[[str], None]
 
@@ -55,8 +56,8 @@ class _Run:
     def __init__(self, settings: BenchSettings, progress: Progress, workdir: Path) -> None:
         self.settings, self.progress, self.workdir = settings, progress, workdir
         self.engine = targets.check_engine(settings.engine)
-        self.device = targets.resolve_device(settings.device)
-        if self.device == "cuda" and not targets.cuda_available():
+        self.device = select.resolve_device(settings.device)
+        if self.device == "cuda" and not select.cuda_available():
             raise BenchError("--device cuda, but torch sees no CUDA device; use --device cpu or auto")
         self.names = list(settings.compare or targets.default_targets(self.engine, self.device))
         self.reference = targets.resolve_reference(self.engine, settings.reference)
@@ -75,7 +76,7 @@ class _Run:
             )
             self.progress(f"images: {len(self.images)} from {self.images.source}")
             with targets.true_fp32():
-                self.reference_out = parity_module.colorize(backend, self.images)
+                self.reference_out = parity_module.predict_parity(backend, self.images)
         finally:
             backend.close()
         self.fid = parity_module.FidScorer(self.images, self.settings.fid_weights, self.workdir, self.device)
@@ -138,7 +139,7 @@ class _Run:
 
     def _parity(self, row: Row, backend) -> None:
         self.progress(f"{row.name}: parity on {len(self.images)} images")
-        outputs = parity_module.colorize(backend, self.images)
+        outputs = parity_module.predict_parity(backend, self.images)
         fid = self.fid.score(row.name, outputs)
         row.parity = parity_module.parity_record(
             outputs, self.reference_out, self.images, self.reference_scores, fid

@@ -31,6 +31,7 @@ from facecolor.runtime.jobs import NOT_AN_IMAGE, needs_sniffing
 from facecolor.runtime.pipeline import BatchStage, FatalError, Item, MapStage, Settings, StageRunner, StageStats
 from facecolor.runtime.pipeline_cpu import read_limit
 from facecolor.runtime.pipeline_cpu import build_stages as build_cpu_stages
+from facecolor.runtime.pipeline_gpu import build_stages as build_gpu_stages
 from facecolor.runtime.storage import Storage
 from facecolor.runtime.walk import SKIPPED, Job, sniff_format, unsupported_reason
 
@@ -104,10 +105,7 @@ def default_batch(device: str) -> int:
 
 def stages_for(settings: Settings, backend) -> list[MapStage | BatchStage]:
     """The CPU pipeline for CPU backends, the GPU pipeline for CUDA backends."""
-    if backend.device == "cuda":
-        from facecolor.runtime.pipeline_gpu import build_stages  # imports torch's CUDA codecs
-    else:
-        build_stages = build_cpu_stages
+    build_stages = build_gpu_stages if backend.device == "cuda" else build_cpu_stages
     return build_stages(settings, backend)
 
 

@@ -2,7 +2,7 @@
 
     read (1 thread)            file bytes; size guard
     decode (N threads)         bytes -> upright pixels -> full-res L* -> render L/50-1 (SxS)
-    infer (1 thread, batches)  backend.infer on [B,1,S,S] -> [B,2,S,S]
+    infer (1 thread, batches)  backend.predict_ab on [B,1,S,S] -> [B,2,S,S]
     write (N threads)          crop + upsample ab, join with the full-res L*, sRGB, encode,
                                stamp metadata, atomic write
 
@@ -27,8 +27,9 @@ import numpy as np
 from facecolor.runtime.decode import DecodeError, decode_image
 from facecolor.runtime.geometry import Geometry, fit_geometry
 from facecolor.runtime.pipeline import BatchStage, Item, MapStage, Settings
-from facecolor.runtime.render import colorize_render, full_lightness, render_lightness
-from facecolor.runtime.write import encode, metadata_note, output_dtype, write_atomically
+from facecolor.runtime.render import colorize_image, full_lightness, render_lightness
+from facecolor.files import write_atomically
+from facecolor.runtime.write import encode, metadata_note, output_dtype
 from facecolor.scratch import Scratch
 
 #: Bytes per pixel of the largest uncompressed input (16-bit RGBA) plus headroom, so a file
@@ -93,7 +94,7 @@ def decode_stage(settings: Settings, render_size: int):
 def infer_stage(backend):
     def infer(items: list[Item]) -> list[Item]:
         batch = np.stack([item.payload.render for item in items])[:, None]  # [B,1,S,S]
-        ab = backend.infer(batch)  # [B,2,S,S]
+        ab = backend.predict_ab(batch)  # [B,2,S,S]
         for item, item_ab in zip(items, ab):
             item.payload.ab = item_ab
         return items
@@ -110,10 +111,10 @@ def write_stage(settings: Settings, model_label: str):
         fmt = item.job.out_format or work.format
         if not hasattr(per_thread, "scratch"):
             per_thread.scratch = Scratch()
-        rgb = colorize_render(work.lightness, work.ab, work.geometry, output_dtype(work.bit_depth, fmt),
+        rgb = colorize_image(work.lightness, work.ab, work.geometry, output_dtype(work.bit_depth, fmt),
                               per_thread.scratch)
         data = encode(rgb, fmt, quality=settings.quality, note=note)
-        write_atomically(item.job.target, data)
+        write_atomically(item.job.target, data, fixed_temp=True)
         item.payload, item.size = None, len(data)
         return item
 

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from facecolor.files import write_atomically
 from facecolor.runtime.decode import Decoded, decode_image
 from facecolor.runtime.gpu.cuda import (
     GpuError,
@@ -44,7 +45,7 @@ from facecolor.runtime.gpu.cuda import (
     new_stream,
     on_stream,
     drain,
-    resolve_device,
+    torch_device,
 )
 from facecolor.runtime.gpu.decode import NvjpegDecoder, triage
 from facecolor.runtime.gpu.encode import NvjpegEncoder
@@ -53,7 +54,7 @@ from facecolor.runtime.gpu.postprocess import GpuPostprocessor
 from facecolor.runtime.gpu.preprocess import GpuImage, GpuPreprocessor
 from facecolor.runtime.pipeline import BatchStage, FatalError, Item, MapStage, Settings, failure_reason
 from facecolor.runtime.pipeline_cpu import read_stage
-from facecolor.runtime.write import encode, metadata_note, output_dtype, write_atomically
+from facecolor.runtime.write import encode, metadata_note, output_dtype
 
 
 class GpuPipelineError(FatalError):
@@ -102,7 +103,7 @@ class GpuPipeline:
     def __init__(self, settings: Settings, backend, device: str | torch.device = "cuda") -> None:
         self.settings = settings
         self.backend = backend
-        self.device = resolve_device(device)
+        self.device = torch_device(device)
         self.note = metadata_note(backend.model.label)
         self.decoder = NvjpegDecoder(self.device)
         self.encoder = NvjpegEncoder(self.device, settings.quality, note=self.note)
@@ -160,7 +161,7 @@ class GpuPipeline:
 
     # ------------------------------------------------------------------ colorize (one thread)
 
-    def colorize(self, items: list[Item]) -> list[Item]:
+    def colorize_batch(self, items: list[Item]) -> list[Item]:
         """Preprocess, backend, postprocess for one batch, on the compute stream."""
         works: list[GpuWork] = [item.payload for item in items]
         for item, work in zip(items, works):
@@ -179,7 +180,7 @@ class GpuPipeline:
                 for work in works:
                     work.image = None  # the pixels are no longer needed; L* is in the batch
                 del images
-            ab = self.backend.infer(batch.l_norm)
+            ab = self.backend.predict_ab(batch.l_norm)
             with cuda_errors(f"postprocessing a batch of {len(items)}"):
                 outputs = self.postprocess(batch, ab, max_bits=max(work.out_bits for work in works))
                 del batch, ab
@@ -242,7 +243,7 @@ class GpuPipeline:
             if work.out_bits == 16:
                 pixels = pixels.astype(np.uint16)
             data = encode(pixels, work.target_format, quality=self.settings.quality, note=self.note)
-        write_atomically(item.job.target, data)
+        write_atomically(item.job.target, data, fixed_temp=True)
         item.payload, item.size = None, len(data)
         return item
 
@@ -255,7 +256,7 @@ class GpuPipeline:
         return [
             MapStage("read", self.read, workers=workers, queue_size=2 * workers),
             BatchStage("decode-gpu", self.decode, batch_size=batch, queue_size=2 * batch),
-            BatchStage("colorize", self.colorize, batch_size=batch, queue_size=2 * batch),
+            BatchStage("colorize", self.colorize_batch, batch_size=batch, queue_size=2 * batch),
             BatchStage("encode-gpu", self.encode_jpegs, batch_size=batch, queue_size=2 * batch),
             MapStage("write", self.write, workers=workers, queue_size=2 * batch),
         ]

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from facecolor.errors import FacecolorError
-from facecolor.runtime.write import write_atomically
+from facecolor.files import write_atomically
 
 STORAGE_OPTIONS_ENV = "FACECOLOR_STORAGE_OPTIONS"
 # Filesystems whose single write of a whole object is atomic: no temporary name needed.
@@ -282,7 +282,7 @@ class Storage:
         """Write ``data`` to ``rel`` so that no reader ever sees a partial file; return its URL."""
         target = self.full(rel)
         if self.is_local:
-            write_atomically(Path(target), data)  # the runtime's temp file + rename
+            write_atomically(target, data, fixed_temp=True)  # the runtime's temp file + rename
             return target
         try:
             if self.protocol in OBJECT_STORES:

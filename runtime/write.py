@@ -7,22 +7,17 @@ a PNG ``tEXt`` chunk (keyword ``Comment``), a JPEG ``COM`` segment, a TIFF
 ImageDescription (WebP's ``EXIF`` chunk; OpenCV writes no WebP metadata). BMP has no metadata
 block at all, so BMP outputs carry no note.
 
-Writes go to a hidden temporary file in the output's own folder, then ``os.replace`` renames
-it over the target: a reader sees either no file or a whole one, and a run killed at any
-moment leaves no partial output under a real name. The temporary name is fixed per target
-(``.NAME.facecolor-tmp``), so a restarted run reuses and removes what a killed one left.
-Nothing is fsync'ed: this protects against killed processes, not against power loss on
-filesystems that reorder renames before data.
+Writes go through ``facecolor.files.write_atomically`` with a fixed temporary name per
+target (``.NAME.facecolor-tmp`` in the output's own folder, then ``os.replace``): a reader sees
+either no file or a whole one, a run killed at any moment leaves no partial output under a
+real name, and a restarted run reuses and removes what a killed one left (``write_output``).
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
-import os
 import struct
 import zlib
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -41,7 +36,6 @@ _ENCODERS = {
 }
 SIXTEEN_BIT_FORMATS = ("png", "tiff")
 _IMAGE_DESCRIPTION = 270  # the EXIF/TIFF tag that holds the note in TIFF and WebP outputs
-TEMP_SUFFIX = ".facecolor-tmp"
 
 
 class EncodeError(FacecolorError, ValueError):
@@ -136,24 +130,3 @@ def tiff_with_description(data: bytes, text: str) -> bytes:
     out += struct.pack(order + "H", len(entries)) + b"".join(entries) + next_ifd
     out[4:8] = struct.pack(order + "I", new_ifd)
     return bytes(out)
-
-
-def temp_path(target: Path) -> Path:
-    """The fixed hidden temporary name beside ``target`` (hashed if the name is very long)."""
-    name = f".{target.name}{TEMP_SUFFIX}"
-    if len(os.fsencode(name)) > 255:
-        name = "." + hashlib.sha1(os.fsencode(target.name)).hexdigest() + TEMP_SUFFIX
-    return target.with_name(name)
-
-
-def write_atomically(target: Path, data: bytes) -> None:
-    """Write ``data`` to ``target`` through a temporary file and a rename (see module doc)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temp = temp_path(target)
-    try:
-        with open(temp, "wb") as handle:
-            handle.write(data)
-        os.replace(temp, target)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise

@@ -122,7 +122,7 @@ class OnnxRuntimeBackend(BackendBase):
         self.model = model or onnx_model_info(onnx_path, self._session)
         self.path = onnx_path
 
-    def infer(self, l_norm):
+    def predict_ab(self, l_norm):
         """CPU: numpy float32 [N,1,S,S] (L/50-1) -> numpy float32 [N,2,S,S] (ab/110).
         CUDA: torch float32 CUDA tensors, same shapes; see ``backends/base.py``."""
         if self._session is None:

@@ -30,22 +30,11 @@ from pathlib import Path
 from typing import Any
 
 from facecolor.errors import Unavailable
+from facecolor.export.errors import ExportError
+from facecolor.export.tensorrt import check_plan, import_tensorrt
 from facecolor.files import sha256_file
 from facecolor.runtime.backends.base import BackendBase, BackendError, ModelInfo
 from facecolor.runtime.gpu.cuda import GpuError, cuda_errors
-
-INSTALL_TENSORRT = "pip install facecolor[tensorrt]"
-
-
-def import_tensorrt():
-    """The ``tensorrt`` module, or Unavailable naming the package to install."""
-    try:
-        import tensorrt
-    except ImportError as error:
-        raise Unavailable(
-            f"TensorRT is not installed ({error}): {INSTALL_TENSORRT}"
-        ) from error
-    return tensorrt
 
 
 def _make_logger(trt):
@@ -69,12 +58,6 @@ def _make_logger(trt):
 def _verify_plan(plan_path: Path) -> dict[str, Any]:
     """The plan's sidecar after ``check_plan`` accepted it; Unavailable otherwise."""
     try:
-        from facecolor.export.tensorrt import check_plan
-    except ImportError as error:
-        raise Unavailable(f"cannot check {plan_path.name}: facecolor.export.tensorrt ({error})") from error
-    from facecolor.export.errors import ExportError
-
-    try:
         sidecar = check_plan(plan_path)
     except (ExportError, Unavailable) as error:  # PlanError, PlanMismatchError, no TensorRT, ...
         raise Unavailable(str(error)) from error
@@ -84,7 +67,7 @@ def _verify_plan(plan_path: Path) -> dict[str, Any]:
 class TensorRTBackend(BackendBase):
     """One TensorRT engine and execution context on one CUDA device.
 
-    ``max_batch``: the largest batch ``infer`` runs in one go (None: the profile's maximum);
+    ``max_batch``: the largest batch ``predict_ab`` runs in one go (None: the profile's maximum);
     larger ones are split. ``verify``: check the sidecar first (off only for engines built in
     tests without one).
     """
@@ -176,7 +159,7 @@ class TensorRTBackend(BackendBase):
 
     # ------------------------------------------------------------------ running
 
-    def infer(self, l_norm):
+    def predict_ab(self, l_norm):
         """torch float32 CUDA ``[N, 1, S, S]`` (L/50-1) -> float32 CUDA ``[N, 2, S, S]`` (ab/110).
 
         The result is valid once the caller's current stream reaches it (see module docstring).

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facecolor.checkpoint import CheckpointError, load_generator
 from facecolor.errors import Unavailable
 from facecolor.files import sha256_file
 from facecolor.runtime.backends.base import BackendBase, BackendError, ModelInfo
@@ -36,8 +37,6 @@ class TorchBackend(BackendBase):
             raise Unavailable("PyTorch fp16 runs on CUDA only (CPU autocast is slower than fp32); "
                                      "use fp32 on the CPU")
 
-        from facecolor.checkpoint import CheckpointError, load_generator
-
         if device == "cuda" and not torch.cuda.is_available():
             raise Unavailable("torch sees no CUDA device: use --device cpu")
         checkpoint_path = Path(checkpoint_path)
@@ -54,7 +53,7 @@ class TorchBackend(BackendBase):
         self.max_batch = None
         self.model = ModelInfo(checkpoint.preset, sha256_file(checkpoint_path), checkpoint_path)
 
-    def infer(self, l_norm):
+    def predict_ab(self, l_norm):
         """CPU: numpy float32 [N,1,S,S] (L/50-1) -> numpy float32 [N,2,S,S] (ab/110).
         CUDA: torch float32 CUDA tensors, same shapes; see ``backends/base.py``."""
         torch = self._torch

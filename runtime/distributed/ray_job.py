@@ -1,7 +1,7 @@
 """``facecolor-batch IN OUT --ray [ADDRESS]``: the runtime's pipeline on a Ray cluster.
 
-    from facecolor.runtime.distributed import colorize_with_ray
-    report = colorize_with_ray("s3://archive/scans", "s3://archive/color", address="auto")
+    from facecolor.runtime.batch import colorize_tree
+    report = colorize_tree("s3://archive/scans", "s3://archive/color", ray=RaySettings(address="auto"))
 
 The driver (this process) lists the jobs (the runtime's walk for a local IN, one fsspec
 listing for a URL IN), skips existing outputs, and hands the rest to Ray Data as rows of

@@ -94,7 +94,7 @@ def hand_over(tensor: torch.Tensor, consumer: torch.cuda.Stream | None) -> torch
 # --------------------------------------------------------------------------- streams and events
 
 
-def resolve_device(device: str | torch.device) -> torch.device:
+def torch_device(device: str | torch.device) -> torch.device:
     """``device`` with its CUDA index resolved (Unavailable without CUDA); CPU as is."""
     device = torch.device(device)
     return device if device.type == "cpu" else require_cuda(device)

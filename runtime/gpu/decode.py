@@ -43,7 +43,7 @@ from facecolor.runtime.gpu.cuda import (
     mark,
     new_stream,
     on_stream,
-    resolve_device,
+    torch_device,
 )
 from facecolor.runtime.gpu.jpeg import JpegHeaderError, JpegInfo, read_jpeg_info
 from facecolor.runtime.gpu.preprocess import GpuImage
@@ -135,7 +135,7 @@ class NvjpegDecoder:
     """
 
     def __init__(self, device: str | torch.device = "cuda") -> None:
-        self.device = resolve_device(device)
+        self.device = torch_device(device)
         self.stream = new_stream(self.device)
 
     def decode(

@@ -31,7 +31,7 @@ from facecolor.runtime.gpu.cuda import (
     mark,
     new_stream,
     on_stream,
-    resolve_device,
+    torch_device,
 )
 from facecolor.runtime.write import jpeg_with_comment
 
@@ -51,7 +51,7 @@ class NvjpegEncoder:
     ) -> None:
         if not 1 <= int(quality) <= 100:
             raise ValueError(f"JPEG quality must be within 1..100, not {quality}")
-        self.device = resolve_device(device)
+        self.device = torch_device(device)
         self.quality = int(quality)
         self.note = note
         self.stream = new_stream(self.device)

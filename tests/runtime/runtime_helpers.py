@@ -97,7 +97,7 @@ class FakeBackend(BackendBase):
         self.a_gain, self.a_offset, self.b_offset = a_gain, a_offset, b_offset
         self.batches: list[int] = []
 
-    def infer(self, l_norm: np.ndarray) -> np.ndarray:
+    def predict_ab(self, l_norm: np.ndarray) -> np.ndarray:
         assert l_norm.dtype == np.float32 and l_norm.ndim == 4 and l_norm.shape[1] == 1
         self.batches.append(len(l_norm))
         a = self.a_gain * l_norm + self.a_offset

@@ -25,7 +25,7 @@ from PIL import Image, ImageOps
 from facecolor.color import join_lab, lightness, to_dtype
 from facecolor.runtime.decode import apply_orientation
 from facecolor.runtime.geometry import fit_geometry
-from facecolor.runtime.render import colorize, full_lightness, render_lightness, upsample_ab
+from facecolor.runtime.render import lab_to_image, full_lightness, render_lightness, upsample_ab
 from facecolor.runtime.gpu.cuda import GpuError, GpuOutOfMemory, NvjpegError, cuda_errors
 from facecolor.runtime.decode import jpeg_is_truncated
 from facecolor.runtime.gpu.decode import is_truncated, orient, triage
@@ -74,7 +74,7 @@ def cpu_render(gray: np.ndarray, size: int) -> np.ndarray:
 def cpu_colorize(light: np.ndarray, ab_norm: np.ndarray, size: int, bits: int = 8) -> np.ndarray:
     """The CPU path's postprocess (``runtime.render``): HxWx3 uint8/uint16."""
     geometry = fit_geometry(*light.shape, size)
-    return colorize(light, upsample_ab(ab_norm, geometry), np.uint16 if bits == 16 else np.uint8)
+    return lab_to_image(light, upsample_ab(ab_norm, geometry), np.uint16 if bits == 16 else np.uint8)
 
 
 # --------------------------------------------------------------------------- JPEG headers

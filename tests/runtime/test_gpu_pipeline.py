@@ -30,9 +30,9 @@ from facecolor.runtime.run import run_batch
 class TensorFake(FakeBackend):
     """FakeBackend with the CUDA backends' contract (torch tensors in and out), on the CPU."""
 
-    def infer(self, l_norm: torch.Tensor) -> torch.Tensor:
+    def predict_ab(self, l_norm: torch.Tensor) -> torch.Tensor:
         assert isinstance(l_norm, torch.Tensor) and l_norm.dtype == torch.float32
-        return torch.from_numpy(super().infer(l_norm.numpy()))
+        return torch.from_numpy(super().predict_ab(l_norm.numpy()))
 
 
 def run(root, out, backend, stages, **settings):

@@ -74,7 +74,7 @@ def test_engine_matches_torch_with_chunks_and_casts(tmp_path, half):
         assert backend.name == "tensorrt" and backend.device == "cuda"
         for count in (1, 3, 8, 13):  # 13: two chunks over the profile's max of 8
             l_norm = torch.rand(count, 1, SIZE, SIZE, device="cuda") * 2 - 1
-            ab = backend.infer(l_norm)
+            ab = backend.predict_ab(l_norm)
             torch.cuda.current_stream().synchronize()
             expected = reference(l_norm, weight, bias)
             diff = (ab - expected).abs().max().item()
@@ -95,7 +95,7 @@ def test_smaller_max_batch_and_stream_ordering(tmp_path):
         for _ in range(10):
             busy = busy @ busy / 64  # keeps the caller's stream busy before the input is written
         l_norm = torch.empty(5, 1, SIZE, SIZE, device="cuda").uniform_(-1, 1)
-        ab = backend.infer(l_norm)
+        ab = backend.predict_ab(l_norm)
         result = (ab - reference(l_norm, weight, bias)).abs().max()
     caller.synchronize()
     print("max |diff| under a busy caller stream:", result.item())
@@ -108,13 +108,13 @@ def test_wrong_input_and_closed_backend_are_named(tmp_path):
     plan, _, _ = build_tiny_plan(tmp_path / "tiny.plan")
     backend = TensorRTBackend(plan, verify=False)
     with pytest.raises(BackendError, match="CUDA tensor"):
-        backend.infer(torch.zeros(2, 1, SIZE + 1, SIZE + 1, device="cuda"))
+        backend.predict_ab(torch.zeros(2, 1, SIZE + 1, SIZE + 1, device="cuda"))
     with pytest.raises(BackendError, match="CUDA tensor"):
-        backend.infer(np.zeros((2, 1, SIZE, SIZE), np.float32))
+        backend.predict_ab(np.zeros((2, 1, SIZE, SIZE), np.float32))
     backend.close()
     backend.close()  # idempotent
     with pytest.raises(BackendError, match="closed"):
-        backend.infer(torch.zeros(1, 1, SIZE, SIZE, device="cuda"))
+        backend.predict_ab(torch.zeros(1, 1, SIZE, SIZE, device="cuda"))
 
 
 def test_garbage_and_unchecked_plans_are_refused(tmp_path):
@@ -165,7 +165,7 @@ def test_exported_tiny_model_matches_pytorch(tiny_checkpoint, tmp_path):
     with TensorRTBackend(plan, max_batch=8) as backend:  # verify=True: the sidecar is checked
         assert backend.render_size == size and backend.model.preset == "pug", backend
         l_norm = torch.rand(11, 1, size, size, device="cuda") * 2 - 1
-        ab = backend.infer(l_norm)
+        ab = backend.predict_ab(l_norm)
         with torch.inference_mode():
             expected = model(l_norm).float()
         diff = (ab - expected).abs()

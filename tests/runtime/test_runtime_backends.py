@@ -16,7 +16,7 @@ BATCH = np.random.default_rng(0).uniform(-1, 1, (3, 1, 64, 64)).astype(np.float3
 
 def check_contract(backend, batch=BATCH):
     assert isinstance(backend, Backend)
-    ab = backend.infer(batch)
+    ab = backend.predict_ab(batch)
     assert isinstance(ab, np.ndarray) and ab.dtype == np.float32 and ab.shape == (len(batch), 2, 64, 64)
     assert np.abs(ab).max() <= 1.0
     return ab
@@ -58,16 +58,14 @@ def test_other_render_size_selects_torch(tiny_checkpoint):
     with backend:
         assert backend.name == "torch-cpu" and backend.render_size == 128
         assert "--render-size 128 differs from the model's 64" in reason
-        assert backend.infer(np.zeros((1, 1, 128, 128), np.float32)).shape == (1, 2, 128, 128)
+        assert backend.predict_ab(np.zeros((1, 1, 128, 128), np.float32)).shape == (1, 2, 128, 128)
 
 
 def test_export_failure_falls_back_to_torch_and_says_so(tiny_checkpoint, monkeypatch):
-    import facecolor.export.cache as cache
-
     def broken(*args, **kwargs):
         raise RuntimeError("exporter exploded")
 
-    monkeypatch.setattr(cache, "cached_onnx", broken)
+    monkeypatch.setattr(select_module, "cached_onnx", broken)  # the export cache, as select calls it
     backend, reason = open_backend(tiny_checkpoint, "cpu", batch_size=2)
     with backend:
         assert backend.name == "torch-cpu"

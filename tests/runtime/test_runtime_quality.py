@@ -52,7 +52,7 @@ class SkinTone(FakeBackend):
     """Colors like a photograph's: a warm tone of chroma up to 25 in the midtones, fading to
     neutral in deep shadows and highlights (where no sRGB color has much chroma anyway)."""
 
-    def infer(self, l_norm):
+    def predict_ab(self, l_norm):
         lightness = color.denormalize_l(l_norm)
         weight = np.sin(np.pi * np.clip(lightness, 0, 100) / 100)
         ab = np.concatenate([0.12 * weight, 0.2 * weight], axis=1)  # a* 13, b* 22 at L* 50
@@ -85,7 +85,7 @@ class PaddingPainter(FakeBackend):
         super().__init__()
         self.crop = fit_geometry(height, width, TINY_RENDER).crop
 
-    def infer(self, l_norm):
+    def predict_ab(self, l_norm):
         ab = np.empty((len(l_norm), 2, TINY_RENDER, TINY_RENDER), np.float32)
         ab[:, 0], ab[:, 1] = 0.9, -0.6
         y0, y1, x0, x1 = self.crop
