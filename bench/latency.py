@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
 from facecolor.runtime.backends.base import Backend, BackendError
 
@@ -110,8 +111,6 @@ def _cpu_timer(call: Callable[[], Any]) -> float:
 
 
 def _cuda_timer() -> Callable[[Callable[[], Any]], float]:
-    import torch
-
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
 
     def timed(call: Callable[[], Any]) -> float:
@@ -132,8 +131,6 @@ def make_input(backend: Backend, batch_size: int, seed: int = 0) -> Any:
     rng = np.random.default_rng(seed)
     batch = rng.uniform(-1.0, 1.0, size=(batch_size, 1, size, size)).astype(np.float32)
     if backend.device == "cuda":
-        import torch
-
         return torch.from_numpy(batch).to("cuda")
     return batch
 

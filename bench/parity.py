@@ -27,6 +27,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+import torch
 
 from facecolor.bench.errors import DataError
 from facecolor.color import AB_SCALE, join_lab, lightness, normalize_l, to_dtype
@@ -189,8 +190,6 @@ def predict_parity(backend: Backend, images: ParityImages) -> Colorized:
     for start in range(0, len(images), step):
         batch = images.l_norm[start : start + step]
         if backend.device == "cuda":
-            import torch
-
             parts.append(backend.predict_ab(torch.from_numpy(batch).to("cuda")).float().cpu().numpy())
         else:
             parts.append(np.asarray(backend.predict_ab(batch), dtype=np.float32))

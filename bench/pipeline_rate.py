@@ -30,13 +30,13 @@ from typing import Any
 
 import cv2
 import numpy as np
+import torch
 
 from facecolor.bench.parity import ParityImages, synthetic_portraits
-from facecolor.errors import Unavailable
 from facecolor.files import write_atomically
 from facecolor.runtime.backends.base import Backend
 from facecolor.runtime.decode import decode_image
-from facecolor.runtime.executor import ThreadExecutor, default_batch, stages_for
+from facecolor.runtime.executor import ThreadExecutor, default_batch
 from facecolor.runtime.gpu.cuda import NvjpegError
 from facecolor.runtime.gpu.decode import NvjpegDecoder, triage
 from facecolor.runtime.gpu.encode import NvjpegEncoder
@@ -154,8 +154,6 @@ def gpu_codec_rate(folder: PipelineFolder, workdir: Path, batch_size: int = 64) 
     ``batch_size``, serially, gray expanded to 3 channels (the pipeline writes color); every
     other file goes through the CPU codec, as in the GPU pipeline. Reads and atomic writes
     included; a warm-up batch first; images/s over the wall time."""
-    import torch
-
     decoder, encoder = NvjpegDecoder("cuda"), NvjpegEncoder("cuda")
 
     def run(subset: PipelineFolder, out_dir: Path) -> tuple[int, int]:
@@ -204,14 +202,6 @@ def gpu_codec_rate(folder: PipelineFolder, workdir: Path, batch_size: int = 64) 
 # --------------------------------------------------------------------------- the pipeline
 
 
-def _build_stages(settings: Any, backend: Backend) -> list[Any]:
-    """The stages ``facecolor-batch`` runs for this backend (CPU or GPU pipeline)."""
-    try:
-        return stages_for(settings, backend)
-    except ImportError as error:
-        raise Unavailable(f"this runtime has no pipeline for {backend.device} ({error})") from error
-
-
 def pipeline_rate(backend: Backend, folder: PipelineFolder, workdir: Path,
                   codec: dict[str, Any] | None = None) -> dict[str, Any]:
     """The runtime's folder pipeline with ``backend`` over ``folder`` (after a warm-up run on
@@ -220,10 +210,8 @@ def pipeline_rate(backend: Backend, folder: PipelineFolder, workdir: Path,
     batch_size = runtime_settings(folder, Path(workdir), backend.device).batch_size
 
     def run(subset: PipelineFolder, out_dir: Path) -> Any:
-        settings = runtime_settings(subset, out_dir, backend.device)
-        stages = _build_stages(settings, backend)
-        return run_batch(settings, ThreadExecutor(backend, "facecolor-bench", lambda _: stages), progress=False,
-                         echo=lambda line: None)
+        settings = runtime_settings(subset, out_dir, backend.device)  # the stages stages_for picks
+        return run_batch(settings, ThreadExecutor(backend, "facecolor-bench"), progress=False, echo=lambda line: None)
 
     report, seconds = _timed(run, folder, workdir, batch_size, f"pipeline-out-{backend.name}")
     rate = report.done / seconds if seconds > 0 else None

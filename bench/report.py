@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 import facecolor
 from facecolor.files import write_json
 
@@ -59,8 +61,6 @@ def _version(module: str) -> str | None:
 
 def gpu_info() -> dict[str, Any] | None:
     """Name, compute capability, memory and CUDA version of the current GPU, or None."""
-    import torch
-
     if not torch.cuda.is_available():
         return None
     index = torch.cuda.current_device()
@@ -76,8 +76,6 @@ def gpu_info() -> dict[str, Any] | None:
 
 def system_info() -> dict[str, Any]:
     """Everything the header shows: CPU, cores, GPU and library versions."""
-    import torch
-
     ort_version = _version("onnxruntime")
     providers: list[str] = []
     if ort_version is not None:

@@ -30,6 +30,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from facecolor.bench.errors import EngineError, ReferenceNotFound, UnknownTarget
 from facecolor.errors import Unavailable
 from facecolor.files import sha256_file
@@ -155,8 +157,6 @@ def resolve_reference(engine: Path, reference: Path | None) -> Reference:
 def true_fp32() -> Iterator[None]:
     """Turn TF32 off for CUDA matmuls and convolutions while the reference runs, so it is fp32
     arithmetic; restores torch's settings afterwards. A no-op for CPU work."""
-    import torch
-
     saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     try:

@@ -55,7 +55,7 @@ def colorize_tree(
     ``FACECOLOR_STORAGE_OPTIONS``). ``announce`` gets the backend line (first line of the
     CLI); ``echo`` each failure and first-use builds.
 
-    Raises ``ModelNotFound``/``BackendUnavailable`` (no model or backend), ``LocationError`` /
+    Raises ``ModelNotFound``/``Unavailable`` (no model or backend), ``LocationError`` /
     ``DirectoryError`` (IN or OUT unusable), ``RayUnavailable``/``ClusterTooSmall`` and other
     ``FatalError``s (the report is written before a fatal error of the run propagates).
     """

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from facecolor.errors import Unavailable
 from facecolor.files import sha256_file
@@ -85,8 +86,6 @@ class OnnxRuntimeBackend(BackendBase):
                     "onnxruntime has no CUDAExecutionProvider: pip install onnxruntime-gpu "
                     "(in place of onnxruntime)"
                 )
-            import torch
-
             self._device_index = torch.cuda.current_device()
             providers = [(CUDA_PROVIDER, {"device_id": self._device_index}), CPU_PROVIDER]
         else:
@@ -139,8 +138,6 @@ class OnnxRuntimeBackend(BackendBase):
             raise BackendError(f"onnxruntime failed on a batch of {len(l_norm)}: {error}") from error
 
     def _infer_cuda(self, l_norm):
-        import torch
-
         x = l_norm.to(dtype=torch.float32).contiguous()
         n, _, s, _ = x.shape
         y = torch.empty((n, 2, s, s), dtype=torch.float32, device=x.device)

@@ -29,6 +29,8 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from facecolor.errors import Unavailable
 from facecolor.export.errors import ExportError
 from facecolor.export.tensorrt import check_plan, import_tensorrt
@@ -80,8 +82,6 @@ class TensorRTBackend(BackendBase):
         device: str = "cuda",
         verify: bool = True,
     ) -> None:
-        import torch
-
         trt = import_tensorrt()
         if not torch.cuda.is_available():
             raise Unavailable("TensorRT needs a CUDA device, and torch sees none")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from facecolor.checkpoint import CheckpointError, load_generator
 from facecolor.errors import Unavailable
@@ -28,8 +29,6 @@ class TorchBackend(BackendBase):
         render_size: int | None = None,
         precision: str | None = None,
     ) -> None:
-        import torch
-
         precision = precision or ("fp16" if device == "cuda" else "fp32")
         if precision not in ("fp16", "fp32"):
             raise Unavailable(f"precision {precision!r}: use fp16 or fp32")

@@ -36,6 +36,8 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from facecolor.errors import Unavailable
 from facecolor.export.cache import cache_root
 from facecolor.files import sha256_file, write_atomically
@@ -116,8 +118,6 @@ def _limit_threads(backend, threads: int):
                                      threads=threads, model=backend.model)
         backend.close()
         return limited
-    import torch
-
     torch.set_num_threads(threads)
     return backend
 

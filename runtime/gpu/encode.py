@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 import torch
+from torchvision.io import encode_jpeg
 
 from facecolor.runtime.gpu.cuda import (
     NvjpegError,
@@ -66,8 +67,6 @@ class NvjpegEncoder:
         to here). Raises NvjpegError when nvJPEG rejects the batch (the caller may encode
         those images on the CPU instead).
         """
-        from torchvision.io import encode_jpeg
-
         if not images:
             return []
         for image in images:

@@ -205,11 +205,6 @@ def read_jpeg_info(data: bytes) -> JpegInfo:
     return JpegInfo(kind, precision, height, width, ncomp, ids, orientation, adobe)
 
 
-def is_jpeg(data: bytes) -> bool:
-    """True when ``data`` starts like a JPEG (SOI followed by a marker)."""
-    return len(data) >= 3 and data[:2] == SOI and data[2] == 0xFF
-
-
 def read_comments(jpeg: bytes) -> list[bytes]:
     """Every COM payload in front of the first scan, in order (for tests and checks)."""
     return [jpeg[start:end] for marker, start, end in _segments(jpeg) if marker == _COM]
