@@ -38,10 +38,6 @@ from facecolor.runtime.walk import SKIPPED, Job, sniff_format, unsupported_reaso
 _SCRATCH_PREFIX = "facecolor-upload-"
 
 
-class PipelineShapeError(FatalError):
-    """The runtime's pipeline for this backend has no stage where object storage plugs in."""
-
-
 def storage_read_stage(settings: Settings, in_store: Storage) -> Callable[[Item], Item]:
     """``read`` for a URL IN: ``item.payload`` = the object's bytes (what ``decode`` takes)."""
     limit = read_limit(settings)
@@ -134,7 +130,7 @@ class StageExecutor:
         if not self.in_store.is_local:
             index = next((i for i, s in enumerate(stages) if s.name == "read" and isinstance(s, MapStage)), None)
             if index is None:
-                raise PipelineShapeError(
+                raise FatalError(  # no stage where object storage plugs in
                     f"the {self.backend.device} pipeline has no 'read' stage to read object storage from; "
                     "copy IN to a local folder or run on a CPU backend"
                 )

@@ -57,10 +57,6 @@ from facecolor.runtime.pipeline_cpu import read_stage
 from facecolor.runtime.write import encode, metadata_note, output_dtype
 
 
-class GpuPipelineError(FatalError):
-    """The GPU failed in a way no single file explains (out of memory, a CUDA fault)."""
-
-
 @dataclass
 class Encoded:
     """A JPEG that nvJPEG will decode: its bytes and header facts (host memory)."""
@@ -275,7 +271,7 @@ def build_stages(settings: Settings, backend) -> list[MapStage | BatchStage]:
     try:
         return GpuPipeline(settings, backend).stages()
     except GpuError as error:
-        raise GpuPipelineError(str(error)) from error
+        raise FatalError(str(error)) from error
 
 
 # --------------------------------------------------------------------------- helpers
@@ -302,12 +298,13 @@ def _unique(events) -> list[torch.cuda.Event]:
 
 
 class _fatal_on_gpu_error:
-    """Turn GpuError (out of memory, CUDA faults) into GpuPipelineError, which stops the run."""
+    """Turn GpuError (out of memory, CUDA faults: no single file explains them) into a
+    FatalError, which stops the run."""
 
     def __enter__(self):
         return self
 
     def __exit__(self, kind, error, traceback):
         if error is not None and isinstance(error, GpuError) and not isinstance(error, NvjpegError):
-            raise GpuPipelineError(str(error)) from error
+            raise FatalError(str(error)) from error
         return False

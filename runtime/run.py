@@ -34,10 +34,6 @@ from facecolor.runtime.storage import Storage, StorageError, is_url, open_storag
 from facecolor.runtime.walk import FAILED, display
 
 
-class OutputLocked(FatalError):
-    """Another run is writing into the same OUT_DIR."""
-
-
 class DirectoryError(FatalError):
     """IN_DIR or OUT_DIR cannot be used; the message says why."""
 
@@ -120,7 +116,7 @@ class OutputLock:
             fcntl.flock(self._handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as error:
             self._handle.close()
-            raise OutputLocked(
+            raise FatalError(  # another run holds the lock
                 f"another facecolor-batch is writing into {display(self.path.parent)}; "
                 "wait for it to finish or choose another OUT_DIR"
             ) from error
@@ -171,7 +167,7 @@ def finishing(report: Report, stats: Callable[[], dict[str, Any]], write: Callab
 
 def _count_jobs(in_store: Storage, out_store: Storage, settings: Settings, box: list[int | None],
                 stop: threading.Event) -> None:
-    """Count a local IN's jobs in a second, lazy walk, so the progress bar can show an ETA."""
+    """Count the jobs of a local run in a second, lazy walk, so the progress bar can show an ETA."""
     n = 0
     for _ in list_jobs(in_store, out_store, settings.out_format, overwrite=settings.overwrite):
         if stop.is_set():
@@ -207,12 +203,12 @@ def run_batch(
         jobs = list_jobs(in_store, out_store, settings.out_format, overwrite=settings.overwrite)
         total: list[int | None] = [None]
         stop_count = threading.Event()
-        if in_store.is_local:
-            threading.Thread(target=_count_jobs, args=(in_store, out_store, settings, total, stop_count),
-                             daemon=True).start()
-        else:
+        if not in_store.is_local:
             jobs = list(jobs)  # already one listing in memory: give the bar its total
             total[0] = len(jobs)
+        elif out_store.is_local:  # a second walk costs only local metadata; never a second OUT listing
+            threading.Thread(target=_count_jobs, args=(in_store, out_store, settings, total, stop_count),
+                             daemon=True).start()
         items = (Item(job, status=job.status, reason=job.reason, stage="walk" if job.status else "") for job in jobs)
         # disable=None: tqdm draws only when stderr is a terminal, so logs get no \r-lines
         bar = tqdm(total=None, unit="img", file=sys.stderr, disable=None if progress else True, dynamic_ncols=True)
