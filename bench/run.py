@@ -19,7 +19,7 @@ from typing import Any
 
 from facecolor.bench import gates as gates_module
 from facecolor.bench import parity as parity_module
-from facecolor.bench import pipeline_rate, targets
+from facecolor.bench import measure, targets
 from facecolor.bench.errors import BenchError
 from facecolor.bench.latency import LatencySettings, measure_latency
 from facecolor.bench.report import BenchReport, Row, system_info
@@ -93,9 +93,9 @@ class _Run:
             "skipped": self.images.skipped,
         }
         if self.settings.pipeline:
-            self.folder = pipeline_rate.prepare_folder(self.images, self.settings.data, self.workdir)
+            self.folder = measure.prepare_folder(self.images, self.settings.data, self.workdir)
             self.progress(f"codec alone: decode + encode of {self.folder.count} files on the CPU")
-            self.codec = report.codec = {"cpu": pipeline_rate.codec_rate(self.folder, self.workdir)}
+            self.codec = report.codec = {"cpu": measure.codec_rate(self.folder, self.workdir)}
 
     def run_target(self, name: str) -> Row:
         """One backend: open, parity, latency, pipeline rate, close."""
@@ -130,8 +130,8 @@ class _Run:
         try:
             if backend.device not in self.codec:  # the GPU codec, once, for the first CUDA row
                 self.progress(f"codec alone: nvJPEG decode + encode of {self.folder.count} files")
-                self.codec[backend.device] = pipeline_rate.gpu_codec_rate(self.folder, self.workdir)
-            return pipeline_rate.pipeline_rate(backend, self.folder, self.workdir, self.codec[backend.device])
+                self.codec[backend.device] = measure.gpu_codec_rate(self.folder, self.workdir)
+            return measure.pipeline_rate(backend, self.folder, self.workdir, self.codec[backend.device])
         except Unavailable as error:
             return {"status": f"unavailable: {error}"}
         except Exception as error:  # noqa: BLE001 - a runtime failure with this backend

@@ -16,8 +16,9 @@
   backend (CUDA events, ``bench.latency``), and the GPU pipeline end to end; target: end to
   end >= 80 % of decode + encode alone.
 
-Every end-to-end figure is ``runtime.run.run_batch`` itself, the code users run; the synthetic
-inputs, the stand-in model and the clocks are shared by the three (``workload``). (``facecolor-
+Every figure is measured in ``bench.measure`` (as ``facecolor-bench``'s pipeline and codec
+rates are): end to end is ``runtime.run.run_batch`` itself, the code users run; the synthetic
+inputs, the stand-in model and the clocks are shared by the three commands. (``facecolor-
 bench`` measures one engine's latency, parity and pipeline rate against the codec: ``run``.)
 Without a model, a random-init ``gpsagd`` (width 1.0, render 128) is used: its speed is that
 of the trained one.
@@ -36,13 +37,19 @@ from pathlib import Path
 
 import click
 
+from facecolor.bench.measure import (
+    make_dataset,
+    model_alone,
+    random_checkpoint,
+    ray_figures,
+    single_process_figures,
+    split_into_parts,
+    timed_run,
+)
 from facecolor.bench.throughput_gpu import gpu_main
-from facecolor.bench.workload import make_dataset, model_alone, random_checkpoint, split_into_parts, timed_run
 from facecolor.export.cache import cached_onnx
 from facecolor.files import write_json
 from facecolor.runtime.backends import open_backend
-from facecolor.runtime.batch import colorize_tree
-from facecolor.runtime.distributed.ray_job import RaySettings
 from facecolor.runtime.executor import DEFAULT_BATCH, ThreadExecutor, default_batch
 from facecolor.runtime.pipeline import Settings
 
@@ -167,36 +174,6 @@ def rounds(images, size, data, model, device, batch_size, workers, rounds, model
 # --------------------------------------------------------------------------- ray
 
 
-def _single_process(folder: Path, out: Path, onnx: Path, batch_size: int) -> dict:
-    backend, reason = open_backend(onnx, "cpu", batch_size=batch_size)
-    settings = Settings(in_dir=folder, out_dir=out, batch_size=batch_size, workers=os.cpu_count() or 1)
-    with backend:
-        report, wall, cpu = timed_run(settings, ThreadExecutor(backend, reason))
-    rate = round(report.done / wall, 3)  # no start-up to leave out: end to end is steady
-    return {"config": "single process", "done": report.done, "wall_s": round(wall, 2),
-            "end_to_end_images_per_s": rate, "steady_images_per_s": rate,
-            "cpu_ms_per_image": round(1000 * cpu / max(1, report.done), 1)}
-
-
-def _ray_run(folder: Path, out: Path, onnx: Path, actors: int, cpus: int, batch_size: int, files_per_task: int) -> dict:
-    start, start_epoch = time.perf_counter(), time.time()
-    report = colorize_tree(folder, out, model=onnx, device="cpu", workers=cpus, batch_size=batch_size,
-                           ray=RaySettings(num_actors=actors, files_per_task=files_per_task))
-    wall, end_epoch = time.perf_counter() - start, time.time()
-    actors_seen = report.backend.get("actors", {}).values()
-    ready = [a["ready_at"] for a in actors_seen]
-    cpu = sum(a.get("cpu_s", 0.0) for a in actors_seen)
-    # Once the last actor is ready the pool runs at full strength; the images the others did
-    # meanwhile make this a slight overestimate (under one block per actor).
-    steady = report.done / (end_epoch - max(ready)) if ready and end_epoch > max(ready) else 0.0
-    return {"config": f"ray {actors} actor{'s' if actors > 1 else ''} x {cpus} CPU", "done": report.done,
-            "failed": report.failed, "wall_s": round(wall, 2),
-            "end_to_end_images_per_s": round(report.done / wall, 3),
-            "actors_ready_after_s": round(max(ready) - start_epoch, 2) if ready else None,
-            "steady_images_per_s": round(steady, 3),
-            "cpu_ms_per_image": round(1000 * cpu / max(1, report.done), 1)}
-
-
 @main.command(epilog="Example: python -m facecolor.bench.throughput ray --images 200 --json out/ray-bench.json")
 @click.option("--images", type=click.IntRange(min=1), default=200, show_default=True)
 @click.option("--size", default="512x640", show_default=True, help="WIDTHxHEIGHT of the synthetic JPEGs.")
@@ -226,12 +203,12 @@ def ray(images, size, data, model, configs, batch_size, files_per_task, repeat, 
         ray_module.init(num_cpus=num_cpus, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
         try:
             for round_ in range(repeat):  # round robin: a shared machine's load drifts
-                rows.append({**_single_process(folder, scratch / f"out-single-{round_}", onnx, batch_size),
+                rows.append({**single_process_figures(folder, scratch / f"out-single-{round_}", onnx, batch_size),
                              "round": round_})
                 click.echo(json.dumps(rows[-1]))
                 for config in configs:
                     actors, cpus = (int(v) for v in config.lower().split("x"))
-                    rows.append({**_ray_run(folder, scratch / f"out-{config}-{round_}", onnx, actors, cpus,
+                    rows.append({**ray_figures(folder, scratch / f"out-{config}-{round_}", onnx, actors, cpus,
                                             batch_size, files_per_task), "round": round_})
                     click.echo(json.dumps(rows[-1]))
         finally:

@@ -35,7 +35,7 @@ import torchvision
 from torchvision.io import ImageReadMode, decode_jpeg
 
 from facecolor.bench.latency import LatencySettings, measure_batch
-from facecolor.bench.workload import make_dataset, stand_in_checkpoint, timed_run
+from facecolor.bench.measure import make_dataset, stand_in_checkpoint, timed_run
 from facecolor.files import write_json
 from facecolor.runtime.backends.onnxruntime import OnnxRuntimeBackend
 from facecolor.runtime.backends.tensorrt import TensorRTBackend

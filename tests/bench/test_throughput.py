@@ -7,7 +7,7 @@ import json
 from click.testing import CliRunner
 
 from facecolor.bench.throughput import main
-from facecolor.bench.workload import synthetic_portrait
+from facecolor.bench.measure import synthetic_portrait
 
 
 def test_help_has_an_example():
