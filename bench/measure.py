@@ -150,13 +150,13 @@ def codec_rate(folder: PipelineFolder, workdir: Path) -> dict[str, Any]:
             list(pool.map(lambda p: _codec_one(p, out_dir, subset.path), subset.files))
 
     _, seconds = _timed(run, folder, workdir, threads, "codec-out")
-    return {
-        "codec": "cpu (OpenCV/Pillow, the runtime's decode and write)",
-        "images": folder.count,
-        "seconds": seconds,
-        "images_per_s": folder.count / seconds if seconds > 0 else None,
-        "threads": threads,
-    }
+    return _codec_row("cpu (OpenCV/Pillow, the runtime's decode and write)", folder, seconds, threads=threads)
+
+
+def _codec_row(codec: str, folder: PipelineFolder, seconds: float, **details: Any) -> dict[str, Any]:
+    """A codec-alone result: what ran, images, seconds, images/s over the wall time, details."""
+    return {"codec": codec, "images": folder.count, "seconds": seconds,
+            "images_per_s": folder.count / seconds if seconds > 0 else None, **details}
 
 
 def gpu_codec_rate(folder: PipelineFolder, workdir: Path, batch_size: int = 64) -> dict[str, Any]:
@@ -199,15 +199,8 @@ def gpu_codec_rate(folder: PipelineFolder, workdir: Path, batch_size: int = 64) 
     finally:
         decoder.close()
         encoder.close()
-    return {
-        "codec": "cuda (nvJPEG decode + encode, the runtime's GPU codec; other files on the CPU)",
-        "images": folder.count,
-        "seconds": seconds,
-        "images_per_s": folder.count / seconds if seconds > 0 else None,
-        "batch_size": batch_size,
-        "nvjpeg_files": on_gpu,
-        "cpu_files": on_cpu,
-    }
+    return _codec_row("cuda (nvJPEG decode + encode, the runtime's GPU codec; other files on the CPU)", folder,
+                      seconds, batch_size=batch_size, nvjpeg_files=on_gpu, cpu_files=on_cpu)
 
 
 # --------------------------------------------------------------------------- the pipeline
