@@ -102,7 +102,7 @@ OPENCV_WHITE_D65 = (0.950456, 1.0, 1.088754)
 OPENCV_XYZ_TO_RGB = ((3.240479, -1.53715, -0.498535), (-0.969256, 1.875991, 0.041556),
                      (0.055648, -0.204043, 1.057311))
 OPENCV_KAPPA = 903.3
-OPENCV_L_BREAK = CIE_EPSILON * OPENCV_KAPPA  # 8.0: where the two parts of f meet in L*
+OPENCV_L_BREAK = 8.0  # where the two parts of f meet in L*: CIE_EPSILON * OPENCV_KAPPA, as OpenCV rounds it
 
 _WHITE_D65 = np.array(CIE_WHITE_D65, dtype=np.float64)
 _RGB_TO_XYZ = np.array(CIE_RGB_TO_XYZ, dtype=np.float64)
