@@ -9,7 +9,10 @@ import click
 from facecolor.bench.errors import BenchError
 from facecolor.bench.gates import DEFAULT_MAX_DAB, GateSettings
 from facecolor.bench.latency import DEFAULT_BATCH_SIZES, LatencySettings
+from facecolor.bench.report import format_report
+from facecolor.bench.run import BenchSettings, run_bench
 from facecolor.bench.targets import TARGETS, parse_targets
+from facecolor.errors import FacecolorError
 
 EPILOG = """\b
 Examples:
@@ -89,9 +92,6 @@ def main(engine: Path, reference: Path | None, data: Path | None, batch_sizes: t
     pipeline beside the codec alone, and compares its colors with the PyTorch fp32
     reference (PSNR, Hist, CIEDE2000, FID, |Δab|) under pass/fail gates.
     """
-    from facecolor.bench.report import format_report
-    from facecolor.bench.run import BenchSettings, run_bench
-
     settings = BenchSettings(
         engine=engine, reference=reference, data=data, compare=compare, device=device, limit=limit,
         fid_weights=fid_weights, pipeline=pipeline,
@@ -101,7 +101,7 @@ def main(engine: Path, reference: Path | None, data: Path | None, batch_sizes: t
     progress = None if quiet else (lambda message: click.echo(f"bench: {message}", err=True))
     try:
         report = run_bench(settings, progress)
-    except BenchError as error:
+    except FacecolorError as error:
         raise click.ClickException(str(error)) from error
     click.echo(format_report(report))
     if json_out is not None:

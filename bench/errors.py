@@ -7,8 +7,10 @@ gates named, and the CLI exits 1.
 
 from __future__ import annotations
 
+from facecolor.errors import FacecolorError
 
-class BenchError(Exception):
+
+class BenchError(FacecolorError):
     """Base class: the bench cannot run as asked."""
 
 

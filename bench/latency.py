@@ -6,9 +6,9 @@ then a run count chosen from the warm-up's median so that the timed runs take ab
 ``min_time`` seconds (never fewer than ``min_runs``, never more than ``max_runs``).
 
 Timing: on CUDA, a pair of CUDA events recorded on the current torch stream around each
-``infer`` (the backends order their own streams after it), read after the end event
+``predict_ab`` (the backends order their own streams after it), read after the end event
 synchronises: this is device time, free of Python launch jitter. On the CPU,
-``time.perf_counter`` around ``infer``, which returns when the output is in host memory.
+``time.perf_counter`` around ``predict_ab``, which returns when the output is in host memory.
 
 Reported per batch size: p50/p90/p99 and mean latency of one batch (ms), and images/s =
 batch size / p50 latency (the median, not the mean, so one preempted run on a shared machine
@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
 from facecolor.runtime.backends.base import Backend, BackendError
 
@@ -110,8 +111,6 @@ def _cpu_timer(call: Callable[[], Any]) -> float:
 
 
 def _cuda_timer() -> Callable[[Callable[[], Any]], float]:
-    import torch
-
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
 
     def timed(call: Callable[[], Any]) -> float:
@@ -132,8 +131,6 @@ def make_input(backend: Backend, batch_size: int, seed: int = 0) -> Any:
     rng = np.random.default_rng(seed)
     batch = rng.uniform(-1.0, 1.0, size=(batch_size, 1, size, size)).astype(np.float32)
     if backend.device == "cuda":
-        import torch
-
         return torch.from_numpy(batch).to("cuda")
     return batch
 
@@ -208,7 +205,7 @@ class HostMemoryGuard:
 
 
 def measure_batch(backend: Backend, batch_size: int, settings: LatencySettings) -> LatencyResult:
-    """Warm up, choose the run count, time ``backend.infer`` on one batch size.
+    """Warm up, choose the run count, time ``backend.predict_ab`` on one batch size.
 
     A batch above the backend's ``max_batch`` is 'skipped'; a BackendError (out of memory, a
     shape the engine refuses) becomes an 'error' result, so the other sizes still run.
@@ -219,7 +216,7 @@ def measure_batch(backend: Backend, batch_size: int, settings: LatencySettings) 
     timer = _cuda_timer() if on_cuda else _cpu_timer
     try:
         batch = make_input(backend, batch_size, settings.seed)
-        call = lambda: backend.infer(batch)  # noqa: E731 - the one thing being timed
+        call = lambda: backend.predict_ab(batch)  # noqa: E731 - the one thing being timed
         warmup: list[float] = []
         warmup_budget = min(settings.warmup_time, settings.min_time)
         started = time.perf_counter()

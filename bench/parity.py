@@ -27,10 +27,11 @@ from typing import Any
 
 import cv2
 import numpy as np
+import torch
 
 from facecolor.bench.errors import DataError
 from facecolor.color import AB_SCALE, join_lab, lightness, normalize_l, to_dtype
-from facecolor.metrics import PSNR_CAP_DB, evaluate_pair, psnr, summarize
+from facecolor.metrics import PSNR_CAP_DB, FIDError, compute_fid, evaluate_pair, psnr, resolve_weights, summarize
 from facecolor.runtime.backends.base import Backend
 from facecolor.runtime.geometry import fit_geometry
 
@@ -174,7 +175,7 @@ class Colorized:
     rgb: list[np.ndarray]
 
 
-def colorize(backend: Backend, images: ParityImages) -> Colorized:
+def predict_parity(backend: Backend, images: ParityImages) -> Colorized:
     """Run ``backend`` over the images in batches of up to ``PARITY_BATCH``.
 
     Raises whatever the backend raises (BackendError): the caller records it on the row.
@@ -189,11 +190,9 @@ def colorize(backend: Backend, images: ParityImages) -> Colorized:
     for start in range(0, len(images), step):
         batch = images.l_norm[start : start + step]
         if backend.device == "cuda":
-            import torch
-
-            parts.append(backend.infer(torch.from_numpy(batch).to("cuda")).float().cpu().numpy())
+            parts.append(backend.predict_ab(torch.from_numpy(batch).to("cuda")).float().cpu().numpy())
         else:
-            parts.append(np.asarray(backend.infer(batch), dtype=np.float32))
+            parts.append(np.asarray(backend.predict_ab(batch), dtype=np.float32))
     ab = np.concatenate(parts)
     rgb = []
     for index, (y0, y1, x0, x1) in enumerate(images.crops):
@@ -239,8 +238,6 @@ class FidScorer:
     (no clean-fid, no weights, too few images), every call returns None and ``note`` says why."""
 
     def __init__(self, images: ParityImages, weights: Path | None, workdir: Path, device: str = "cpu"):
-        from facecolor.metrics import FIDError, resolve_weights
-
         self.note = ""
         self._weights: Path | None = None
         self._workdir, self._device = Path(workdir), device
@@ -264,8 +261,6 @@ class FidScorer:
         return folder
 
     def score(self, name: str, outputs: Colorized) -> float | None:
-        from facecolor.metrics import FIDError, compute_fid
-
         if self._weights is None:
             return None
         try:

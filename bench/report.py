@@ -18,6 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
+import facecolor
+from facecolor.files import write_json
+
 FORMAT = "facecolor-bench"
 FORMAT_VERSION = 1
 
@@ -56,8 +61,6 @@ def _version(module: str) -> str | None:
 
 def gpu_info() -> dict[str, Any] | None:
     """Name, compute capability, memory and CUDA version of the current GPU, or None."""
-    import torch
-
     if not torch.cuda.is_available():
         return None
     index = torch.cuda.current_device()
@@ -73,16 +76,12 @@ def gpu_info() -> dict[str, Any] | None:
 
 def system_info() -> dict[str, Any]:
     """Everything the header shows: CPU, cores, GPU and library versions."""
-    import torch
-
     ort_version = _version("onnxruntime")
     providers: list[str] = []
     if ort_version is not None:
         import onnxruntime
 
         providers = list(onnxruntime.get_available_providers())
-    import facecolor
-
     try:
         load = [round(x, 2) for x in os.getloadavg()]
     except (AttributeError, OSError):
@@ -191,8 +190,6 @@ class BenchReport:
 
     def write_json(self, path: Path) -> Path:
         """Write the JSON document atomically; returns ``path``."""
-        from facecolor.files import write_json
-
         return write_json(path, self.to_dict())
 
 

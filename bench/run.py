@@ -19,11 +19,12 @@ from typing import Any
 
 from facecolor.bench import gates as gates_module
 from facecolor.bench import parity as parity_module
-from facecolor.bench import pipeline_rate, targets
+from facecolor.bench import measure, targets
 from facecolor.bench.errors import BenchError
 from facecolor.bench.latency import LatencySettings, measure_latency
 from facecolor.bench.report import BenchReport, Row, system_info
-from facecolor.runtime.backends.base import BackendUnavailable
+from facecolor.errors import Unavailable
+from facecolor.runtime.backends import select
 
 Progress = Callable[[str], None]
 
@@ -44,23 +45,6 @@ class BenchSettings:
     gates: gates_module.GateSettings = field(default_factory=gates_module.GateSettings)
 
 
-def _unavailable_reason(error: Exception) -> str | None:
-    """The reason a backend cannot run here, or None when ``error`` is a real failure.
-
-    The export stage's 'TensorRT missing' and 'no GPU' errors mean 'unavailable' as much as
-    the runtime's BackendUnavailable does.
-    """
-    if isinstance(error, BackendUnavailable):
-        return str(error)
-    try:
-        from facecolor.export.errors import GPUUnavailable, TensorRTUnavailable
-    except ImportError:
-        return None
-    if isinstance(error, (TensorRTUnavailable, GPUUnavailable)):
-        return str(error)
-    return None
-
-
 def _describe(error: Exception) -> str:
     text = str(error).strip().splitlines()[0] if str(error).strip() else ""
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
@@ -72,8 +56,8 @@ class _Run:
     def __init__(self, settings: BenchSettings, progress: Progress, workdir: Path) -> None:
         self.settings, self.progress, self.workdir = settings, progress, workdir
         self.engine = targets.check_engine(settings.engine)
-        self.device = targets.resolve_device(settings.device)
-        if self.device == "cuda" and not targets.cuda_available():
+        self.device = select.resolve_device(settings.device)
+        if self.device == "cuda" and not select.cuda_available():
             raise BenchError("--device cuda, but torch sees no CUDA device; use --device cpu or auto")
         self.names = list(settings.compare or targets.default_targets(self.engine, self.device))
         self.reference = targets.resolve_reference(self.engine, settings.reference)
@@ -84,7 +68,7 @@ class _Run:
         self.progress(f"reference: PyTorch fp32 on {self.device} ({self.reference.path})")
         try:
             backend = targets.open_reference(self.reference, self.device)
-        except BackendUnavailable as error:
+        except Unavailable as error:
             raise BenchError(f"the reference {self.reference.path} cannot run: {error}") from error
         try:
             self.images = parity_module.load_parity_images(
@@ -92,7 +76,7 @@ class _Run:
             )
             self.progress(f"images: {len(self.images)} from {self.images.source}")
             with targets.true_fp32():
-                self.reference_out = parity_module.colorize(backend, self.images)
+                self.reference_out = parity_module.predict_parity(backend, self.images)
         finally:
             backend.close()
         self.fid = parity_module.FidScorer(self.images, self.settings.fid_weights, self.workdir, self.device)
@@ -109,9 +93,9 @@ class _Run:
             "skipped": self.images.skipped,
         }
         if self.settings.pipeline:
-            self.folder = pipeline_rate.prepare_folder(self.images, self.settings.data, self.workdir)
+            self.folder = measure.prepare_folder(self.images, self.settings.data, self.workdir)
             self.progress(f"codec alone: decode + encode of {self.folder.count} files on the CPU")
-            self.codec = report.codec = {"cpu": pipeline_rate.codec_rate(self.folder, self.workdir)}
+            self.codec = report.codec = {"cpu": measure.codec_rate(self.folder, self.workdir)}
 
     def run_target(self, name: str) -> Row:
         """One backend: open, parity, latency, pipeline rate, close."""
@@ -121,8 +105,7 @@ class _Run:
         try:
             opened = targets.open_target(name, self.engine, self.reference.path, self.device, self.max_batch)
         except Exception as error:  # noqa: BLE001 - every failure becomes the row's status
-            reason = _unavailable_reason(error)
-            row.status = f"unavailable: {reason}" if reason is not None else f"error: {_describe(error)}"
+            row.status = f"unavailable: {error}" if isinstance(error, Unavailable) else f"error: {_describe(error)}"
             return row
         backend = opened.backend
         row.precision, row.backend, row.artifact = opened.precision, backend.name, str(opened.artifact)
@@ -147,16 +130,16 @@ class _Run:
         try:
             if backend.device not in self.codec:  # the GPU codec, once, for the first CUDA row
                 self.progress(f"codec alone: nvJPEG decode + encode of {self.folder.count} files")
-                self.codec[backend.device] = pipeline_rate.gpu_codec_rate(self.folder, self.workdir)
-            return pipeline_rate.pipeline_rate(backend, self.folder, self.workdir, self.codec[backend.device])
-        except pipeline_rate.PipelineUnavailable as error:
+                self.codec[backend.device] = measure.gpu_codec_rate(self.folder, self.workdir)
+            return measure.pipeline_rate(backend, self.folder, self.workdir, self.codec[backend.device])
+        except Unavailable as error:
             return {"status": f"unavailable: {error}"}
         except Exception as error:  # noqa: BLE001 - a runtime failure with this backend
             return {"status": f"error: {_describe(error)}"}
 
     def _parity(self, row: Row, backend) -> None:
         self.progress(f"{row.name}: parity on {len(self.images)} images")
-        outputs = parity_module.colorize(backend, self.images)
+        outputs = parity_module.predict_parity(backend, self.images)
         fid = self.fid.score(row.name, outputs)
         row.parity = parity_module.parity_record(
             outputs, self.reference_out, self.images, self.reference_scores, fid

@@ -22,10 +22,9 @@ from facecolor.export.errors import (
     EngineBuildError,
     ExportCheckError,
     ExportError,
-    GPUUnavailable,
     PlanError,
     PlanMismatchError,
-    TensorRTUnavailable,
+    Unavailable,
 )
 
 _LAZY = {
@@ -47,10 +46,9 @@ __all__ = [
     "EngineBuildError",
     "ExportCheckError",
     "ExportError",
-    "GPUUnavailable",
     "PlanError",
     "PlanMismatchError",
-    "TensorRTUnavailable",
+    "Unavailable",
     *_LAZY,
 ]
 

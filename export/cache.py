@@ -82,7 +82,7 @@ def cached_engine(
 
     Given a checkpoint (``.safetensors``) the plan is built from its cached fp16 ONNX; given an
     ``.onnx`` file, from that file as it is. A cached plan is checked (``check_plan``) before
-    it is returned, and rebuilt if it fails. Raises TensorRTUnavailable without TensorRT.
+    it is returned, and rebuilt if it fails. Raises Unavailable without TensorRT.
     ``notify`` as for ``cached_onnx``.
     """
     from facecolor.export.tensorrt import DEFAULT_OPT_BATCH, build_engine, check_plan, current_machine

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from facecolor.export.errors import ExportError
+from facecolor.errors import FacecolorError
 
 
 def _fail(error: Exception) -> click.ClickException:
@@ -99,7 +99,7 @@ def main(checkpoint: Path, onnx_out, fp16_out, engine_out, max_batch, opt_batch,
         export_onnx(checkpoint, fp16_out, fp16=True, max_batch=max_batch, check=not no_check,
                     check_images=check_images, fp32_onnx=onnx_out)
         _report(fp16_out, time.perf_counter() - started, _check_detail(fp16_out))
-    except (CheckpointError, ExportError) as error:
+    except (CheckpointError, FacecolorError) as error:
         raise _fail(error) from error
 
     if engine_out is not None:
@@ -117,7 +117,7 @@ def _build(fp16_onnx: Path, engine_out: Path, *, max_batch: int, opt_batch, work
     started = time.perf_counter()
     try:
         build_engine(fp16_onnx, engine_out, max_batch=max_batch, opt_batch=opt_batch, workspace_gib=workspace_gib)
-    except ExportError as error:
+    except FacecolorError as error:
         raise click.ClickException(
             f"{error}\nThe ONNX files above were written; only the engine {engine_out} is missing."
         ) from error

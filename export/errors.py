@@ -7,11 +7,13 @@ which the CLI treats the same way.
 
 from __future__ import annotations
 
+from facecolor.errors import FacecolorError, Unavailable  # noqa: F401 - no TensorRT, no GPU: Unavailable
+
 #: What a user without TensorRT should run; quoted by every message about it.
 INSTALL_TENSORRT = "pip install facecolor[tensorrt]"
 
 
-class ExportError(Exception):
+class ExportError(FacecolorError):
     """Base class: an export step that could not produce its file."""
 
 
@@ -24,14 +26,6 @@ class ExportCheckError(ExportError):
     def __init__(self, message: str, report=None) -> None:
         super().__init__(message)
         self.report = report
-
-
-class TensorRTUnavailable(ExportError):
-    """The ``tensorrt`` package cannot be imported, so no engine can be built or checked."""
-
-
-class GPUUnavailable(ExportError):
-    """TensorRT is installed but no CUDA GPU is visible to build or run an engine on."""
 
 
 class EngineBuildError(ExportError):

@@ -14,7 +14,7 @@ Written for TensorRT 10.x and 11.x (notes/tensorrt-onnx.md):
   both are recorded in the sidecar and ``check_plan`` refuses a plan that does not match this
   machine, saying how to rebuild it. Metadata never goes inside the plan's bytes.
 
-``tensorrt`` is imported lazily: without it, TensorRTUnavailable says what to install.
+``tensorrt`` is imported lazily: without it, Unavailable says what to install.
 """
 
 from __future__ import annotations
@@ -31,10 +31,9 @@ from facecolor.export.errors import (
     INSTALL_TENSORRT,
     EngineBuildError,
     ExportError,
-    GPUUnavailable,
     PlanError,
     PlanMismatchError,
-    TensorRTUnavailable,
+    Unavailable,
 )
 from facecolor.export.files import (
     publish,
@@ -75,11 +74,11 @@ class MachineFacts:
 
 
 def import_tensorrt():
-    """The ``tensorrt`` module, or TensorRTUnavailable saying how to install it."""
+    """The ``tensorrt`` module, or Unavailable saying how to install it."""
     try:
         import tensorrt
     except ImportError as error:
-        raise TensorRTUnavailable(
+        raise Unavailable(
             "TensorRT is not installed (the Python package 'tensorrt' cannot be imported), so no "
             f"engine can be built or used here. Install it with: {INSTALL_TENSORRT} "
             "(needs an NVIDIA GPU and driver); the ONNX files work without it"
@@ -96,7 +95,7 @@ def current_machine() -> MachineFacts:
     import torch
 
     if not torch.cuda.is_available():
-        raise GPUUnavailable(
+        raise Unavailable(
             f"TensorRT {trt.__version__} is installed but PyTorch sees no CUDA GPU; TensorRT "
             "engines are built and run on the GPU they are for (check nvidia-smi and "
             "CUDA_VISIBLE_DEVICES), or use the ONNX file with ONNX Runtime instead"
@@ -161,8 +160,8 @@ def build_engine(
     Writes ``plan_path`` and ``plan_path.json`` atomically (sidecar first, plan last) and keeps
     the timing cache at ``plan_path.timing-cache``. The batch profile is min 1, opt
     ``opt_batch`` (default min(max_batch, 64)), max ``max_batch``; ``workspace_gib`` caps
-    TensorRT's scratch memory. Returns ``plan_path``. Raises TensorRTUnavailable,
-    GPUUnavailable, EngineBuildError, ExportError.
+    TensorRT's scratch memory. Returns ``plan_path``. Raises Unavailable,
+    Unavailable, EngineBuildError, ExportError.
     """
     started = time.perf_counter()
     onnx_path, plan_path = Path(onnx_path), Path(plan_path)

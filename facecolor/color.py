@@ -84,14 +84,31 @@ def to_unit_rgb(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(unit)
 
 
-# D65 reference white and the sRGB primaries, as in IEC 61966-2-1 and skimage.color.
-_WHITE_D65 = np.array([0.95047, 1.0, 1.08883], dtype=np.float64)
-_RGB_TO_XYZ = np.array(
-    [[0.412453, 0.357580, 0.180423], [0.212671, 0.715160, 0.072169], [0.019334, 0.119193, 0.950227]]
-)
+# --------------------------------------------------------------------------- the constants
+# Two named sets, each used as a whole. Nothing outside this module restates a number of them.
+
+#: The exact CIE set, as in IEC 61966-2-1 and skimage.color: D65 reference white (X, Y, Z),
+#: the sRGB primaries (linear sRGB -> XYZ; its middle row gives Y), where the CIE f(t) switches
+#: from cube root to linear ((6/29)^3) and the slope of its linear part.
+CIE_WHITE_D65 = (0.95047, 1.0, 1.08883)
+CIE_RGB_TO_XYZ = ((0.412453, 0.357580, 0.180423), (0.212671, 0.715160, 0.072169), (0.019334, 0.119193, 0.950227))
+CIE_EPSILON = 0.008856
+CIE_SLOPE = 7.787
+
+#: OpenCV's float Lab -> sRGB set (modules/imgproc/src/color_lab.cpp), which the fast
+#: full-resolution path (``lab_to_rgb_fast``) runs and the GPU postprocess reproduces: its D65
+#: white, its XYZ -> linear sRGB matrix, and L* = ``OPENCV_KAPPA`` * Y below ``OPENCV_L_BREAK``.
+OPENCV_WHITE_D65 = (0.950456, 1.0, 1.088754)
+OPENCV_XYZ_TO_RGB = ((3.240479, -1.53715, -0.498535), (-0.969256, 1.875991, 0.041556),
+                     (0.055648, -0.204043, 1.057311))
+OPENCV_KAPPA = 903.3
+OPENCV_L_BREAK = 8.0  # where the two parts of f meet in L*: CIE_EPSILON * OPENCV_KAPPA, as OpenCV rounds it
+
+_WHITE_D65 = np.array(CIE_WHITE_D65, dtype=np.float64)
+_RGB_TO_XYZ = np.array(CIE_RGB_TO_XYZ, dtype=np.float64)
 _XYZ_TO_RGB = np.linalg.inv(_RGB_TO_XYZ)
-_EPSILON = 0.008856  # (6/29)^3, where the CIE f(t) switches from cube root to linear
-_KAPPA = 7.787  # slope of the linear part of f(t)
+_EPSILON = CIE_EPSILON
+_KAPPA = CIE_SLOPE
 
 
 def _srgb_to_linear(rgb: np.ndarray) -> np.ndarray:

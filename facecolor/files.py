@@ -1,9 +1,9 @@
 """File helpers every stage shares: atomic writes, content hashes, human-readable sizes.
 
-One copy of each: checkpoints, training outputs, exported models, caches and reports all
-write through ``write_atomically``, so a crash never leaves a half-written file behind.
-(The runtime's image writer keeps its own fixed-name variant on purpose: a restarted run
-reuses what a killed one left, see ``facecolor.runtime.write``.)
+One copy of each: checkpoints, training outputs, exported models, caches, reports and the
+runtime's images all write through ``write_atomically``, so a crash never leaves a
+half-written file behind. The runtime asks for a fixed temporary name (``fixed_temp``): a
+restarted run then reuses and removes what a killed one left, instead of collecting strays.
 """
 
 from __future__ import annotations
@@ -46,11 +46,42 @@ def temporary_sibling(path: str | Path, suffix: str = "") -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-def write_atomically(path: str | Path, write: Callable[[Path], object]) -> None:
-    """Call ``write(tmp)`` on a temporary sibling of ``path``, then rename it onto ``path``."""
-    with temporary_sibling(path) as tmp:
-        write(tmp)
-        os.replace(tmp, path)
+#: Suffix of the fixed temporary names (``.NAME.facecolor-tmp``); hidden, so walks skip them.
+TEMP_SUFFIX = ".facecolor-tmp"
+
+
+def temp_path(target: str | Path) -> Path:
+    """The fixed hidden temporary name beside ``target`` (hashed if the name is very long)."""
+    target = Path(target)
+    name = f".{target.name}{TEMP_SUFFIX}"
+    if len(os.fsencode(name)) > 255:
+        name = "." + hashlib.sha1(os.fsencode(target.name)).hexdigest() + TEMP_SUFFIX
+    return target.with_name(name)
+
+
+def write_atomically(path: str | Path, content: bytes | Callable[[Path], object], *, fixed_temp: bool = False) -> None:
+    """Write ``content`` (bytes, or ``write(tmp)`` that writes a path) to a temporary sibling
+    of ``path``, then rename it onto ``path``; parents are made, and the temporary file is
+    removed if anything fails. ``fixed_temp``: the sibling is ``temp_path(path)`` rather than
+    a fresh unique name (for writers that never race for one path, such as the runtime's).
+
+    Nothing is fsync'ed: this protects against killed processes, not against power loss on
+    filesystems that reorder renames before data.
+    """
+    write = content if callable(content) else (lambda tmp: tmp.write_bytes(content))
+    if not fixed_temp:
+        with temporary_sibling(path) as tmp:
+            write(tmp)
+            os.replace(tmp, path)
+        return
+    temp = temp_path(path)
+    temp.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        write(temp)
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
 
 
 def write_text(path: str | Path, text: str) -> Path:

@@ -15,24 +15,36 @@ from pathlib import Path
 
 import click
 
+from facecolor.errors import FacecolorError
+from facecolor.runtime.backends import BackendError
+from facecolor.runtime.batch import colorize_tree
 from facecolor.runtime.decode import DEFAULT_MAX_PIXELS
-from facecolor.runtime.distributed.cli import IN_LOCATION, OUT_LOCATION, RAY_LOCAL, run_cli, wants_distributed
+from facecolor.runtime.distributed.ray_job import RaySettings
+from facecolor.runtime.pipeline import FatalError
+from facecolor.runtime.run import DirectoryError, report_location
+from facecolor.runtime.storage import StorageError, is_url
 
 EXIT_SOME_FAILED = 3
-DEFAULT_BATCH = {"cpu": 8, "cuda": 64}
+#: ``--ray`` given without an address: ``RAY_ADDRESS`` or a new local Ray.
+RAY_LOCAL = "local"
 
 
-def stages_for(settings, backend):
-    """The CPU pipeline for CPU backends, the GPU pipeline for CUDA backends."""
-    if backend.device == "cuda":
-        from facecolor.runtime.pipeline_gpu import build_stages
-    else:
-        from facecolor.runtime.pipeline_cpu import build_stages
-    return build_stages(settings, backend)
+class Location(click.ParamType):
+    """A local folder (checked like ``click.Path(file_okay=False)``) or a URL (``s3://...``)."""
+
+    name = "location"
+
+    def __init__(self, exists: bool) -> None:
+        self._path = click.Path(exists=exists, file_okay=False, readable=False, path_type=Path)
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and is_url(value):
+            return value
+        return self._path.convert(value, param, ctx)
 
 
-def _megabytes(n: int) -> str:
-    return f"{n / 1e6:.1f} MB"
+IN_LOCATION = Location(exists=True)
+OUT_LOCATION = Location(exists=False)
 
 
 @click.command(
@@ -72,48 +84,43 @@ def main(in_dir, out_dir, model, device, batch_size, render_size, overwrite, out
     and 16-bit depth where the format allows. Existing outputs are skipped, so an interrupted
     run can simply be started again. Every failure is listed in OUT_DIR/facecolor-report.json.
     """
-    if wants_distributed(in_dir, out_dir, ray_address):  # URLs and/or Ray: same lines, report and exit codes
-        raise click.exceptions.Exit(run_cli(
-            in_dir, out_dir, ray_address=ray_address, model=model, device=device, batch_size=batch_size,
-            render_size=render_size, overwrite=overwrite, out_format=out_format, quality=quality,
-            workers=workers, max_pixels=max_pixels, num_actors=num_actors))
-    if num_actors is not None:
+    if num_actors is not None and ray_address is None and not (is_url(str(in_dir)) or is_url(str(out_dir))):
         raise click.UsageError("--num-actors needs --ray")
-    from facecolor.runtime.backends import BackendError, BackendUnavailable, ModelNotFound, open_backend
-    from facecolor.runtime.pipeline import DirectoryError, FatalError, Settings, check_directories, run_pipeline
+    raise click.exceptions.Exit(run_cli(
+        in_dir, out_dir, ray_address=ray_address, model=model, device=device, batch_size=batch_size,
+        render_size=render_size, overwrite=overwrite, out_format=out_format, quality=quality, workers=workers,
+        max_pixels=max_pixels, num_actors=num_actors))
 
+
+def run_cli(in_dir: str | Path, out_dir: str | Path, *, ray_address: str | None = None,
+            num_actors: int | None = None, files_per_task: int | None = None, **options) -> int:
+    """Run ``facecolor-batch`` and print its lines; return the exit code (0, or 3 when some
+    inputs failed). Library errors become ``click.ClickException`` (exit 1), an unusable
+    OUT_DIR next to a good IN_DIR ``click.BadParameter`` (exit 2).
+
+    ``ray_address`` None: on this machine; ``"local"``: Ray at ``RAY_ADDRESS`` or a new local
+    instance; anything else: that cluster. ``options`` are ``colorize_tree``'s.
+    """
+    ray = None
+    if ray_address is not None:
+        ray = RaySettings(address=None if ray_address == RAY_LOCAL else ray_address, num_actors=num_actors,
+                          files_per_task=files_per_task)
     try:
-        check_directories(in_dir, out_dir)
+        report = colorize_tree(in_dir, out_dir, ray=ray, progress=True, echo=lambda line: click.echo(line, err=True),
+                               announce=click.echo, **options)
     except DirectoryError as error:
         if Path(in_dir).resolve().is_dir() and os.access(in_dir, os.R_OK | os.X_OK):
             raise click.BadParameter(str(error), param_hint="OUT_DIR") from error
         raise click.ClickException(str(error)) from error
-    try:
-        backend, reason = open_backend(model, device, batch_size=batch_size or DEFAULT_BATCH["cuda"],
-                                       render_size=render_size, notify=lambda line: click.echo(line, err=True))
-    except (ModelNotFound, BackendUnavailable) as error:
-        raise click.ClickException(str(error)) from error
-    click.echo(reason)
-    settings = Settings(
-        in_dir=in_dir,
-        out_dir=out_dir,
-        out_format=out_format,
-        quality=quality,
-        overwrite=overwrite,
-        batch_size=batch_size or DEFAULT_BATCH.get(backend.device, 8),
-        workers=workers or max(1, os.cpu_count() or 1),
-        max_pixels=max_pixels,
-    )
-    try:
-        with backend:
-            report = run_pipeline(settings, backend, reason, stages_for(settings, backend),
-                                  echo=lambda line: click.echo(line, err=True))
     except (FatalError, BackendError) as error:
-        raise click.ClickException(f"{error} (report: {out_dir / 'facecolor-report.json'})") from error
+        raise click.ClickException(f"{error} (report: {report_location(out_dir)})") from error
+    except (FacecolorError, StorageError, ValueError) as error:
+        raise click.ClickException(str(error)) from error
     for line in report.summary_lines():
         click.echo(line)
-    click.echo(f"wrote {report.done} images ({_megabytes(report.bytes_written)}) to {out_dir}; "
-               f"report: {out_dir / 'facecolor-report.json'}")
+    click.echo(f"wrote {report.done} images ({report.bytes_written / 1e6:.1f} MB) to {out_dir}; "
+               f"report: {report_location(out_dir)}")
     if report.failed:
         click.echo(f"{report.failed} inputs failed; the reasons are in the report and above", err=True)
-        raise click.exceptions.Exit(EXIT_SOME_FAILED)
+        return EXIT_SOME_FAILED
+    return 0

@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from facecolor.errors import FacecolorError
 from facecolor.runtime.walk import sniff_format
 
 DEFAULT_MAX_PIXELS = 100_000_000
@@ -41,7 +42,7 @@ _PIL_CONVERSIONS = {
 _EXIF_ORIENTATION = 0x0112
 
 
-class DecodeError(ValueError):
+class DecodeError(FacecolorError, ValueError):
     """This file cannot be decoded; the message is the reason shown in the report."""
 
 

@@ -21,8 +21,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from facecolor.errors import FacecolorError
 
-class GeometryError(ValueError):
+
+class GeometryError(FacecolorError, ValueError):
     """An image or render size that cannot be placed in a render."""
 
 

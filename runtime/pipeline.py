@@ -13,14 +13,13 @@ by the queue sizes whatever the number of files:
   most ``linger_s`` for more once the queue runs dry) and calls ``fn(items) -> items``. Its
   exceptions are fatal: a backend failure is never one file's fault.
 
-``run_pipeline`` adds the rest of a run: the lock on OUT_DIR, the walk, the progress bar, the
-report, and the summary. ``pipeline_cpu.build_stages`` and ``pipeline_gpu.build_stages``
+``runtime.run.run_batch`` adds the rest of a run: the lock on OUT_DIR, the walk, the progress
+bar, the report, and the summary. ``pipeline_cpu.build_stages`` and ``pipeline_gpu.build_stages``
 (``(settings, backend) -> list of stages``) differ only in their stages.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import queue
 import sys
@@ -31,21 +30,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from facecolor.errors import FacecolorError
 from facecolor.runtime.decode import DEFAULT_MAX_PIXELS
-from facecolor.runtime.report import Report
-from facecolor.runtime.walk import FAILED, Job, display, walk
+from facecolor.runtime.walk import FAILED, Job
 
 DONE = "done"
 _END = object()  # end of stream, passed from stage to stage
 _POLL_S = 0.1  # how often blocked threads look at the stop flag
 
 
-class FatalError(RuntimeError):
+class FatalError(FacecolorError, RuntimeError):
     """Stops the whole run (the backend failed, OUT_DIR is locked, ...)."""
-
-
-class OutputLocked(FatalError):
-    """Another run is writing into the same OUT_DIR."""
 
 
 @dataclass(frozen=True)
@@ -119,28 +114,6 @@ def failure_reason(error: BaseException) -> str:
     if type(error).__module__.startswith("facecolor"):
         return text or type(error).__name__
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
-
-
-@contextlib.contextmanager
-def finishing(report: Report, stats: Callable[[], dict[str, Any]], write: Callable[[Report], object]) -> Iterator[None]:
-    """However the block ends, the report is finished and written, then the exception (if any)
-    propagates: status 'complete', 'interrupted' (Ctrl-C) or 'fatal' with its reason.
-
-    Shared by every way of running a batch (local folders, object storage, Ray) so that all of
-    them leave the same report behind, also when they die.
-    """
-    status, fatal = "complete", None
-    try:
-        yield
-    except KeyboardInterrupt:
-        status = "interrupted"
-        raise
-    except BaseException as error:
-        status, fatal = "fatal", failure_reason(error)
-        raise
-    finally:
-        report.finish(status, stats(), fatal)
-        write(report)
 
 
 def _lower_thread_priority(nice: int) -> None:
@@ -338,125 +311,3 @@ class StageRunner:
                 for n in range(remaining[0]):
                     spawn(self._map_worker, index, stage, remaining, name=f"facecolor-{stage.name}-{n}")
         spawn(self._feed, items, name="facecolor-walk")
-
-
-# --------------------------------------------------------------------------- the run
-
-
-class DirectoryError(FatalError):
-    """IN_DIR or OUT_DIR cannot be used; the message says why."""
-
-
-def check_directories(in_dir: Path, out_dir: Path) -> None:
-    """IN_DIR must be a readable folder; OUT_DIR must not be IN_DIR or contain it (outputs
-    mirror IN's paths, so they could land on inputs). OUT_DIR inside IN_DIR is fine."""
-    real_in, real_out = Path(in_dir).resolve(), Path(out_dir).resolve()
-    if not real_in.is_dir():
-        raise DirectoryError(f"IN_DIR {display(in_dir)} is not a folder")
-    try:
-        with os.scandir(real_in):
-            pass
-    except OSError as error:
-        raise DirectoryError(f"cannot read IN_DIR {display(in_dir)}: {error.strerror}") from error
-    if real_out == real_in or real_out in real_in.parents:
-        raise DirectoryError(
-            f"OUT_DIR {display(out_dir)} is IN_DIR or contains it: outputs could replace inputs; "
-            "choose a folder outside IN_DIR (or one inside it)"
-        )
-
-
-class _OutputLock:
-    """An advisory lock on OUT_DIR, held for the run; freed by the OS if the process dies."""
-
-    NAME = ".facecolor-lock"
-
-    def __init__(self, out_dir: Path) -> None:
-        self.path = Path(out_dir) / self.NAME
-        self._handle = None
-
-    def __enter__(self):
-        try:
-            import fcntl
-        except ImportError:  # Windows: no advisory lock, runs must not share OUT_DIR
-            return self
-        self._handle = open(self.path, "a+")
-        try:
-            fcntl.flock(self._handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as error:
-            self._handle.close()
-            raise OutputLocked(
-                f"another facecolor-batch is writing into {display(self.path.parent)}; "
-                "wait for it to finish or choose another OUT_DIR"
-            ) from error
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._handle is not None:
-            self.path.unlink(missing_ok=True)  # still ours: leave no stray file in OUT_DIR
-            self._handle.close()  # closing releases the lock
-
-
-def _count_jobs(settings: Settings, box: list[int | None], stop: threading.Event) -> None:
-    """Count the jobs in a second, lazy walk, so the progress bar can show an ETA."""
-    n = 0
-    for _ in walk(settings.in_dir, settings.out_dir, settings.out_format, overwrite=settings.overwrite):
-        if stop.is_set():
-            return
-        n += 1
-    box[0] = n
-
-
-def run_pipeline(
-    settings: Settings,
-    backend: Any,
-    reason: str,
-    stages: Sequence[MapStage | BatchStage],
-    *,
-    progress: bool = True,
-    echo: Callable[[str], None] | None = None,
-):
-    """Run ``stages`` over every job under IN_DIR; return the Report (also written to OUT_DIR).
-
-    ``echo`` prints a line to stderr (a failed input as it happens); the progress bar goes to
-    stderr too. Fatal errors and KeyboardInterrupt propagate after the report is written.
-    """
-    from tqdm import tqdm
-
-    check_directories(settings.in_dir, settings.out_dir)
-    Path(settings.out_dir).mkdir(parents=True, exist_ok=True)
-    echo = echo or (lambda line: print(line, file=sys.stderr))
-    with _OutputLock(settings.out_dir):
-        report = Report(
-            settings=settings.as_dict(),
-            backend={
-                "name": backend.name,
-                "device": backend.device,
-                "render_size": backend.render_size,
-                "max_batch": backend.max_batch,
-                "reason": reason,
-            },
-            model=backend.model.as_dict(),
-        )
-        runner = StageRunner(stages)
-        jobs = walk(settings.in_dir, settings.out_dir, settings.out_format, overwrite=settings.overwrite)
-        items = (Item(job, status=job.status, reason=job.reason, stage="walk" if job.status else "") for job in jobs)
-        total: list[int | None] = [None]
-        stop_count = threading.Event()
-        threading.Thread(target=_count_jobs, args=(settings, total, stop_count), daemon=True).start()
-        # disable=None: tqdm draws only when stderr is a terminal, so logs get no \r-lines
-        bar = tqdm(total=None, unit="img", file=sys.stderr, disable=None if progress else True, dynamic_ncols=True)
-        try:
-            with finishing(report, lambda: runner.stats, lambda done: done.write(settings.out_dir)):
-                for item in runner.run(items):
-                    report.add(item)
-                    if item.status == FAILED:
-                        bar.clear()
-                        echo(f"failed: {display(item.job.relative)}: {item.reason}")
-                    if bar.total is None and total[0] is not None:
-                        bar.total = total[0]
-                        bar.refresh()
-                    bar.update(1)
-        finally:
-            stop_count.set()
-            bar.close()
-    return report

@@ -2,7 +2,7 @@
 
     read (1 thread)            file bytes; size guard
     decode (N threads)         bytes -> upright pixels -> full-res L* -> render L/50-1 (SxS)
-    infer (1 thread, batches)  backend.infer on [B,1,S,S] -> [B,2,S,S]
+    infer (1 thread, batches)  backend.predict_ab on [B,1,S,S] -> [B,2,S,S]
     write (N threads)          crop + upsample ab, join with the full-res L*, sRGB, encode,
                                stamp metadata, atomic write
 
@@ -27,13 +27,14 @@ import numpy as np
 from facecolor.runtime.decode import DecodeError, decode_image
 from facecolor.runtime.geometry import Geometry, fit_geometry
 from facecolor.runtime.pipeline import BatchStage, Item, MapStage, Settings
-from facecolor.runtime.render import colorize_render, full_lightness, render_lightness
-from facecolor.runtime.write import encode, metadata_note, output_dtype, write_atomically
+from facecolor.runtime.render import colorize_image, full_lightness, render_lightness
+from facecolor.files import write_atomically
+from facecolor.runtime.write import encode, metadata_note, output_dtype
 from facecolor.scratch import Scratch
 
 #: Bytes per pixel of the largest uncompressed input (16-bit RGBA) plus headroom, so a file
 #: larger than this for the pixel limit cannot be an image we would decode.
-_MAX_BYTES_PER_PIXEL = 10
+MAX_BYTES_PER_PIXEL = 10
 #: Priority drop of the read/decode/write threads relative to the backend's (see above).
 CODEC_NICE = 10
 
@@ -54,8 +55,13 @@ class CpuWork:
     ab: np.ndarray | None = None
 
 
+def read_limit(settings: Settings) -> int:
+    """Largest input in bytes worth reading for ``settings.max_pixels`` (any reader's guard)."""
+    return max(64 << 20, settings.max_pixels * MAX_BYTES_PER_PIXEL)
+
+
 def read_stage(settings: Settings):
-    limit = max(64 << 20, settings.max_pixels * _MAX_BYTES_PER_PIXEL)
+    limit = read_limit(settings)
 
     def read(item: Item) -> Item:
         size = os.stat(item.job.source).st_size
@@ -88,7 +94,7 @@ def decode_stage(settings: Settings, render_size: int):
 def infer_stage(backend):
     def infer(items: list[Item]) -> list[Item]:
         batch = np.stack([item.payload.render for item in items])[:, None]  # [B,1,S,S]
-        ab = backend.infer(batch)  # [B,2,S,S]
+        ab = backend.predict_ab(batch)  # [B,2,S,S]
         for item, item_ab in zip(items, ab):
             item.payload.ab = item_ab
         return items
@@ -105,10 +111,10 @@ def write_stage(settings: Settings, model_label: str):
         fmt = item.job.out_format or work.format
         if not hasattr(per_thread, "scratch"):
             per_thread.scratch = Scratch()
-        rgb = colorize_render(work.lightness, work.ab, work.geometry, output_dtype(work.bit_depth, fmt),
+        rgb = colorize_image(work.lightness, work.ab, work.geometry, output_dtype(work.bit_depth, fmt),
                               per_thread.scratch)
         data = encode(rgb, fmt, quality=settings.quality, note=note)
-        write_atomically(item.job.target, data)
+        write_atomically(item.job.target, data, fixed_temp=True)
         item.payload, item.size = None, len(data)
         return item
 

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from facecolor.files import write_atomically
 from facecolor.runtime.decode import Decoded, decode_image
 from facecolor.runtime.gpu.cuda import (
     GpuError,
@@ -44,20 +45,16 @@ from facecolor.runtime.gpu.cuda import (
     new_stream,
     on_stream,
     drain,
-    resolve_device,
+    torch_device,
 )
 from facecolor.runtime.gpu.decode import NvjpegDecoder, triage
 from facecolor.runtime.gpu.encode import NvjpegEncoder
 from facecolor.runtime.gpu.jpeg import JpegInfo
 from facecolor.runtime.gpu.postprocess import GpuPostprocessor
 from facecolor.runtime.gpu.preprocess import GpuImage, GpuPreprocessor
-from facecolor.runtime.pipeline import BatchStage, FatalError, Item, MapStage, Settings
+from facecolor.runtime.pipeline import BatchStage, FatalError, Item, MapStage, Settings, failure_reason
 from facecolor.runtime.pipeline_cpu import read_stage
-from facecolor.runtime.write import encode, metadata_note, output_dtype, write_atomically
-
-
-class GpuPipelineError(FatalError):
-    """The GPU failed in a way no single file explains (out of memory, a CUDA fault)."""
+from facecolor.runtime.write import encode, metadata_note, output_dtype
 
 
 @dataclass
@@ -102,7 +99,7 @@ class GpuPipeline:
     def __init__(self, settings: Settings, backend, device: str | torch.device = "cuda") -> None:
         self.settings = settings
         self.backend = backend
-        self.device = resolve_device(device)
+        self.device = torch_device(device)
         self.note = metadata_note(backend.model.label)
         self.decoder = NvjpegDecoder(self.device)
         self.encoder = NvjpegEncoder(self.device, settings.quality, note=self.note)
@@ -152,8 +149,6 @@ class GpuPipeline:
         try:
             item.payload = _gray_if_equal(decode_image(item.payload.data, max_pixels=self.settings.max_pixels))
         except Exception as error:  # the CPU decoder's reason is the one to report
-            from facecolor.runtime.pipeline import failure_reason
-
             item.fail("decode", failure_reason(error))
 
     def _upload(self, item: Item) -> None:
@@ -162,7 +157,7 @@ class GpuPipeline:
 
     # ------------------------------------------------------------------ colorize (one thread)
 
-    def colorize(self, items: list[Item]) -> list[Item]:
+    def colorize_batch(self, items: list[Item]) -> list[Item]:
         """Preprocess, backend, postprocess for one batch, on the compute stream."""
         works: list[GpuWork] = [item.payload for item in items]
         for item, work in zip(items, works):
@@ -181,7 +176,7 @@ class GpuPipeline:
                 for work in works:
                     work.image = None  # the pixels are no longer needed; L* is in the batch
                 del images
-            ab = self.backend.infer(batch.l_norm)
+            ab = self.backend.predict_ab(batch.l_norm)
             with cuda_errors(f"postprocessing a batch of {len(items)}"):
                 outputs = self.postprocess(batch, ab, max_bits=max(work.out_bits for work in works))
                 del batch, ab
@@ -244,7 +239,7 @@ class GpuPipeline:
             if work.out_bits == 16:
                 pixels = pixels.astype(np.uint16)
             data = encode(pixels, work.target_format, quality=self.settings.quality, note=self.note)
-        write_atomically(item.job.target, data)
+        write_atomically(item.job.target, data, fixed_temp=True)
         item.payload, item.size = None, len(data)
         return item
 
@@ -257,7 +252,7 @@ class GpuPipeline:
         return [
             MapStage("read", self.read, workers=workers, queue_size=2 * workers),
             BatchStage("decode-gpu", self.decode, batch_size=batch, queue_size=2 * batch),
-            BatchStage("colorize", self.colorize, batch_size=batch, queue_size=2 * batch),
+            BatchStage("colorize", self.colorize_batch, batch_size=batch, queue_size=2 * batch),
             BatchStage("encode-gpu", self.encode_jpegs, batch_size=batch, queue_size=2 * batch),
             MapStage("write", self.write, workers=workers, queue_size=2 * batch),
         ]
@@ -276,7 +271,7 @@ def build_stages(settings: Settings, backend) -> list[MapStage | BatchStage]:
     try:
         return GpuPipeline(settings, backend).stages()
     except GpuError as error:
-        raise GpuPipelineError(str(error)) from error
+        raise FatalError(str(error)) from error
 
 
 # --------------------------------------------------------------------------- helpers
@@ -303,12 +298,13 @@ def _unique(events) -> list[torch.cuda.Event]:
 
 
 class _fatal_on_gpu_error:
-    """Turn GpuError (out of memory, CUDA faults) into GpuPipelineError, which stops the run."""
+    """Turn GpuError (out of memory, CUDA faults: no single file explains them) into a
+    FatalError, which stops the run."""
 
     def __enter__(self):
         return self
 
     def __exit__(self, kind, error, traceback):
         if error is not None and isinstance(error, GpuError) and not isinstance(error, NvjpegError):
-            raise GpuPipelineError(str(error)) from error
+            raise FatalError(str(error)) from error
         return False

@@ -1,8 +1,8 @@
 """CPU math between the full-resolution image and the network's square render (DESIGN §2).
 
     pixels --full_lightness--> L* (HxW) --render_lightness--> L/50-1 (SxS) --network--> ab/110 (2xSxS)
-    ab/110 --upsample_ab--> a*b* (HxWx2) --colorize(with the full L*)--> sRGB uint8/uint16 (HxWx3)
-    (the runtime's hot path does both at once, on reused arrays: colorize_render)
+    ab/110 --upsample_ab--> a*b* (HxWx2) --lab_to_image(with the full L*)--> sRGB uint8/uint16 (HxWx3)
+    (the runtime's hot path does both at once, on reused arrays: colorize_image)
 
 Only the render goes through the network; the output keeps the input's own full-resolution
 L*, so sharpness is never lost and the output's L* equals the input's (up to 8/16-bit rounding
@@ -100,12 +100,12 @@ def quantize(rgb: np.ndarray, dtype: np.dtype, scratch: Scratch = FRESH) -> np.n
     return out
 
 
-def colorize(lightness: np.ndarray, ab: np.ndarray, dtype: np.dtype = np.uint8) -> np.ndarray:
+def lab_to_image(lightness: np.ndarray, ab: np.ndarray, dtype: np.dtype = np.uint8) -> np.ndarray:
     """Full-res L* float32 HxW and a*b* float32 HxWx2 -> sRGB HxWx3 (RGB order) of ``dtype``."""
     return quantize(color.join_lab(lightness, ab), dtype)
 
 
-def colorize_render(
+def colorize_image(
     lightness: np.ndarray, ab_norm: np.ndarray, geometry: Geometry, dtype: np.dtype = np.uint8,
     scratch: Scratch = FRESH,
 ) -> np.ndarray:

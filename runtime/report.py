@@ -13,12 +13,10 @@ import json
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import facecolor
 from facecolor.runtime.walk import FAILED, OUTPUT_EXISTS, SKIPPED, display
-from facecolor.runtime.write import write_atomically
 
 REPORT_NAME = "facecolor-report.json"
 
@@ -97,11 +95,8 @@ class Report:
             "skipped": self.skips,
         }
 
-    def write(self, out_dir: Path) -> Path:
-        path = Path(out_dir) / REPORT_NAME
-        text = json.dumps(self.as_dict(), indent=2, ensure_ascii=False) + "\n"
-        write_atomically(path, text.encode("utf-8", "backslashreplace"))
-        return path
+    def to_json(self) -> str:
+        return json.dumps(self.as_dict(), indent=2, ensure_ascii=False) + "\n"
 
     def summary_lines(self) -> list[str]:
         """The closing lines: counts and throughput, then why files were skipped.

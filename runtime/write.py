@@ -3,29 +3,28 @@
 Encoding is OpenCV's (fast, releases the GIL, writes 16-bit PNG and TIFF). The note
 ``colorized by facecolor VERSION, model PRESET (sha256:...)`` is then spliced into the bytes:
 a PNG ``tEXt`` chunk (keyword ``Comment``), a JPEG ``COM`` segment, a TIFF
-``ImageDescription`` tag. WebP and BMP outputs carry no note (OpenCV writes no metadata for
-them and BMP has no place for it).
+``ImageDescription`` tag. WebP is encoded by Pillow, which writes the note as the EXIF
+ImageDescription (WebP's ``EXIF`` chunk; OpenCV writes no WebP metadata). BMP has no metadata
+block at all, so BMP outputs carry no note.
 
-Writes go to a hidden temporary file in the output's own folder, then ``os.replace`` renames
-it over the target: a reader sees either no file or a whole one, and a run killed at any
-moment leaves no partial output under a real name. The temporary name is fixed per target
-(``.NAME.facecolor-tmp``), so a restarted run reuses and removes what a killed one left.
-Nothing is fsync'ed: this protects against killed processes, not against power loss on
-filesystems that reorder renames before data.
+Writes go through ``facecolor.files.write_atomically`` with a fixed temporary name per
+target (``.NAME.facecolor-tmp`` in the output's own folder, then ``os.replace``): a reader sees
+either no file or a whole one, a run killed at any moment leaves no partial output under a
+real name, and a restarted run reuses and removes what a killed one left (``write_output``).
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
+import io
 import struct
 import zlib
-from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image
 
 import facecolor
+from facecolor.errors import FacecolorError
 
 #: format -> (OpenCV extension, quality flag or None)
 _ENCODERS = {
@@ -36,10 +35,10 @@ _ENCODERS = {
     "webp": (".webp", cv2.IMWRITE_WEBP_QUALITY),
 }
 SIXTEEN_BIT_FORMATS = ("png", "tiff")
-TEMP_SUFFIX = ".facecolor-tmp"
+_IMAGE_DESCRIPTION = 270  # the EXIF/TIFF tag that holds the note in TIFF and WebP outputs
 
 
-class EncodeError(ValueError):
+class EncodeError(FacecolorError, ValueError):
     """The pixels cannot be written in the requested format."""
 
 
@@ -59,6 +58,8 @@ def encode(rgb: np.ndarray, fmt: str, *, quality: int = 95, note: str | None = N
         raise EncodeError(f"cannot write format {fmt!r}; use one of {sorted(_ENCODERS)}")
     if rgb.dtype == np.uint16 and fmt not in SIXTEEN_BIT_FORMATS:
         raise EncodeError(f"{fmt} holds 8 bits per channel, not 16")
+    if fmt == "webp":
+        return _webp(rgb, quality, note)
     extension, quality_flag = _ENCODERS[fmt]
     params = [quality_flag, int(quality)] if quality_flag is not None else []
     ok, buffer = cv2.imencode(extension, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), params)
@@ -70,6 +71,16 @@ def encode(rgb: np.ndarray, fmt: str, *, quality: int = 95, note: str | None = N
         if stamp is not None:
             data = stamp(data, note)
     return data
+
+
+def _webp(rgb: np.ndarray, quality: int, note: str | None) -> bytes:
+    """A lossy WebP of ``quality`` whose EXIF ImageDescription (tag 270) is ``note``."""
+    buffer = io.BytesIO()
+    exif = Image.Exif()
+    if note:
+        exif[_IMAGE_DESCRIPTION] = note
+    Image.fromarray(np.ascontiguousarray(rgb)).save(buffer, format="WEBP", quality=int(quality), exif=exif.tobytes())
+    return buffer.getvalue()
 
 
 def _latin1(text: str) -> bytes:
@@ -119,24 +130,3 @@ def tiff_with_description(data: bytes, text: str) -> bytes:
     out += struct.pack(order + "H", len(entries)) + b"".join(entries) + next_ifd
     out[4:8] = struct.pack(order + "I", new_ifd)
     return bytes(out)
-
-
-def temp_path(target: Path) -> Path:
-    """The fixed hidden temporary name beside ``target`` (hashed if the name is very long)."""
-    name = f".{target.name}{TEMP_SUFFIX}"
-    if len(os.fsencode(name)) > 255:
-        name = "." + hashlib.sha1(os.fsencode(target.name)).hexdigest() + TEMP_SUFFIX
-    return target.with_name(name)
-
-
-def write_atomically(target: Path, data: bytes) -> None:
-    """Write ``data`` to ``target`` through a temporary file and a rename (see module doc)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temp = temp_path(target)
-    try:
-        with open(temp, "wb") as handle:
-            handle.write(data)
-        os.replace(temp, target)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise

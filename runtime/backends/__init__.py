@@ -4,20 +4,16 @@
     backend, reason = open_backend(None, "auto", batch_size=16)
 """
 
-from facecolor.runtime.backends.base import (
-    Backend,
-    BackendError,
-    BackendUnavailable,
-    ModelInfo,
-)
+from facecolor.errors import Unavailable
+from facecolor.runtime.backends.base import Backend, BackendError, ModelInfo
 from facecolor.runtime.backends.select import ModelNotFound, open_backend, shipped_model
 
 __all__ = [
     "Backend",
     "BackendError",
-    "BackendUnavailable",
     "ModelInfo",
     "ModelNotFound",
     "open_backend",
     "shipped_model",
+    "Unavailable",
 ]

@@ -19,15 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-
-class BackendUnavailable(RuntimeError):
-    """A backend cannot run here (library missing, no CUDA, a file it cannot load).
-
-    The message says what is missing and how to get it.
-    """
+from facecolor.errors import FacecolorError
 
 
-class BackendError(RuntimeError):
+class BackendError(FacecolorError, RuntimeError):
     """A backend failed while running a batch: fatal for the run, never one file's fault."""
 
 
@@ -50,15 +45,15 @@ class ModelInfo:
 
 @runtime_checkable
 class Backend(Protocol):
-    """See the module docstring for the tensor contract of ``infer``."""
+    """See the module docstring for the tensor contract of ``predict_ab``."""
 
     name: str  # 'tensorrt', 'onnxruntime-cuda', 'torch-cuda', 'onnxruntime-cpu', 'torch-cpu'
     device: str  # 'cpu' or 'cuda'
     render_size: int  # S: the square input size the model takes
-    max_batch: int | None  # largest N infer accepts; None when unbounded
+    max_batch: int | None  # largest N predict_ab accepts; None when unbounded
     model: ModelInfo
 
-    def infer(self, l_norm: Any) -> Any:
+    def predict_ab(self, l_norm: Any) -> Any:
         """``[N, 1, S, S]`` float32 L/50-1 -> ``[N, 2, S, S]`` float32 ab/110 (see module)."""
         ...
 

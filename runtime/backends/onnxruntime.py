@@ -13,14 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
+from facecolor.errors import Unavailable
 from facecolor.files import sha256_file
-from facecolor.runtime.backends.base import (
-    BackendBase,
-    BackendError,
-    BackendUnavailable,
-    ModelInfo,
-)
+from facecolor.runtime.backends.base import BackendBase, BackendError, ModelInfo
 
 CUDA_PROVIDER = "CUDAExecutionProvider"
 CPU_PROVIDER = "CPUExecutionProvider"
@@ -30,7 +27,7 @@ def _import_onnxruntime():
     try:
         import onnxruntime
     except ImportError as error:  # pragma: no cover - a declared dependency
-        raise BackendUnavailable(
+        raise Unavailable(
             "onnxruntime is not installed: pip install onnxruntime (CPU) or onnxruntime-gpu (CUDA)"
         ) from error
     return onnxruntime
@@ -40,7 +37,7 @@ def cuda_provider_available() -> bool:
     """True when the installed onnxruntime was built with the CUDA provider."""
     try:
         return CUDA_PROVIDER in _import_onnxruntime().get_available_providers()
-    except BackendUnavailable:
+    except Unavailable:
         return False
 
 
@@ -85,12 +82,10 @@ class OnnxRuntimeBackend(BackendBase):
         self._device_index = 0
         if device == "cuda":
             if not cuda_provider_available():
-                raise BackendUnavailable(
+                raise Unavailable(
                     "onnxruntime has no CUDAExecutionProvider: pip install onnxruntime-gpu "
                     "(in place of onnxruntime)"
                 )
-            import torch
-
             self._device_index = torch.cuda.current_device()
             providers = [(CUDA_PROVIDER, {"device_id": self._device_index}), CPU_PROVIDER]
         else:
@@ -98,11 +93,11 @@ class OnnxRuntimeBackend(BackendBase):
         try:
             self._session = ort.InferenceSession(str(onnx_path), options, providers=providers)
         except Exception as error:  # onnxruntime raises its own Fail/InvalidGraph types
-            raise BackendUnavailable(
+            raise Unavailable(
                 f"onnxruntime cannot load {onnx_path}: {error}; re-export it with facecolor-export"
             ) from error
         if device == "cuda" and CUDA_PROVIDER not in self._session.get_providers():
-            raise BackendUnavailable(
+            raise Unavailable(
                 "onnxruntime fell back to the CPU (its CUDA libraries did not load); "
                 "check that onnxruntime-gpu matches the installed CUDA (notes: 1.27+ is CUDA 13)"
             )
@@ -111,14 +106,14 @@ class OnnxRuntimeBackend(BackendBase):
         batch, _, height, width = inp.shape
         fixed = height if isinstance(height, int) else None
         if fixed is not None and width != height:
-            raise BackendUnavailable(f"{onnx_path}: input {inp.shape} is not square")
+            raise Unavailable(f"{onnx_path}: input {inp.shape} is not square")
         if fixed is not None and render_size not in (None, fixed):
-            raise BackendUnavailable(
+            raise Unavailable(
                 f"{onnx_path} takes {fixed}x{fixed} renders, not {render_size}; "
                 f"omit --render-size or re-export at that size"
             )
         if fixed is None and render_size is None:
-            raise BackendUnavailable(f"{onnx_path} has a dynamic input size: pass --render-size")
+            raise Unavailable(f"{onnx_path} has a dynamic input size: pass --render-size")
         self.name = f"onnxruntime-{device}"
         self.device = device
         self.render_size = int(fixed or render_size)
@@ -126,7 +121,7 @@ class OnnxRuntimeBackend(BackendBase):
         self.model = model or onnx_model_info(onnx_path, self._session)
         self.path = onnx_path
 
-    def infer(self, l_norm):
+    def predict_ab(self, l_norm):
         """CPU: numpy float32 [N,1,S,S] (L/50-1) -> numpy float32 [N,2,S,S] (ab/110).
         CUDA: torch float32 CUDA tensors, same shapes; see ``backends/base.py``."""
         if self._session is None:
@@ -143,8 +138,6 @@ class OnnxRuntimeBackend(BackendBase):
             raise BackendError(f"onnxruntime failed on a batch of {len(l_norm)}: {error}") from error
 
     def _infer_cuda(self, l_norm):
-        import torch
-
         x = l_norm.to(dtype=torch.float32).contiguous()
         n, _, s, _ = x.shape
         y = torch.empty((n, 2, s, s), dtype=torch.float32, device=x.device)

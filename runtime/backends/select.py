@@ -14,6 +14,12 @@ from the per-machine cache of ``facecolor.export.cache``, built on first use). A
 selects PyTorch. ``--device cuda`` never falls back to the CPU; ``--device cpu`` never uses
 CUDA. Each backend that was passed over adds its reason to the line the CLI prints first,
 e.g. ``backend: onnxruntime-cpu on CPU (no CUDA device; TensorRT not installed)``.
+
+The bench opens backends by name instead (``open_kind``), through the same resolution: which
+file a backend kind runs for a model (``artifact_for``: a plan's sidecar names its ONNX, a
+checkpoint is exported through the per-machine cache), at which precision (``precision_of``),
+and what this machine lacks for it (``missing_for``). ``resolve_device`` turns ``auto`` into
+``cuda`` or ``cpu`` for every stage.
 """
 
 from __future__ import annotations
@@ -22,20 +28,26 @@ import importlib.resources
 import importlib.util
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+import torch
+
+from facecolor.checkpoint import CheckpointError, read_checkpoint
+from facecolor.errors import FacecolorError, Unavailable
+from facecolor.export.cache import Notify, cached_engine, cached_onnx
+from facecolor.export.errors import ExportError
+from facecolor.export.files import read_sidecar
 from facecolor.files import sha256_file
-from facecolor.runtime.backends.base import Backend, BackendUnavailable, ModelInfo
-
-if TYPE_CHECKING:  # the export package is imported only when a backend needs a build
-    from facecolor.export.cache import Notify
+from facecolor.runtime.backends.base import Backend, ModelInfo
+from facecolor.runtime.backends.onnxruntime import OnnxRuntimeBackend, cuda_provider_available
+from facecolor.runtime.backends.tensorrt import TensorRTBackend
+from facecolor.runtime.backends.torch_backend import TorchBackend
 
 SHIPPED_MODEL = "gpsagd.safetensors"
 MODEL_SUFFIXES = (".safetensors", ".onnx", ".plan")
 DEVICES = ("auto", "cpu", "cuda")
 
 
-class ModelNotFound(FileNotFoundError):
+class ModelNotFound(FacecolorError, FileNotFoundError):
     """No model to run: the shipped one is missing or ``--model`` does not exist."""
 
 
@@ -47,11 +59,20 @@ def shipped_model() -> Path:
     return path
 
 
+def cuda_available() -> bool:
+    return torch.cuda.is_available()
+
+
+def resolve_device(device: str) -> str:
+    """'auto' -> 'cuda' when torch sees a GPU, else 'cpu'; 'cpu'/'cuda' unchanged."""
+    if device == "auto":
+        return "cuda" if cuda_available() else "cpu"
+    return device
+
+
 def _cuda_device() -> str | None:
     """The CUDA device's name, or None when torch sees none."""
-    import torch
-
-    if not torch.cuda.is_available():
+    if not cuda_available():
         return None
     return torch.cuda.get_device_name(torch.cuda.current_device())
 
@@ -60,9 +81,120 @@ def _tensorrt_installed() -> bool:
     return importlib.util.find_spec("tensorrt") is not None
 
 
-def _checkpoint_info(path: Path) -> tuple[ModelInfo, int]:
-    from facecolor.checkpoint import CheckpointError, read_checkpoint
+# --------------------------------------------------------------------------- which file, which precision
 
+
+def _recorded_path(document: dict | None, beside: Path, *keys: str) -> Path | None:
+    """The first existing file a sidecar names under ``keys`` (a path string, or a dict with
+    ``path``); relative paths are tried as given and relative to the sidecar's folder."""
+    for key in keys if document else ():
+        value = document.get(key)
+        if isinstance(value, dict):
+            value = value.get("path")
+        if not isinstance(value, str) or not value:
+            continue
+        for candidate in (Path(value), beside.parent / value, beside.parent / Path(value).name):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def source_onnx(plan: Path) -> Path | None:
+    """The ONNX a plan was built from, as its sidecar records it (if that file still exists)."""
+    return _recorded_path(read_sidecar(plan), plan, "source_onnx", "onnx", "source")
+
+
+def source_checkpoint(artifact: Path) -> tuple[Path | None, str | None]:
+    """The checkpoint an ONNX (or a plan, through its ONNX) was exported from, and the SHA-256
+    the sidecar recorded for it (None when unrecorded)."""
+    if artifact.suffix.lower() == ".plan":
+        onnx = source_onnx(artifact)
+        return source_checkpoint(onnx) if onnx is not None else (None, None)
+    document = read_sidecar(artifact)
+    recorded = (document or {}).get("source_checkpoint") or {}
+    sha = recorded.get("sha256") if isinstance(recorded, dict) else None
+    return _recorded_path(document, artifact, "source_checkpoint", "checkpoint"), sha
+
+
+def onnx_precision(path: Path) -> str:
+    """'fp16' or 'fp32': the sidecar's record, else the file's own metadata, else whether any
+    weight is stored as float16."""
+    document = read_sidecar(path) or {}
+    if document.get("precision") in ("fp16", "fp32"):
+        return document["precision"]
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    props = {p.key: p.value for p in model.metadata_props}
+    if props.get("facecolor.precision") in ("fp16", "fp32"):
+        return props["facecolor.precision"]
+    halves = any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer)
+    return "fp16" if halves else "fp32"
+
+
+def precision_of(artifact: Path) -> str:
+    """The arithmetic a file runs at: a plan's from its sidecar, else from the ONNX it was built
+    from, else fp16 (what facecolor-export builds); an ONNX's (``onnx_precision``); fp32 else."""
+    suffix = artifact.suffix.lower()
+    if suffix == ".onnx":
+        return onnx_precision(artifact)
+    if suffix != ".plan":
+        return "fp32"
+    document = read_sidecar(artifact) or {}
+    if document.get("precision") in ("fp16", "fp32"):
+        return document["precision"]
+    onnx = source_onnx(artifact)
+    return onnx_precision(onnx) if onnx is not None else "fp16"
+
+
+def artifact_for(kind: str, model: Path, *, max_batch: int, notify: Notify | None = None) -> Path:
+    """The file backend ``kind`` ('torch', 'onnxruntime', 'tensorrt') runs for ``model``: the
+    model itself when it is of that kind; a plan's recorded ONNX; a checkpoint's fp32 ONNX or
+    engine from the per-machine cache (built on first use)."""
+    suffix = model.suffix.lower()
+    if kind == "tensorrt" and suffix != ".plan":
+        return cached_engine(model, max_batch=max_batch, notify=notify)
+    if kind == "onnxruntime" and suffix == ".plan":
+        onnx = source_onnx(model)
+        if onnx is None:
+            raise Unavailable(f"{model.name}'s sidecar names no existing ONNX; pass --engine MODEL.onnx "
+                              "to run ONNX Runtime")
+        return onnx
+    if kind == "onnxruntime" and suffix == ".safetensors":
+        return cached_onnx(model, fp16=False, notify=notify)
+    return model
+
+
+def missing_for(kind: str, device: str, requested: str) -> list[str]:
+    """Everything this machine lacks to run ``kind`` on ``device`` (all of it, so one run tells
+    the whole story); ``requested`` is the user's --device."""
+    missing = []
+    if device == "cuda":
+        if not cuda_available():
+            missing.append("no CUDA device (torch sees none)")
+        elif requested == "cpu":
+            missing.append("--device cpu")
+    if kind == "tensorrt" and not _tensorrt_installed():
+        missing.append("TensorRT not installed (pip install 'facecolor[tensorrt]')")
+    if kind == "onnxruntime" and device == "cuda" and not cuda_provider_available():
+        missing.append("onnxruntime has no CUDAExecutionProvider (pip install onnxruntime-gpu)")
+    return missing
+
+
+def open_kind(kind: str, artifact: Path, device: str, *, precision: str = "fp32", max_batch: int) -> Backend:
+    """Backend ``kind`` on ``artifact`` (see ``artifact_for``) and ``device``, as asked: no
+    choosing, no falling back (the bench compares backends by name)."""
+    if kind == "torch":
+        return TorchBackend(artifact, device=device, precision=precision)
+    if kind == "onnxruntime":
+        return OnnxRuntimeBackend(artifact, device=device)
+    return TensorRTBackend(artifact, max_batch=max_batch)
+
+
+# --------------------------------------------------------------------------- choosing
+
+
+def _checkpoint_info(path: Path) -> tuple[ModelInfo, int]:
     try:
         checkpoint = read_checkpoint(path)
     except CheckpointError as error:
@@ -70,24 +202,17 @@ def _checkpoint_info(path: Path) -> tuple[ModelInfo, int]:
     return ModelInfo(checkpoint.preset, sha256_file(path), path), checkpoint.render_size
 
 
-# Each opener returns a backend or raises BackendUnavailable with a short reason.
+# Each opener returns a backend or raises Unavailable with a short reason.
 
 
 def _tensorrt(model: Path, suffix: str, batch_size: int, info: ModelInfo | None, notify: Notify | None) -> Backend:
     if not _tensorrt_installed():
-        raise BackendUnavailable("TensorRT not installed")
-    from facecolor.runtime.backends.tensorrt import TensorRTBackend
-
-    plan = model
-    if suffix == ".safetensors":
-        from facecolor.export.cache import cached_engine
-        from facecolor.export.errors import ExportError
-
-        try:
-            plan = cached_engine(model, max_batch=batch_size, notify=notify)
-        except ExportError as error:  # no GPU match, build failure: the next backend runs
-            raise BackendUnavailable(f"engine build failed ({error})") from error
-    backend = TensorRTBackend(plan, max_batch=batch_size)
+        raise Unavailable("TensorRT not installed")
+    try:
+        plan = artifact_for("tensorrt", model, max_batch=batch_size, notify=notify)
+    except (ExportError, Unavailable) as error:  # no GPU match, build failure: the next backend runs
+        raise Unavailable(f"engine build failed ({error})") from error
+    backend = open_kind("tensorrt", plan, "cuda", max_batch=batch_size)
     if info is not None:
         backend.model = info
     return backend
@@ -96,26 +221,18 @@ def _tensorrt(model: Path, suffix: str, batch_size: int, info: ModelInfo | None,
 def _onnxruntime(
     model: Path, suffix: str, device: str, render_size: int | None, info, notify: Notify | None
 ) -> Backend:
-    from facecolor.runtime.backends.onnxruntime import OnnxRuntimeBackend, cuda_provider_available
-
     if device == "cuda" and not cuda_provider_available():
-        raise BackendUnavailable("onnxruntime-gpu not installed")
-    onnx = model
-    if suffix == ".safetensors":
-        from facecolor.export.cache import cached_onnx
-
-        try:
-            onnx = cached_onnx(model, fp16=False, notify=notify)
-        except BackendUnavailable:
-            raise
-        except Exception as error:  # an export failure names itself; torch still runs
-            raise BackendUnavailable(f"ONNX export failed ({type(error).__name__}: {error})") from error
+        raise Unavailable("onnxruntime-gpu not installed")
+    try:
+        onnx = artifact_for("onnxruntime", model, max_batch=0, notify=notify)
+    except Unavailable:
+        raise
+    except Exception as error:  # an export failure names itself; torch still runs
+        raise Unavailable(f"ONNX export failed ({type(error).__name__}: {error})") from error
     return OnnxRuntimeBackend(onnx, device=device, render_size=render_size, model=info)
 
 
 def _torch(model: Path, device: str, render_size: int | None) -> Backend:
-    from facecolor.runtime.backends.torch_backend import TorchBackend
-
     return TorchBackend(model, device=device, render_size=render_size)
 
 
@@ -131,7 +248,7 @@ def open_backend(
 
     ``notify`` hears about first-use builds (ONNX export, TensorRT engine) while they run.
 
-    Raises ModelNotFound (no such model, or no shipped model) and BackendUnavailable (nothing
+    Raises ModelNotFound (no such model, or no shipped model) and Unavailable (nothing
     can run this model on this device; the message lists what each candidate lacked).
     """
     if device not in DEVICES:
@@ -145,7 +262,7 @@ def open_backend(
 
     gpu_name = _cuda_device() if device != "cpu" else None
     if device == "cuda" and gpu_name is None:
-        raise BackendUnavailable("--device cuda, but torch sees no CUDA device: use --device cpu or auto")
+        raise Unavailable("--device cuda, but torch sees no CUDA device: use --device cpu or auto")
     passed_over: list[str] = []
     if device == "cpu":
         passed_over.append("--device cpu")
@@ -183,7 +300,7 @@ def open_backend(
     for name, opener in candidates:
         try:
             backend = opener()
-        except BackendUnavailable as error:
+        except Unavailable as error:
             passed_over.append(f"{name}: {error}")
             continue
         where = f"CUDA ({gpu_name})" if backend.device == "cuda" else "CPU"
@@ -197,4 +314,4 @@ def open_backend(
     else:
         hint = "see the reasons above"
     tried = "; ".join(passed_over) or "no candidate"
-    raise BackendUnavailable(f"no backend can run {model.name} on --device {device} ({tried}); {hint}")
+    raise Unavailable(f"no backend can run {model.name} on --device {device} ({tried}); {hint}")

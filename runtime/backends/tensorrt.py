@@ -18,7 +18,7 @@ no cuda-python, so no second CUDA context):
   non-default CUDA stream, which waits for the caller's stream before it reads the input and
   which the caller's stream waits for before it reads the result: no host synchronisation;
 - batches above the profile's maximum run in chunks; a chunk below its minimum is zero-padded;
-- every TensorRT or CUDA failure becomes BackendError (while running) or BackendUnavailable
+- every TensorRT or CUDA failure becomes BackendError (while running) or Unavailable
   (while loading), with TensorRT's own last error messages attached; ``close()`` frees the
   context, engine, runtime and buffers, in that order.
 """
@@ -29,27 +29,14 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from facecolor.errors import Unavailable
+from facecolor.export.errors import ExportError
+from facecolor.export.tensorrt import check_plan, import_tensorrt
 from facecolor.files import sha256_file
-from facecolor.runtime.backends.base import (
-    BackendBase,
-    BackendError,
-    BackendUnavailable,
-    ModelInfo,
-)
+from facecolor.runtime.backends.base import BackendBase, BackendError, ModelInfo
 from facecolor.runtime.gpu.cuda import GpuError, cuda_errors
-
-INSTALL_TENSORRT = "pip install facecolor[tensorrt]"
-
-
-def import_tensorrt():
-    """The ``tensorrt`` module, or BackendUnavailable naming the package to install."""
-    try:
-        import tensorrt
-    except ImportError as error:
-        raise BackendUnavailable(
-            f"TensorRT is not installed ({error}): {INSTALL_TENSORRT}"
-        ) from error
-    return tensorrt
 
 
 def _make_logger(trt):
@@ -71,24 +58,18 @@ def _make_logger(trt):
 
 
 def _verify_plan(plan_path: Path) -> dict[str, Any]:
-    """The plan's sidecar after ``check_plan`` accepted it; BackendUnavailable otherwise."""
-    try:
-        from facecolor.export.tensorrt import check_plan
-    except ImportError as error:
-        raise BackendUnavailable(f"cannot check {plan_path.name}: facecolor.export.tensorrt ({error})") from error
-    from facecolor.export.errors import ExportError
-
+    """The plan's sidecar after ``check_plan`` accepted it; Unavailable otherwise."""
     try:
         sidecar = check_plan(plan_path)
-    except ExportError as error:  # PlanError, PlanMismatchError, TensorRTUnavailable, ...
-        raise BackendUnavailable(str(error)) from error
+    except (ExportError, Unavailable) as error:  # PlanError, PlanMismatchError, no TensorRT, ...
+        raise Unavailable(str(error)) from error
     return sidecar if isinstance(sidecar, dict) else {}
 
 
 class TensorRTBackend(BackendBase):
     """One TensorRT engine and execution context on one CUDA device.
 
-    ``max_batch``: the largest batch ``infer`` runs in one go (None: the profile's maximum);
+    ``max_batch``: the largest batch ``predict_ab`` runs in one go (None: the profile's maximum);
     larger ones are split. ``verify``: check the sidecar first (off only for engines built in
     tests without one).
     """
@@ -101,15 +82,13 @@ class TensorRTBackend(BackendBase):
         device: str = "cuda",
         verify: bool = True,
     ) -> None:
-        import torch
-
         trt = import_tensorrt()
         if not torch.cuda.is_available():
-            raise BackendUnavailable("TensorRT needs a CUDA device, and torch sees none")
+            raise Unavailable("TensorRT needs a CUDA device, and torch sees none")
         torch.cuda.init()  # torch's primary context first: TensorRT then runs inside it
         plan_path = Path(plan_path)
         if not plan_path.is_file():
-            raise BackendUnavailable(f"no TensorRT plan at {plan_path}")
+            raise Unavailable(f"no TensorRT plan at {plan_path}")
         sidecar = _verify_plan(plan_path) if verify else {}
         self._torch = torch
         self._device = torch.device(device)
@@ -133,17 +112,17 @@ class TensorRTBackend(BackendBase):
     def _load(self, trt, plan_path: Path, max_batch: int | None) -> None:
         torch = self._torch
         what = f"loading TensorRT plan {plan_path.name}"
-        with torch.cuda.device(self._device), cuda_errors(what, BackendUnavailable):
+        with torch.cuda.device(self._device), cuda_errors(what, Unavailable):
             self._runtime = trt.Runtime(self._logger)
             self._engine = self._runtime.deserialize_cuda_engine(plan_path.read_bytes())
             if self._engine is None:
-                raise BackendUnavailable(
+                raise Unavailable(
                     f"{what}: TensorRT could not deserialize it ({self._logger.last_errors()}); "
                     f"rebuild it on this machine with facecolor-export CHECKPOINT --engine {plan_path}"
                 )
             self._context = self._engine.create_execution_context()
             if self._context is None:
-                raise BackendUnavailable(f"{what}: no execution context ({self._logger.last_errors()})")
+                raise Unavailable(f"{what}: no execution context ({self._logger.last_errors()})")
             self._bind_io(trt, max_batch)
             self._stream = torch.cuda.Stream(self._device)
 
@@ -154,13 +133,13 @@ class TensorRTBackend(BackendBase):
         inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         outputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
         if len(inputs) != 1 or len(outputs) != 1:
-            raise BackendUnavailable(
+            raise Unavailable(
                 f"the engine has inputs {inputs} and outputs {outputs}; facecolor needs one of each (L, ab)"
             )
         self._in_name, self._out_name = inputs[0], outputs[0]
         shape = tuple(engine.get_tensor_shape(self._in_name))
         if len(shape) != 4 or shape[1] != 1 or shape[2] < 1 or shape[2] != shape[3]:
-            raise BackendUnavailable(
+            raise Unavailable(
                 f"the engine's input {self._in_name} has shape {shape}; expected [N, 1, S, S] with a static S"
             )
         self.render_size = int(shape[2])
@@ -176,11 +155,11 @@ class TensorRTBackend(BackendBase):
         self._output = torch.empty((rows, 2, size, size), dtype=self._out_dtype, device=self._device)
         for name, buffer in ((self._in_name, self._input), (self._out_name, self._output)):
             if buffer.data_ptr() % 256:
-                raise BackendUnavailable(f"the buffer for {name} is not 256-byte aligned")
+                raise Unavailable(f"the buffer for {name} is not 256-byte aligned")
 
     # ------------------------------------------------------------------ running
 
-    def infer(self, l_norm):
+    def predict_ab(self, l_norm):
         """torch float32 CUDA ``[N, 1, S, S]`` (L/50-1) -> float32 CUDA ``[N, 2, S, S]`` (ab/110).
 
         The result is valid once the caller's current stream reaches it (see module docstring).
@@ -260,9 +239,9 @@ def _preset(sidecar: dict[str, Any]) -> str:
 
 
 def _torch_dtype(trt, torch, dtype, name: str):
-    """TensorRT FLOAT/HALF -> torch float32/float16; BackendUnavailable for anything else."""
+    """TensorRT FLOAT/HALF -> torch float32/float16; Unavailable for anything else."""
     if dtype == trt.DataType.FLOAT:
         return torch.float32
     if dtype == trt.DataType.HALF:
         return torch.float16
-    raise BackendUnavailable(f"the engine's {name} is {dtype}; facecolor runs float32 or float16 I/O")
+    raise Unavailable(f"the engine's {name} is {dtype}; facecolor runs float32 or float16 I/O")

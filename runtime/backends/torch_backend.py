@@ -10,14 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from facecolor.checkpoint import CheckpointError, load_generator
+from facecolor.errors import Unavailable
 from facecolor.files import sha256_file
-from facecolor.runtime.backends.base import (
-    BackendBase,
-    BackendError,
-    BackendUnavailable,
-    ModelInfo,
-)
+from facecolor.runtime.backends.base import BackendBase, BackendError, ModelInfo
 
 
 class TorchBackend(BackendBase):
@@ -31,24 +29,20 @@ class TorchBackend(BackendBase):
         render_size: int | None = None,
         precision: str | None = None,
     ) -> None:
-        import torch
-
         precision = precision or ("fp16" if device == "cuda" else "fp32")
         if precision not in ("fp16", "fp32"):
-            raise BackendUnavailable(f"precision {precision!r}: use fp16 or fp32")
+            raise Unavailable(f"precision {precision!r}: use fp16 or fp32")
         if device == "cpu" and precision == "fp16":
-            raise BackendUnavailable("PyTorch fp16 runs on CUDA only (CPU autocast is slower than fp32); "
+            raise Unavailable("PyTorch fp16 runs on CUDA only (CPU autocast is slower than fp32); "
                                      "use fp32 on the CPU")
 
-        from facecolor.checkpoint import CheckpointError, load_generator
-
         if device == "cuda" and not torch.cuda.is_available():
-            raise BackendUnavailable("torch sees no CUDA device: use --device cpu")
+            raise Unavailable("torch sees no CUDA device: use --device cpu")
         checkpoint_path = Path(checkpoint_path)
         try:
             self._model, checkpoint = load_generator(checkpoint_path, device)
         except CheckpointError as error:
-            raise BackendUnavailable(str(error)) from error
+            raise Unavailable(str(error)) from error
         self._torch = torch
         self.precision = precision
         self.name = f"torch-{device}" if precision == ("fp16" if device == "cuda" else "fp32") \
@@ -58,7 +52,7 @@ class TorchBackend(BackendBase):
         self.max_batch = None
         self.model = ModelInfo(checkpoint.preset, sha256_file(checkpoint_path), checkpoint_path)
 
-    def infer(self, l_norm):
+    def predict_ab(self, l_norm):
         """CPU: numpy float32 [N,1,S,S] (L/50-1) -> numpy float32 [N,2,S,S] (ab/110).
         CUDA: torch float32 CUDA tensors, same shapes; see ``backends/base.py``."""
         torch = self._torch

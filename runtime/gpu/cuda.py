@@ -20,13 +20,11 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 import torch
 
+from facecolor.errors import FacecolorError, Unavailable
 
-class GpuError(RuntimeError):
+
+class GpuError(FacecolorError, RuntimeError):
     """A CUDA operation failed; the message says which one and what it was given."""
-
-
-class GpuUnavailable(GpuError):
-    """No CUDA device (or no CUDA build of torch / torchvision's nvJPEG ops)."""
 
 
 class GpuOutOfMemory(GpuError):
@@ -70,12 +68,12 @@ def _first_line(exc: BaseException) -> str:
 
 
 def require_cuda(device: str | torch.device = "cuda") -> torch.device:
-    """The CUDA device to run on, with its index resolved; GpuUnavailable when there is none."""
+    """The CUDA device to run on, with its index resolved; Unavailable when there is none."""
     if not torch.cuda.is_available():
-        raise GpuUnavailable("torch sees no CUDA device: run with --device cpu")
+        raise Unavailable("torch sees no CUDA device: run with --device cpu")
     device = torch.device(device)
     if device.type != "cuda":
-        raise GpuUnavailable(f"the GPU path needs a CUDA device, not {device}")
+        raise Unavailable(f"the GPU path needs a CUDA device, not {device}")
     if device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())
     return device
@@ -96,8 +94,8 @@ def hand_over(tensor: torch.Tensor, consumer: torch.cuda.Stream | None) -> torch
 # --------------------------------------------------------------------------- streams and events
 
 
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``device`` with its CUDA index resolved (GpuUnavailable without CUDA); CPU as is."""
+def torch_device(device: str | torch.device) -> torch.device:
+    """``device`` with its CUDA index resolved (Unavailable without CUDA); CPU as is."""
     device = torch.device(device)
     return device if device.type == "cpu" else require_cuda(device)
 

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torchvision.io import ImageReadMode, decode_jpeg
 
 from facecolor.runtime.gpu.cuda import (
     NvjpegError,
@@ -43,7 +44,7 @@ from facecolor.runtime.gpu.cuda import (
     mark,
     new_stream,
     on_stream,
-    resolve_device,
+    torch_device,
 )
 from facecolor.runtime.gpu.jpeg import JpegHeaderError, JpegInfo, read_jpeg_info
 from facecolor.runtime.gpu.preprocess import GpuImage
@@ -135,7 +136,7 @@ class NvjpegDecoder:
     """
 
     def __init__(self, device: str | torch.device = "cuda") -> None:
-        self.device = resolve_device(device)
+        self.device = torch_device(device)
         self.stream = new_stream(self.device)
 
     def decode(
@@ -146,8 +147,6 @@ class NvjpegDecoder:
         A result is a GpuImage (uint8 ``[1|3, H, W]`` on the device, upright) or the
         NvjpegError for a file nvJPEG could not decode alone (send it to the CPU decoder).
         """
-        from torchvision.io import ImageReadMode
-
         results: list[GpuImage | NvjpegError | None] = [None] * len(files)
         gray = [i for i, info in enumerate(infos) if info.is_gray]
         color = [i for i, info in enumerate(infos) if not info.is_gray]
@@ -164,8 +163,6 @@ class NvjpegDecoder:
 
     def _decode_batch(self, files, mode, kind: str) -> list[torch.Tensor | NvjpegError]:
         """nvJPEG on the whole list; on failure, on each file alone."""
-        from torchvision.io import decode_jpeg
-
         tensors = [_as_tensor(data) for data in files]
         with on_stream(self.stream):
             drain(self.stream)  # see the module docstring (pytorch/vision#9606)

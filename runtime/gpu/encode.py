@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 import torch
+from torchvision.io import encode_jpeg
 
 from facecolor.runtime.gpu.cuda import (
     NvjpegError,
@@ -31,7 +32,7 @@ from facecolor.runtime.gpu.cuda import (
     mark,
     new_stream,
     on_stream,
-    resolve_device,
+    torch_device,
 )
 from facecolor.runtime.write import jpeg_with_comment
 
@@ -51,7 +52,7 @@ class NvjpegEncoder:
     ) -> None:
         if not 1 <= int(quality) <= 100:
             raise ValueError(f"JPEG quality must be within 1..100, not {quality}")
-        self.device = resolve_device(device)
+        self.device = torch_device(device)
         self.quality = int(quality)
         self.note = note
         self.stream = new_stream(self.device)
@@ -66,8 +67,6 @@ class NvjpegEncoder:
         to here). Raises NvjpegError when nvJPEG rejects the batch (the caller may encode
         those images on the CPU instead).
         """
-        from torchvision.io import encode_jpeg
-
         if not images:
             return []
         for image in images:

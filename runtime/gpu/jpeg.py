@@ -21,6 +21,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from facecolor.errors import FacecolorError
+
 SOI = b"\xff\xd8"
 #: Start-of-frame markers: the frame type says how the scan is coded.
 _SOF_MARKERS = {
@@ -47,7 +49,7 @@ _EXIF_HEADER = b"Exif\x00\x00"
 _ORIENTATION_TAG = 0x0112
 
 
-class JpegHeaderError(ValueError):
+class JpegHeaderError(FacecolorError, ValueError):
     """Bytes that are not a JPEG, or whose header is cut short or inconsistent."""
 
 
@@ -201,11 +203,6 @@ def read_jpeg_info(data: bytes) -> JpegInfo:
         raise JpegHeaderError("the JPEG has no frame header (SOF) before its first scan")
     kind, precision, height, width, ncomp, ids = frame
     return JpegInfo(kind, precision, height, width, ncomp, ids, orientation, adobe)
-
-
-def is_jpeg(data: bytes) -> bool:
-    """True when ``data`` starts like a JPEG (SOI followed by a marker)."""
-    return len(data) >= 3 and data[:2] == SOI and data[2] == 0xFF
 
 
 def read_comments(jpeg: bytes) -> list[bytes]:

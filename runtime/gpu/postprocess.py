@@ -9,8 +9,9 @@ For each group of same-size images (``preprocess.Group``), every output pixel ne
    render, area averaging (``INTER_AREA``, the preprocess's exact matrices) when it is smaller;
 2. joined with the image's own full-resolution L* (DESIGN §2: the output's L* is the input's);
 3. L*a*b* -> XYZ -> linear sRGB -> clipped to [0, 1] -> sRGB transfer curve, as the CPU
-   path's ``facecolor.color.join_lab`` computes it: OpenCV's float formula and constants (D65
-   white 0.950456/1/1.088754, its XYZ->sRGB matrix, 7.787/903.3) with f(Z) limited to >= 0
+   path's ``facecolor.color.join_lab`` computes it: OpenCV's float formula and constants
+   (``facecolor.color.OPENCV_*``: its D65 white, XYZ->sRGB matrix and kappa, with the CIE
+   slope) with f(Z) limited to >= 0
    (colours far out of gamut), and the exact transfer curve where OpenCV interpolates a table
    (a third of an 8-bit level at most);
 4. rounded to uint8 (or to 0..65535 for 16-bit outputs).
@@ -30,21 +31,13 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from facecolor.color import AB_SCALE
+from facecolor.color import AB_SCALE, CIE_SLOPE, OPENCV_KAPPA, OPENCV_L_BREAK, OPENCV_WHITE_D65, OPENCV_XYZ_TO_RGB
+from facecolor.errors import Unavailable
 from facecolor.runtime.geometry import Geometry
 from facecolor.runtime.gpu.preprocess import Group, PreparedBatch, resize_matrix
 
-# OpenCV's Lab -> sRGB float constants (modules/imgproc/src/color_lab.cpp).
-WHITE_X, WHITE_Z = 0.950456, 1.088754
-XYZ_TO_RGB = (
-    (3.240479, -1.53715, -0.498535),
-    (-0.969256, 1.875991, 0.041556),
-    (0.055648, -0.204043, 1.057311),
-)
-L_THRESHOLD = 8.0  # 0.008856 * 903.3
-F_THRESHOLD = 6.0 / 29.0
-KAPPA = 903.3
-SLOPE = 7.787
+WHITE_X, _, WHITE_Z = OPENCV_WHITE_D65
+F_THRESHOLD = 6.0 / 29.0  # f(t) at the break: the cube root of CIE_EPSILON
 OFFSET = 16.0 / 116.0
 LAYOUTS = ("chw", "hwc")
 
@@ -58,15 +51,15 @@ def lab_to_srgb_torch(lightness: torch.Tensor, a: torch.Tensor, b: torch.Tensor)
     ``lightness``, ``a``, ``b``: float32 tensors of one shape (any layout, any device), L* in
     [0, 100] and a*, b* in CIELAB units. Returns float32 ``[3, *shape]`` (R, G, B) in [0, 1].
     """
-    low = lightness <= L_THRESHOLD
-    fy = torch.where(low, SLOPE * (lightness / KAPPA) + OFFSET, (lightness + 16.0) / 116.0)
-    y = torch.where(low, lightness / KAPPA, fy * fy * fy)
+    low = lightness <= OPENCV_L_BREAK
+    fy = torch.where(low, CIE_SLOPE * (lightness / OPENCV_KAPPA) + OFFSET, (lightness + 16.0) / 116.0)
+    y = torch.where(low, lightness / OPENCV_KAPPA, fy * fy * fy)
     fx = fy + a / 500.0
     fz = torch.clamp(fy - b / 200.0, min=0.0)  # facecolor.color: f(Z) >= 0 (far out of gamut)
-    x = torch.where(fx <= F_THRESHOLD, (fx - OFFSET) / SLOPE, fx * fx * fx) * WHITE_X
-    z = torch.where(fz <= F_THRESHOLD, (fz - OFFSET) / SLOPE, fz * fz * fz) * WHITE_Z
+    x = torch.where(fx <= F_THRESHOLD, (fx - OFFSET) / CIE_SLOPE, fx * fx * fx) * WHITE_X
+    z = torch.where(fz <= F_THRESHOLD, (fz - OFFSET) / CIE_SLOPE, fz * fz * fz) * WHITE_Z
     channels = []
-    for m0, m1, m2 in XYZ_TO_RGB:
+    for m0, m1, m2 in OPENCV_XYZ_TO_RGB:
         linear = (m0 * x + m1 * y + m2 * z).clamp_(0.0, 1.0)
         encoded = torch.where(
             linear <= 0.0031308, 12.92 * linear, 1.055 * torch.pow(linear, 1.0 / 2.4) - 0.055
@@ -151,6 +144,8 @@ if triton is not None:
         height, width, size, top, left, inner_h, inner_w,
         scale_y, scale_x, ab_limit, peak,
         out_sb, out_sc, out_sy, out_sx,
+        ab_scale, white_x, white_z, kappa, slope, l_break,  # facecolor.color's, passed in
+        m00, m01, m02, m10, m11, m12, m20, m21, m22,  # OPENCV_XYZ_TO_RGB, row by row
         BLOCK: tl.constexpr,
     ):
         image = tl.program_id(1)
@@ -186,26 +181,26 @@ if triton is not None:
                           + wx * tl.load(base_b + i01, mask=mask, other=0.0)) \
             + wy * ((1.0 - wx) * tl.load(base_b + i10, mask=mask, other=0.0)
                     + wx * tl.load(base_b + i11, mask=mask, other=0.0))
-        a = tl.minimum(tl.maximum(a * 110.0, -ab_limit), ab_limit)
-        b = tl.minimum(tl.maximum(b * 110.0, -ab_limit), ab_limit)
+        a = tl.minimum(tl.maximum(a * ab_scale, -ab_limit), ab_limit)
+        b = tl.minimum(tl.maximum(b * ab_scale, -ab_limit), ab_limit)
 
         # CIELAB -> XYZ with OpenCV's constants.
-        low = light <= 8.0
-        fy = tl.where(low, 7.787 * (light / 903.3) + 16.0 / 116.0, (light + 16.0) / 116.0)
-        y = tl.where(low, light / 903.3, fy * fy * fy)
+        low = light <= l_break
+        fy = tl.where(low, slope * (light / kappa) + 16.0 / 116.0, (light + 16.0) / 116.0)
+        y = tl.where(low, light / kappa, fy * fy * fy)
         fx = fy + a / 500.0
         fz = tl.maximum(fy - b / 200.0, 0.0)
-        x = tl.where(fx <= 6.0 / 29.0, (fx - 16.0 / 116.0) / 7.787, fx * fx * fx) * 0.950456
-        z = tl.where(fz <= 6.0 / 29.0, (fz - 16.0 / 116.0) / 7.787, fz * fz * fz) * 1.088754
+        x = tl.where(fx <= 6.0 / 29.0, (fx - 16.0 / 116.0) / slope, fx * fx * fx) * white_x
+        z = tl.where(fz <= 6.0 / 29.0, (fz - 16.0 / 116.0) / slope, fz * fz * fz) * white_z
 
         out = out_ptr + image.to(tl.int64) * out_sb + yy.to(tl.int64) * out_sy + xx.to(tl.int64) * out_sx
         for channel in tl.static_range(3):
             if channel == 0:
-                linear = 3.240479 * x - 1.53715 * y - 0.498535 * z
+                linear = m00 * x + m01 * y + m02 * z
             elif channel == 1:
-                linear = -0.969256 * x + 1.875991 * y + 0.041556 * z
+                linear = m10 * x + m11 * y + m12 * z
             else:
-                linear = 0.055648 * x - 0.204043 * y + 1.057311 * z
+                linear = m20 * x + m21 * y + m22 * z
             linear = tl.minimum(tl.maximum(linear, 0.0), 1.0)
             curve = 1.055 * tl.exp2(tl.log2(tl.maximum(linear, 1e-12)) * (1.0 / 2.4)) - 0.055
             encoded = tl.where(linear <= 0.0031308, 12.92 * linear, curve)
@@ -238,7 +233,7 @@ def colorize_triton(
     larger than the render (``geometry.shrinks``): the kernel samples ab bilinearly.
     """
     if triton is None:
-        raise RuntimeError("triton is not installed; use colorize_torch")
+        raise Unavailable("triton is not installed (it ships with torch's CUDA wheels); use colorize_torch")
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, not {layout!r}")
     count, height, width = (int(n) for n in lightness.shape)
@@ -260,6 +255,8 @@ def colorize_triton(
         height, width, geometry.render_size, y0, x0, geometry.inner_height, geometry.inner_width,
         geometry.inner_height / height, geometry.inner_width / width, float(ab_limit), peak,
         sb, sc, sy, sx,
+        AB_SCALE, WHITE_X, WHITE_Z, OPENCV_KAPPA, CIE_SLOPE, OPENCV_L_BREAK,
+        *(float(m) for row in OPENCV_XYZ_TO_RGB for m in row),
         BLOCK=block,
     )
     return out
@@ -277,7 +274,8 @@ class GpuPostprocessor:
 
     def __init__(self, *, use_triton: bool | None = None, ab_limit: float = AB_SCALE) -> None:
         if use_triton and not triton_available():
-            raise RuntimeError("use_triton=True, but triton cannot be imported")
+            raise Unavailable("use_triton=True, but triton cannot be imported: install torch's CUDA wheel or pass "
+                              "use_triton=None")
         self.use_triton = use_triton
         self.ab_limit = float(ab_limit)
 

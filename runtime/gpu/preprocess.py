@@ -36,14 +36,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from facecolor.color import L_SCALE, lightness as cpu_lightness
+from facecolor.color import CIE_EPSILON, CIE_RGB_TO_XYZ, CIE_SLOPE, normalize_l
+from facecolor.color import lightness as cpu_lightness
 from facecolor.runtime.geometry import Geometry, fit_geometry
 
 #: sRGB (D65) -> Y weights, the middle row of the RGB->XYZ matrix of ``facecolor.color``.
-Y_WEIGHTS = (0.212671, 0.715160, 0.072169)
-#: Below this Y the CIE f(t) is linear: ``KAPPA * t + 16/116`` (``facecolor.color``'s constants).
-Y_THRESHOLD = 0.008856
-KAPPA = 7.787
+Y_WEIGHTS = CIE_RGB_TO_XYZ[1]
 
 
 @dataclass
@@ -187,7 +185,7 @@ def lightness_from_pixels(
     y = tables[0][index[:, 0]]
     y += tables[1][index[:, 1]]
     y += tables[2][index[:, 2]]
-    f = torch.where(y > Y_THRESHOLD, torch.pow(y, 1.0 / 3.0), KAPPA * y + 16.0 / 116.0)
+    f = torch.where(y > CIE_EPSILON, torch.pow(y, 1.0 / 3.0), CIE_SLOPE * y + 16.0 / 116.0)
     return 116.0 * f - 16.0
 
 
@@ -237,7 +235,7 @@ def render(
     rows = constants.resize(geometry.height, geometry.inner_height)  # [h, H]
     cols = constants.resize(geometry.width, geometry.inner_width)  # [w, W]
     inner = torch.matmul(torch.matmul(rows, lightness), cols.T)  # [B, h, w]
-    inner = inner.mul_(1.0 / L_SCALE).sub_(1.0).unsqueeze(1)
+    inner = normalize_l(inner).unsqueeze(1)
     top, bottom, left, right = geometry.padding
     if top or bottom or left or right:
         inner = F.pad(inner, (left, right, top, bottom), mode="replicate")

@@ -19,7 +19,7 @@ class SleepyBackend:
     def __init__(self, ms: float = 2.0, max_batch: int | None = None, fail_above: int | None = None):
         self.ms, self.max_batch, self.fail_above, self.calls = ms, max_batch, fail_above, 0
 
-    def infer(self, l_norm):
+    def predict_ab(self, l_norm):
         self.calls += 1
         if self.fail_above is not None and len(l_norm) > self.fail_above:
             raise BackendError("out of memory")

@@ -9,7 +9,8 @@ import pytest
 
 from facecolor.bench import targets
 from facecolor.bench.errors import EngineError, ReferenceNotFound, UnknownTarget
-from facecolor.runtime.backends.base import BackendUnavailable
+from facecolor.errors import Unavailable
+from facecolor.runtime.backends import select
 
 
 def test_parse_targets_keeps_order_and_lists_valid_names():
@@ -51,24 +52,24 @@ def test_no_reference_anywhere(tiny, tmp_path, monkeypatch):
     def no_shipped():
         raise backends.ModelNotFound("no shipped model: pass --model or run make train")
 
-    monkeypatch.setattr(backends, "shipped_model", no_shipped)
+    monkeypatch.setattr(targets, "shipped_model", no_shipped)  # what the bench looks up
     lone = shutil.copy(tiny["onnx"], tmp_path / "lone.onnx")
     with pytest.raises(ReferenceNotFound, match="pass --reference CHECKPOINT"):
         targets.resolve_reference(lone, None)
 
 
 def test_precision_from_sidecar_or_weights(tiny, tmp_path):
-    assert targets.onnx_precision(tiny["onnx"]) == "fp32"
+    assert select.onnx_precision(tiny["onnx"]) == "fp32"
     lone = shutil.copy(tiny["perturbed"], tmp_path / "lone.onnx")
-    assert targets.onnx_precision(lone) == "fp32"  # no sidecar: float32 initializers
+    assert select.onnx_precision(lone) == "fp32"  # no sidecar: float32 initializers
 
 
-@pytest.mark.skipif(targets.cuda_available(), reason="checks the reasons given without a GPU")
+@pytest.mark.skipif(select.cuda_available(), reason="checks the reasons given without a GPU")
 @pytest.mark.parametrize("name, says", [
     ("trt", "no CUDA device"), ("ort-cuda", "no CUDA device"), ("torch-fp16", "no CUDA device"),
 ])
 def test_gpu_targets_are_unavailable_without_a_gpu(tiny, name, says):
-    with pytest.raises(BackendUnavailable, match=says):
+    with pytest.raises(Unavailable, match=says):
         targets.open_target(name, tiny["onnx"], tiny["checkpoint"], "cpu", 4)
 
 

@@ -11,7 +11,7 @@ from facecolor.export import cache as cache_module
 from facecolor.export import onnx as onnx_module
 from facecolor.export import tensorrt as trt_module
 from facecolor.export.cache import cache_root, cached_engine, cached_onnx
-from facecolor.export.errors import TensorRTUnavailable
+from facecolor.errors import Unavailable
 from facecolor.export.files import read_sidecar, sha256_file, write_sidecar
 from facecolor.export.tensorrt import PLAN_FORMAT, MachineFacts
 
@@ -101,7 +101,7 @@ def test_a_changed_checkpoint_is_a_new_entry(cache, tmp_path, monkeypatch):
 
 def test_engine_cache_without_tensorrt_says_what_to_install(cache, gpsagd_fp16, monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorrt", None)
-    with pytest.raises(TensorRTUnavailable, match=r"pip install facecolor\[tensorrt\]"):
+    with pytest.raises(Unavailable, match=r"pip install facecolor\[tensorrt\]"):
         cached_engine(gpsagd_fp16)
 
 

@@ -12,7 +12,7 @@ from export_testkit import TINY
 
 from facecolor.checkpoint import CheckpointError, save_checkpoint
 from facecolor.export.cli import main
-from facecolor.export.errors import TensorRTUnavailable
+from facecolor.errors import Unavailable
 from facecolor.export.files import read_sidecar
 from facecolor.export.onnx import export_onnx
 from facecolor.models import build_generator
@@ -96,8 +96,8 @@ def test_library_raises_typed_error_without_tensorrt(gpsagd_fp16, monkeypatch, t
     from facecolor.export.tensorrt import build_engine, current_machine
 
     monkeypatch.setitem(sys.modules, "tensorrt", None)
-    with pytest.raises(TensorRTUnavailable, match=r"pip install facecolor\[tensorrt\]"):
+    with pytest.raises(Unavailable, match=r"pip install facecolor\[tensorrt\]"):
         current_machine()
-    with pytest.raises(TensorRTUnavailable, match="tensorrt"):
+    with pytest.raises(Unavailable, match="tensorrt"):
         build_engine(gpsagd_fp16, tmp_path / "m.plan", max_batch=4)
     assert list(tmp_path.iterdir()) == []

@@ -13,7 +13,11 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from facecolor.runtime.backends import open_backend
 from facecolor.runtime.backends.base import BackendBase, ModelInfo
+from facecolor.runtime.executor import ThreadExecutor
+from facecolor.runtime.pipeline import Settings
+from facecolor.runtime.run import run_batch
 
 TINY_RENDER = 64
 
@@ -24,15 +28,10 @@ TINY_RENDER = 64
 def run_single_process(in_dir, out_dir, onnx, *, batch_size: int = 4, workers: int = 2):
     """The plain local runtime over ``in_dir`` (CPU, ONNX Runtime): the reference that other
     ways of running it (Ray, object storage) must reproduce byte for byte. Returns its report."""
-    from facecolor.runtime.backends import open_backend
-    from facecolor.runtime.cli import stages_for
-    from facecolor.runtime.pipeline import Settings, run_pipeline
-
     backend, reason = open_backend(onnx, "cpu", batch_size=batch_size)
     settings = Settings(in_dir=in_dir, out_dir=out_dir, batch_size=batch_size, workers=workers)
     with backend:
-        return run_pipeline(settings, backend, reason, stages_for(settings, backend), progress=False,
-                            echo=lambda line: None)
+        return run_batch(settings, ThreadExecutor(backend, reason), progress=False, echo=lambda line: None)
 
 
 def portrait(height: int, width: int, dtype=np.uint8, seed: int = 0) -> np.ndarray:
@@ -98,7 +97,7 @@ class FakeBackend(BackendBase):
         self.a_gain, self.a_offset, self.b_offset = a_gain, a_offset, b_offset
         self.batches: list[int] = []
 
-    def infer(self, l_norm: np.ndarray) -> np.ndarray:
+    def predict_ab(self, l_norm: np.ndarray) -> np.ndarray:
         assert l_norm.dtype == np.float32 and l_norm.ndim == 4 and l_norm.shape[1] == 1
         self.batches.append(len(l_norm))
         a = self.a_gain * l_norm + self.a_offset
@@ -121,7 +120,7 @@ def moto_s3() -> Iterator[str]:
     """
     import pytest
 
-    from facecolor.runtime.distributed.storage import STORAGE_OPTIONS_ENV
+    from facecolor.runtime.storage import STORAGE_OPTIONS_ENV
 
     pytest.importorskip("s3fs")
     server_module = pytest.importorskip("moto.server")

@@ -27,10 +27,12 @@ from facecolor.runtime.gpu.encode import NvjpegEncoder
 from facecolor.runtime.gpu.jpeg import read_comments
 from facecolor.runtime.gpu.postprocess import GpuPostprocessor, triton_available
 from facecolor.runtime.gpu.preprocess import GpuImage, GpuPreprocessor
-from facecolor.runtime.pipeline import Settings, run_pipeline
+from facecolor.runtime.executor import ThreadExecutor
+from facecolor.runtime.pipeline import Settings
+from facecolor.runtime.run import run_batch
 from facecolor.runtime.pipeline_cpu import build_stages as cpu_stages
 from facecolor.runtime.pipeline_gpu import build_stages as gpu_stages
-from facecolor.runtime.render import colorize, render_lightness, upsample_ab, full_lightness
+from facecolor.runtime.render import lab_to_image, render_lightness, upsample_ab, full_lightness
 from facecolor.runtime.report import REPORT_NAME
 
 pytestmark = [
@@ -59,9 +61,9 @@ class CudaFake(FakeBackend):
         super().__init__()
         self.device, self.name = "cuda", "fake-cuda"
 
-    def infer(self, l_norm: torch.Tensor) -> torch.Tensor:
+    def predict_ab(self, l_norm: torch.Tensor) -> torch.Tensor:
         assert l_norm.is_cuda and l_norm.dtype == torch.float32, (l_norm.device, l_norm.dtype)
-        return torch.from_numpy(super().infer(l_norm.cpu().numpy())).to(l_norm.device)
+        return torch.from_numpy(super().predict_ab(l_norm.cpu().numpy())).to(l_norm.device)
 
 
 # --------------------------------------------------------------------------- nvJPEG decode
@@ -141,7 +143,7 @@ def test_cuda_pre_and_postprocess_are_the_cpu_math(bits):
         torch.cuda.synchronize()
         for index, gray in enumerate(grays):
             geometry = fit_geometry(*gray.shape, 128)
-            reference = colorize(full_lightness(gray), upsample_ab(ab[index], geometry), dtype)
+            reference = lab_to_image(full_lightness(gray), upsample_ab(ab[index], geometry), dtype)
             ours = outputs[index].permute(1, 2, 0).cpu().numpy()
             most, mean = stats(f"colorize triton={use_triton} {bits}-bit {gray.shape}", ours, reference)
             assert most <= (1 if bits == 8 else 40) and mean < (0.01 if bits == 8 else 2.0)
@@ -178,7 +180,7 @@ def test_nvjpeg_encode_waits_for_the_pixels_and_carries_the_note():
 
 def _run(root, out, backend, stages, **settings):
     settings = Settings(in_dir=root, out_dir=out, batch_size=4, workers=4, **settings)
-    return run_pipeline(settings, backend, "test", stages(settings), progress=False, echo=print)
+    return run_batch(settings, ThreadExecutor(backend, "test", stages), progress=False, echo=print)
 
 
 def _read(path) -> np.ndarray:

@@ -25,7 +25,7 @@ from PIL import Image, ImageOps
 from facecolor.color import join_lab, lightness, to_dtype
 from facecolor.runtime.decode import apply_orientation
 from facecolor.runtime.geometry import fit_geometry
-from facecolor.runtime.render import colorize, full_lightness, render_lightness, upsample_ab
+from facecolor.runtime.render import lab_to_image, full_lightness, render_lightness, upsample_ab
 from facecolor.runtime.gpu.cuda import GpuError, GpuOutOfMemory, NvjpegError, cuda_errors
 from facecolor.runtime.decode import jpeg_is_truncated
 from facecolor.runtime.gpu.decode import is_truncated, orient, triage
@@ -74,7 +74,7 @@ def cpu_render(gray: np.ndarray, size: int) -> np.ndarray:
 def cpu_colorize(light: np.ndarray, ab_norm: np.ndarray, size: int, bits: int = 8) -> np.ndarray:
     """The CPU path's postprocess (``runtime.render``): HxWx3 uint8/uint16."""
     geometry = fit_geometry(*light.shape, size)
-    return colorize(light, upsample_ab(ab_norm, geometry), np.uint16 if bits == 16 else np.uint8)
+    return lab_to_image(light, upsample_ab(ab_norm, geometry), np.uint16 if bits == 16 else np.uint8)
 
 
 # --------------------------------------------------------------------------- JPEG headers
@@ -353,6 +353,9 @@ def test_triton_kernel_compiles_for_hopper_without_a_gpu():
         "height", "width", "size", "top", "left", "inner_h", "inner_w", "out_sb", "out_sc", "out_sy", "out_sx")}
     signature.update({"light_ptr": "*fp32", "ab_ptr": "*fp32", "rows_ptr": "*i32", "out_ptr": "*u8",
                       "scale_y": "fp32", "scale_x": "fp32", "ab_limit": "fp32", "peak": "fp32", "BLOCK": "constexpr"})
+    # The color constants arrive from facecolor.color as arguments, never written in the kernel.
+    signature.update({name: "fp32" for name in ("ab_scale", "white_x", "white_z", "kappa", "slope", "l_break")})
+    signature.update({f"m{row}{col}": "fp32" for row in range(3) for col in range(3)})
     source = ASTSource(fn=_colorize_kernel, signature=signature, constexprs={"BLOCK": 1024})
     try:
         compiled = triton.compile(source, target=GPUTarget("cuda", 90, 32))
@@ -382,11 +385,11 @@ def test_cuda_errors_are_named():
 
 
 def test_tensorrt_missing_names_the_install_command(monkeypatch, tmp_path):
-    from facecolor.runtime.backends.base import BackendUnavailable
+    from facecolor.errors import Unavailable
     from facecolor.runtime.backends.tensorrt import TensorRTBackend
 
     monkeypatch.setitem(sys.modules, "tensorrt", None)  # import tensorrt -> ImportError
     plan = tmp_path / "model.plan"
     plan.write_bytes(b"not an engine")
-    with pytest.raises(BackendUnavailable, match=r"pip install facecolor\[tensorrt\]"):
+    with pytest.raises(Unavailable, match=r"pip install facecolor\[tensorrt\]"):
         TensorRTBackend(plan, max_batch=8)

@@ -19,23 +19,25 @@ import torch
 from PIL import Image
 from runtime_helpers import FakeBackend, encode_cv2, portrait
 
-from facecolor.runtime.pipeline import Settings, run_pipeline
+from facecolor.runtime.executor import ThreadExecutor
+from facecolor.runtime.pipeline import Settings
 from facecolor.runtime.pipeline_cpu import build_stages as cpu_stages
 from facecolor.runtime.pipeline_gpu import GpuPipeline, build_stages
 from facecolor.runtime.report import REPORT_NAME
+from facecolor.runtime.run import run_batch
 
 
 class TensorFake(FakeBackend):
     """FakeBackend with the CUDA backends' contract (torch tensors in and out), on the CPU."""
 
-    def infer(self, l_norm: torch.Tensor) -> torch.Tensor:
+    def predict_ab(self, l_norm: torch.Tensor) -> torch.Tensor:
         assert isinstance(l_norm, torch.Tensor) and l_norm.dtype == torch.float32
-        return torch.from_numpy(super().infer(l_norm.numpy()))
+        return torch.from_numpy(super().predict_ab(l_norm.numpy()))
 
 
 def run(root, out, backend, stages, **settings):
     settings = Settings(in_dir=root, out_dir=out, batch_size=3, workers=2, **settings)
-    return run_pipeline(settings, backend, "test", stages(settings), progress=False, echo=lambda line: None)
+    return run_batch(settings, ThreadExecutor(backend, "test", stages), progress=False, echo=lambda line: None)
 
 
 def gpu_stages_on_cpu(backend):

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from facecolor.runtime.backends.base import BackendError, BackendUnavailable
+from facecolor.errors import Unavailable
+from facecolor.runtime.backends.base import BackendError
 
 trt = pytest.importorskip("tensorrt", reason="TensorRT is not installed (pip install facecolor[tensorrt])")
 
@@ -73,7 +74,7 @@ def test_engine_matches_torch_with_chunks_and_casts(tmp_path, half):
         assert backend.name == "tensorrt" and backend.device == "cuda"
         for count in (1, 3, 8, 13):  # 13: two chunks over the profile's max of 8
             l_norm = torch.rand(count, 1, SIZE, SIZE, device="cuda") * 2 - 1
-            ab = backend.infer(l_norm)
+            ab = backend.predict_ab(l_norm)
             torch.cuda.current_stream().synchronize()
             expected = reference(l_norm, weight, bias)
             diff = (ab - expected).abs().max().item()
@@ -94,7 +95,7 @@ def test_smaller_max_batch_and_stream_ordering(tmp_path):
         for _ in range(10):
             busy = busy @ busy / 64  # keeps the caller's stream busy before the input is written
         l_norm = torch.empty(5, 1, SIZE, SIZE, device="cuda").uniform_(-1, 1)
-        ab = backend.infer(l_norm)
+        ab = backend.predict_ab(l_norm)
         result = (ab - reference(l_norm, weight, bias)).abs().max()
     caller.synchronize()
     print("max |diff| under a busy caller stream:", result.item())
@@ -107,13 +108,13 @@ def test_wrong_input_and_closed_backend_are_named(tmp_path):
     plan, _, _ = build_tiny_plan(tmp_path / "tiny.plan")
     backend = TensorRTBackend(plan, verify=False)
     with pytest.raises(BackendError, match="CUDA tensor"):
-        backend.infer(torch.zeros(2, 1, SIZE + 1, SIZE + 1, device="cuda"))
+        backend.predict_ab(torch.zeros(2, 1, SIZE + 1, SIZE + 1, device="cuda"))
     with pytest.raises(BackendError, match="CUDA tensor"):
-        backend.infer(np.zeros((2, 1, SIZE, SIZE), np.float32))
+        backend.predict_ab(np.zeros((2, 1, SIZE, SIZE), np.float32))
     backend.close()
     backend.close()  # idempotent
     with pytest.raises(BackendError, match="closed"):
-        backend.infer(torch.zeros(1, 1, SIZE, SIZE, device="cuda"))
+        backend.predict_ab(torch.zeros(1, 1, SIZE, SIZE, device="cuda"))
 
 
 def test_garbage_and_unchecked_plans_are_refused(tmp_path):
@@ -121,10 +122,10 @@ def test_garbage_and_unchecked_plans_are_refused(tmp_path):
 
     garbage = tmp_path / "garbage.plan"
     garbage.write_bytes(b"not an engine" * 100)
-    with pytest.raises(BackendUnavailable, match="rebuild|deserial|sidecar"):
+    with pytest.raises(Unavailable, match="rebuild|deserial|sidecar"):
         TensorRTBackend(garbage, verify=False)
     plan, _, _ = build_tiny_plan(tmp_path / "tiny.plan")
-    with pytest.raises(BackendUnavailable, match="sidecar"):  # no NAME.plan.json beside it
+    with pytest.raises(Unavailable, match="sidecar"):  # no NAME.plan.json beside it
         TensorRTBackend(plan)
 
 
@@ -133,7 +134,9 @@ def test_engine_inside_the_gpu_pipeline(tmp_path):
     from runtime_helpers import encode_cv2, portrait
 
     from facecolor.runtime.backends.tensorrt import TensorRTBackend
-    from facecolor.runtime.pipeline import Settings, run_pipeline
+    from facecolor.runtime.executor import ThreadExecutor
+    from facecolor.runtime.pipeline import Settings
+    from facecolor.runtime.run import run_batch
     from facecolor.runtime.pipeline_gpu import build_stages
 
     plan, _, _ = build_tiny_plan(tmp_path / "tiny.plan")
@@ -143,7 +146,8 @@ def test_engine_inside_the_gpu_pipeline(tmp_path):
         (root / f"p{index}.jpg").write_bytes(encode_cv2(portrait(240, 180, seed=index), ".jpg"))
     with TensorRTBackend(plan, max_batch=4, verify=False) as backend:
         settings = Settings(in_dir=root, out_dir=tmp_path / "out", batch_size=4, workers=4)
-        report = run_pipeline(settings, backend, "test", build_stages(settings, backend), progress=False)
+        report = run_batch(settings, ThreadExecutor(backend, "test", lambda s: build_stages(s, backend)),
+                           progress=False)
     assert report.done == 11 and report.failed == 0, report.summary_lines()
 
 
@@ -161,7 +165,7 @@ def test_exported_tiny_model_matches_pytorch(tiny_checkpoint, tmp_path):
     with TensorRTBackend(plan, max_batch=8) as backend:  # verify=True: the sidecar is checked
         assert backend.render_size == size and backend.model.preset == "pug", backend
         l_norm = torch.rand(11, 1, size, size, device="cuda") * 2 - 1
-        ab = backend.infer(l_norm)
+        ab = backend.predict_ab(l_norm)
         with torch.inference_mode():
             expected = model(l_norm).float()
         diff = (ab - expected).abs()

@@ -1,13 +1,16 @@
 """``--ray``: the runtime's pipeline on a local Ray instance (2 CPUs), disk and S3 (moto).
 
 One Ray instance serves the module (starting Ray is the slow part). Every run is compared
-byte for byte with the single-process runtime (``run_pipeline``) on the same files with the
-same backend: outputs carry the same pixels and the same metadata note.
+byte for byte with the single-process runtime (``run_batch`` with its thread executor) on the
+same files with the same backend: outputs carry the same pixels and the same metadata note.
+Worker deaths are injected by a test-only actor class (``DyingActor``), never by shipped code.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,14 +20,37 @@ from runtime_helpers import encode_cv2, moto_s3, portrait, run_single_process, s
 ray = pytest.importorskip("ray")
 pytest.importorskip("ray.data")
 
+from facecolor.runtime.batch import colorize_tree  # noqa: E402
+from facecolor.runtime.cli import run_cli  # noqa: E402
 from facecolor.runtime.distributed import ray_job  # noqa: E402
-from facecolor.runtime.distributed.cli import run_cli  # noqa: E402
-from facecolor.runtime.distributed.ray_job import (  # noqa: E402
-    FAULT_EXIT_AFTER_ENV,
-    FAULT_MARKER_ENV,
-    colorize_with_ray,
-)
+from facecolor.runtime.distributed.ray_job import ColorizeActor, RayExecutor, RaySettings  # noqa: E402
+from facecolor.runtime.pipeline import DONE as DONE_STATUS  # noqa: E402
 from facecolor.runtime.report import REPORT_NAME  # noqa: E402
+
+class DyingActor(ColorizeActor):
+    """A ColorizeActor whose first life exits hard (as if killed) after writing ``die_after``
+    files, mid-block; only the first actor to get there (the one that creates ``marker``),
+    once per run. The class travels to the workers by value, its attributes with it."""
+
+    die_after = 0
+    marker = ""
+
+    def finished_items(self, jobs):
+        written = 0
+        for item in super().finished_items(jobs):
+            yield item
+            if self.restarted or not self.die_after or item.status not in (None, DONE_STATUS):
+                continue
+            written += 1
+            if written >= self.die_after:
+                try:
+                    os.close(os.open(self.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+                except FileExistsError:
+                    continue  # another actor already died for this run
+                os._exit(77)
+
+
+ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this file
 
 pytestmark = pytest.mark.slow
 
@@ -98,10 +124,11 @@ def test_disk_to_disk_cli_matches_single_process(ray_local, tree, reference, tin
 def test_s3_to_s3_survives_a_killed_worker_and_reruns(ray_local, s3, reference, tiny_onnx, tmp_path, monkeypatch):
     fs, options = s3
     marker = tmp_path / "worker-died"
-    monkeypatch.setenv(FAULT_EXIT_AFTER_ENV, "3")  # the first actor to write 3 files dies (os._exit)
-    monkeypatch.setenv(FAULT_MARKER_ENV, str(marker))
-    report = colorize_with_ray("s3://ray-test/in", "s3://ray-test/out", model=tiny_onnx, num_actors=2,
-                               batch_size=2, files_per_task=4, storage_options=options)
+    monkeypatch.setattr(DyingActor, "die_after", 3)  # the first actor to write 3 files dies (os._exit)
+    monkeypatch.setattr(DyingActor, "marker", str(marker))
+    monkeypatch.setattr(RayExecutor, "actor_class", DyingActor)
+    report = colorize_tree("s3://ray-test/in", "s3://ray-test/out", model=tiny_onnx, batch_size=2,
+                           ray=RaySettings(num_actors=2, files_per_task=4), storage_options=options)
     assert marker.exists(), "no worker was killed: the fault injection did not fire"
     assert sum(actor["restarts"] for actor in report.backend["actors"].values()) >= 1
     assert report.status == "complete" and report.done == len(DONE)
@@ -113,9 +140,10 @@ def test_s3_to_s3_survives_a_killed_worker_and_reruns(ray_local, s3, reference, 
     assert json.loads(fs.cat(f"ray-test/out/{REPORT_NAME}"))["counts"]["done"] == len(DONE)
 
     # The rerun finds every output and leaves them alone, without starting a single actor.
-    monkeypatch.delenv(FAULT_EXIT_AFTER_ENV)
+    monkeypatch.setattr(RayExecutor, "actor_class", ColorizeActor)
     before = {key: fs.info(key)["LastModified"] for key in fs.find("ray-test/out") if not key.endswith(REPORT_NAME)}
-    again = colorize_with_ray("s3://ray-test/in", "s3://ray-test/out", model=tiny_onnx, storage_options=options)
+    again = colorize_tree("s3://ray-test/in", "s3://ray-test/out", model=tiny_onnx, ray=RaySettings(),
+                          storage_options=options)
     assert (again.done, again.skipped, again.failed) == (0, len(DONE) + 1, 1)
     fs.invalidate_cache()
     assert {key: fs.info(key)["LastModified"] for key in before} == before
@@ -126,7 +154,7 @@ def test_a_model_no_actor_can_open_is_fatal_with_the_reason(ray_local, tree, tmp
 
     bad = tmp_path / "broken.onnx"
     bad.write_bytes(b"not an onnx model")
-    with pytest.raises(click.ClickException, match="an actor could not start: .*BackendUnavailable"):
+    with pytest.raises(click.ClickException, match="an actor could not start: .*Unavailable"):
         run_cli(tree, tmp_path / "out", ray_address="local", model=bad, device="cpu", num_actors=1)
     report = json.loads((tmp_path / "out" / REPORT_NAME).read_text())
     assert report["status"] == "fatal" and "INVALID_PROTOBUF" in report["fatal_error"]

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from facecolor.runtime.distributed.cli import IN_LOCATION, wants_distributed
+from facecolor.runtime.cli import IN_LOCATION
 from facecolor.runtime.distributed.ray_job import ClusterTooSmall, plan_actors
+from facecolor.runtime.storage import is_url, open_storage
 
 
 def test_cpu_cluster_gets_one_actor_per_cpu():
@@ -38,5 +39,6 @@ def test_locations_and_dispatch(tmp_path):
     assert IN_LOCATION.convert(str(tmp_path), None, None) == tmp_path
     with pytest.raises(Exception, match="does not exist"):
         IN_LOCATION.convert(str(tmp_path / "missing"), None, None)
-    assert wants_distributed("s3://b/in", tmp_path, None) and wants_distributed(tmp_path, tmp_path, "local")
-    assert not wants_distributed(tmp_path, tmp_path / "out", None)
+    # No dispatch is left (one run for every kind): a URL is object storage, a folder local storage.
+    assert is_url("s3://b/in") and not is_url(tmp_path) and not is_url(tmp_path / "out")
+    assert open_storage(tmp_path, {}).is_local and open_storage(tmp_path / "out", {}).is_local

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from facecolor.runtime.backends import BackendUnavailable, ModelNotFound, open_backend
+from facecolor.runtime.backends import ModelNotFound, Unavailable, open_backend
 from facecolor.runtime.backends import select as select_module
 from facecolor.runtime.backends.base import Backend
 from facecolor.runtime.backends.onnxruntime import OnnxRuntimeBackend
@@ -16,7 +16,7 @@ BATCH = np.random.default_rng(0).uniform(-1, 1, (3, 1, 64, 64)).astype(np.float3
 
 def check_contract(backend, batch=BATCH):
     assert isinstance(backend, Backend)
-    ab = backend.infer(batch)
+    ab = backend.predict_ab(batch)
     assert isinstance(ab, np.ndarray) and ab.dtype == np.float32 and ab.shape == (len(batch), 2, 64, 64)
     assert np.abs(ab).max() <= 1.0
     return ab
@@ -32,7 +32,7 @@ def test_onnxruntime_and_torch_agree(tiny_onnx, tiny_checkpoint):
 
 
 def test_onnx_fixed_size_refuses_another_render_size(tiny_onnx):
-    with pytest.raises(BackendUnavailable, match="takes 64x64 renders, not 128"):
+    with pytest.raises(Unavailable, match="takes 64x64 renders, not 128"):
         OnnxRuntimeBackend(tiny_onnx, render_size=128)
 
 
@@ -58,16 +58,14 @@ def test_other_render_size_selects_torch(tiny_checkpoint):
     with backend:
         assert backend.name == "torch-cpu" and backend.render_size == 128
         assert "--render-size 128 differs from the model's 64" in reason
-        assert backend.infer(np.zeros((1, 1, 128, 128), np.float32)).shape == (1, 2, 128, 128)
+        assert backend.predict_ab(np.zeros((1, 1, 128, 128), np.float32)).shape == (1, 2, 128, 128)
 
 
 def test_export_failure_falls_back_to_torch_and_says_so(tiny_checkpoint, monkeypatch):
-    import facecolor.export.cache as cache
-
     def broken(*args, **kwargs):
         raise RuntimeError("exporter exploded")
 
-    monkeypatch.setattr(cache, "cached_onnx", broken)
+    monkeypatch.setattr(select_module, "cached_onnx", broken)  # the export cache, as select calls it
     backend, reason = open_backend(tiny_checkpoint, "cpu", batch_size=2)
     with backend:
         assert backend.name == "torch-cpu"
@@ -77,12 +75,12 @@ def test_export_failure_falls_back_to_torch_and_says_so(tiny_checkpoint, monkeyp
 def test_plan_needs_cuda(tmp_path):
     plan = tmp_path / "model.plan"
     plan.write_bytes(b"engine")
-    with pytest.raises(BackendUnavailable, match="a .plan runs only with TensorRT"):
+    with pytest.raises(Unavailable, match="a .plan runs only with TensorRT"):
         open_backend(plan, "auto", batch_size=4)
 
 
 def test_device_cuda_without_cuda_is_refused(tiny_onnx):
-    with pytest.raises(BackendUnavailable, match="--device cuda"):
+    with pytest.raises(Unavailable, match="--device cuda"):
         open_backend(tiny_onnx, "cuda", batch_size=4)
 
 
@@ -101,7 +99,7 @@ def test_missing_and_unknown_models(tmp_path, monkeypatch):
 def test_torch_precision_is_fp32_on_cpu_and_fp16_is_refused_there(tiny_checkpoint):
     with TorchBackend(tiny_checkpoint) as backend:
         assert backend.precision == "fp32" and backend.name == "torch-cpu"
-    with pytest.raises(BackendUnavailable, match="CUDA only"):
+    with pytest.raises(Unavailable, match="CUDA only"):
         TorchBackend(tiny_checkpoint, precision="fp16")
-    with pytest.raises(BackendUnavailable, match="fp16 or fp32"):
+    with pytest.raises(Unavailable, match="fp16 or fp32"):
         TorchBackend(tiny_checkpoint, precision="int8")

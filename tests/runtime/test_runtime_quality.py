@@ -15,7 +15,9 @@ from runtime_helpers import TINY_RENDER, FakeBackend, encode_cv2
 from facecolor import color
 from facecolor.runtime.decode import decode_image
 from facecolor.runtime.geometry import fit_geometry
-from facecolor.runtime.pipeline import Settings, run_pipeline
+from facecolor.runtime.executor import ThreadExecutor
+from facecolor.runtime.pipeline import Settings
+from facecolor.runtime.run import run_batch
 from facecolor.runtime.pipeline_cpu import build_stages
 from facecolor.runtime.render import full_lightness
 
@@ -25,7 +27,8 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff"}
 
 def colorize_tree(in_dir: Path, out_dir: Path, backend) -> None:
     settings = Settings(in_dir=in_dir, out_dir=out_dir, batch_size=4, workers=2)
-    report = run_pipeline(settings, backend, "backend: fake", build_stages(settings, backend), progress=False)
+    report = run_batch(settings, ThreadExecutor(backend, "backend: fake", lambda s: build_stages(s, backend)),
+                       progress=False)
     assert report.failed == 0, report.failures
 
 
@@ -49,7 +52,7 @@ class SkinTone(FakeBackend):
     """Colors like a photograph's: a warm tone of chroma up to 25 in the midtones, fading to
     neutral in deep shadows and highlights (where no sRGB color has much chroma anyway)."""
 
-    def infer(self, l_norm):
+    def predict_ab(self, l_norm):
         lightness = color.denormalize_l(l_norm)
         weight = np.sin(np.pi * np.clip(lightness, 0, 100) / 100)
         ab = np.concatenate([0.12 * weight, 0.2 * weight], axis=1)  # a* 13, b* 22 at L* 50
@@ -82,7 +85,7 @@ class PaddingPainter(FakeBackend):
         super().__init__()
         self.crop = fit_geometry(height, width, TINY_RENDER).crop
 
-    def infer(self, l_norm):
+    def predict_ab(self, l_norm):
         ab = np.empty((len(l_norm), 2, TINY_RENDER, TINY_RENDER), np.float32)
         ab[:, 0], ab[:, 1] = 0.9, -0.6
         y0, y1, x0, x1 = self.crop

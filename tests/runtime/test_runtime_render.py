@@ -9,8 +9,8 @@ from runtime_helpers import portrait
 from facecolor import color
 from facecolor.runtime.geometry import fit_geometry
 from facecolor.runtime.render import (
-    colorize,
-    colorize_render,
+    lab_to_image,
+    colorize_image,
     full_lightness,
     quantize,
     render_lightness,
@@ -70,7 +70,7 @@ def test_colorize_keeps_lightness(dtype):
     gray = portrait(120, 90, dtype)
     lightness = full_lightness(gray)
     ab = np.dstack([np.full_like(lightness, 12.0), np.full_like(lightness, 18.0)])  # skin tone
-    rgb = colorize(lightness, ab, dtype)
+    rgb = lab_to_image(lightness, ab, dtype)
     assert rgb.dtype == dtype and rgb.shape == (120, 90, 3)
     delta = np.abs(color.lightness(rgb) - lightness)
     assert delta.mean() < (0.2 if dtype == np.uint8 else 0.02)
@@ -92,8 +92,8 @@ def test_reused_work_arrays_give_the_same_colors_for_every_size():
         lightness = full_lightness(portrait(height, width, dtype))
         g = fit_geometry(height, width, 32)
         ab = rng.uniform(-0.6, 0.6, (2, 32, 32)).astype(np.float32)
-        expected = colorize(lightness, upsample_ab(ab, g), dtype)
-        np.testing.assert_array_equal(colorize_render(lightness, ab, g, dtype, scratch), expected)
+        expected = lab_to_image(lightness, upsample_ab(ab, g), dtype)
+        np.testing.assert_array_equal(colorize_image(lightness, ab, g, dtype, scratch), expected)
 
 
 def test_scratch_keeps_nothing_above_its_budget():

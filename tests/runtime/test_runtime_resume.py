@@ -18,7 +18,7 @@ import facecolor.runtime.pipeline_cpu as pipeline_cpu
 from facecolor.runtime.cli import main
 from facecolor.runtime.decode import decode_image
 from facecolor.runtime.pipeline import FatalError
-from facecolor.runtime.write import temp_path
+from facecolor.files import temp_path
 
 
 def make_tree(root: Path, n: int, size=(96, 72)) -> list[str]:
@@ -44,14 +44,14 @@ def test_crash_after_k_writes_then_resume(tmp_path, tiny_onnx, monkeypatch):
     written, calls, lock = [], [0], threading.Lock()
     real_write = pipeline_cpu.write_atomically
 
-    def crashing_write(target, data):
+    def crashing_write(target, data, **options):
         with lock:  # writer threads run concurrently: count calls, not finished writes
             calls[0] += 1
             crash = calls[0] == 6
         if crash:
             temp_path(target).write_bytes(data[: len(data) // 2])  # killed in the middle of a write
             raise FatalError("simulated crash")
-        real_write(target, data)
+        real_write(target, data, **options)
         with lock:
             written.append(target)
 

@@ -10,14 +10,13 @@ import pytest
 from PIL import Image
 from runtime_helpers import portrait
 
+from facecolor.files import temp_path, write_atomically
 from facecolor.runtime.decode import decode_image
 from facecolor.runtime.write import (
     EncodeError,
     encode,
     metadata_note,
     output_dtype,
-    temp_path,
-    write_atomically,
 )
 
 NOTE = metadata_note("gpsagd (sha256:0123456789ab)")
@@ -59,10 +58,17 @@ def test_sixteen_bit_png_round_trip():
     np.testing.assert_array_equal(decoded.pixels, RGB16)
 
 
-@pytest.mark.parametrize("fmt", ["bmp", "webp"])
-def test_formats_without_note(fmt):
-    decoded = decode_image(encode(RGB8, fmt, note=NOTE))
-    assert decoded.format == fmt and decoded.pixels.shape == RGB8.shape
+def test_webp_carries_the_note_in_exif():
+    data = encode(RGB8, "webp", quality=90, note=NOTE)
+    assert Image.open(io.BytesIO(data)).getexif()[270] == NOTE
+    decoded = decode_image(data)
+    assert decoded.format == "webp" and decoded.pixels.shape == RGB8.shape
+    assert np.abs(decoded.pixels.astype(int) - RGB8).mean() < 8  # lossy, but the same picture
+
+
+def test_bmp_has_no_place_for_the_note():
+    decoded = decode_image(encode(RGB8, "bmp", note=NOTE))
+    assert decoded.format == "bmp" and decoded.pixels.shape == RGB8.shape
 
 
 def test_output_dtype():
@@ -76,8 +82,8 @@ def test_output_dtype():
 
 def test_atomic_write_replaces_and_leaves_no_temp(tmp_path):
     target = tmp_path / "deep" / "dir" / "out.jpg"
-    write_atomically(target, b"first")
-    write_atomically(target, b"second")
+    write_atomically(target, b"first", fixed_temp=True)
+    write_atomically(target, b"second", fixed_temp=True)
     assert target.read_bytes() == b"second"
     assert sorted(os.listdir(target.parent)) == ["out.jpg"]
 
@@ -90,19 +96,19 @@ def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "replace", broken_replace)
     with pytest.raises(OSError):
-        write_atomically(target, b"data")
+        write_atomically(target, b"data", fixed_temp=True)
     assert os.listdir(tmp_path) == []
 
 
 def test_leftover_temp_from_a_killed_run_is_reused(tmp_path):
     target = tmp_path / "out.jpg"
     temp_path(target).write_bytes(b"half of a fi")  # what a SIGKILL leaves behind
-    write_atomically(target, b"whole file")
+    write_atomically(target, b"whole file", fixed_temp=True)
     assert os.listdir(tmp_path) == ["out.jpg"]
 
 
 def test_long_names_get_a_short_temp(tmp_path):
     target = tmp_path / ("x" * 250 + ".jpg")
     assert len(temp_path(target).name) < 100
-    write_atomically(target, b"ok")
+    write_atomically(target, b"ok", fixed_temp=True)
     assert target.read_bytes() == b"ok"

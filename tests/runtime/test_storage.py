@@ -7,7 +7,7 @@ import pickle
 import pytest
 from runtime_helpers import moto_s3
 
-from facecolor.runtime.distributed.storage import (
+from facecolor.runtime.storage import (
     STORAGE_OPTIONS_ENV,
     StorageError,
     is_url,

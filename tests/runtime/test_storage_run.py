@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from runtime_helpers import encode_cv2, encode_pil, moto_s3, portrait, run_single_process, s3_with_tree
 
-from facecolor.runtime.distributed.cli import run_cli
-from facecolor.runtime.distributed.storage_run import LocationError, colorize_storage
+from facecolor.runtime.batch import colorize_tree
+from facecolor.runtime.cli import run_cli
+from facecolor.runtime.run import LocationError
 from facecolor.runtime.report import REPORT_NAME
 
 DONE = ["a.jpg", "b.png", "deep/sixteen.png", "deep/no extension"]
@@ -45,7 +46,7 @@ def s3(tree):
 
 
 def _run(in_url, out_url, model, **options):
-    return colorize_storage(in_url, out_url, model=model, device="cpu", batch_size=2, workers=2,
+    return colorize_tree(in_url, out_url, model=model, device="cpu", batch_size=2, workers=2,
                             echo=lambda line: None, **options)
 
 

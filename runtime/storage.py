@@ -34,7 +34,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from facecolor.runtime.write import write_atomically
+from facecolor.errors import FacecolorError
+from facecolor.files import write_atomically
 
 STORAGE_OPTIONS_ENV = "FACECOLOR_STORAGE_OPTIONS"
 # Filesystems whose single write of a whole object is atomic: no temporary name needed.
@@ -44,7 +45,7 @@ PROTOCOL_PACKAGES = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs",
 _URL = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
 
 
-class StorageError(OSError):
+class StorageError(FacecolorError, OSError):
     """A folder or bucket that cannot be listed, read or written; the message says the fix."""
 
 
@@ -281,7 +282,7 @@ class Storage:
         """Write ``data`` to ``rel`` so that no reader ever sees a partial file; return its URL."""
         target = self.full(rel)
         if self.is_local:
-            write_atomically(Path(target), data)  # the runtime's temp file + rename
+            write_atomically(target, data, fixed_temp=True)  # the runtime's temp file + rename
             return target
         try:
             if self.protocol in OBJECT_STORES:

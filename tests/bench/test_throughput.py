@@ -1,4 +1,4 @@
-"""The runtime benchmark runs end to end on a few small images and writes its JSON."""
+"""The throughput harness runs end to end on a few small images and writes its JSON."""
 
 from __future__ import annotations
 
@@ -6,12 +6,15 @@ import json
 
 from click.testing import CliRunner
 
-from facecolor.runtime.benchmark import main, synthetic_portrait
+from facecolor.bench.throughput import main
+from facecolor.bench.measure import synthetic_portrait
 
 
 def test_help_has_an_example():
-    result = CliRunner().invoke(main, ["--help"])
-    assert result.exit_code == 0 and "Example: python -m facecolor.runtime.benchmark" in result.output
+    result = CliRunner().invoke(main, ["rounds", "--help"])
+    assert result.exit_code == 0 and "Example: python -m facecolor.bench.throughput rounds" in result.output
+    result = CliRunner().invoke(main, ["ray", "--help"])
+    assert result.exit_code == 0 and "Example: python -m facecolor.bench.throughput ray" in result.output
 
 
 def test_synthetic_portraits_are_gray_and_sized():
@@ -19,9 +22,9 @@ def test_synthetic_portraits_are_gray_and_sized():
     assert image.shape == (80, 64) and image.dtype.name == "uint8" and image.std() > 10
 
 
-def test_small_run_writes_numbers(tmp_path, tiny_onnx):
+def test_small_run_writes_numbers(tmp_path, tiny):
     out = tmp_path / "bench.json"
-    args = ["--images", "5", "--size", "64x80", "--data", str(tmp_path / "data"), "--model", str(tiny_onnx),
+    args = ["rounds", "--images", "5", "--size", "64x80", "--data", str(tmp_path / "data"), "--model", str(tiny["onnx"]),
             "--model-seconds", "0.05", "--rounds", "2", "--json", str(out)]
     result = CliRunner().invoke(main, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
@@ -34,3 +37,13 @@ def test_small_run_writes_numbers(tmp_path, tiny_onnx):
     again = CliRunner().invoke(main, args[:-2] + ["--rounds", "3"], catch_exceptions=False)  # same folder
     assert again.exit_code == 0 and "round 3/3" in again.output
     assert sorted(p.name for p in (tmp_path / "data").rglob("*.jpg")) == [f"portrait_{i:05d}.jpg" for i in range(5)]
+
+
+def test_gpu_harness_says_when_there_is_no_gpu(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    result = CliRunner().invoke(main, ["gpu", "--count", "4"])
+    assert result.exit_code == 1 and "torch sees no CUDA device" in result.output
+    helped = CliRunner().invoke(main, ["gpu", "--help"])
+    assert helped.exit_code == 0 and "--plan" in helped.output and "--pipeline-backend" in helped.output

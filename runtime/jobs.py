@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path, PurePath, PurePosixPath
 from typing import Any
 
-from facecolor.runtime.distributed.storage import Storage
+from facecolor.runtime.storage import Storage
 from facecolor.runtime.walk import (
     EXTENSION_FORMATS,
     FAILED,

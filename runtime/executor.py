@@ -1,8 +1,8 @@
-"""The runtime's own pipeline, run over a list of jobs whose IN and OUT may be object storage.
+"""Run the runtime's stages in this process's threads, with IN and OUT as any storage.
 
-No second colorizer: the stages are the single-machine runtime's (``stages_for``: the CPU
-pipeline for CPU backends, the GPU pipeline for CUDA ones) run by its ``StageRunner``, with two
-changes at the edges only:
+No second colorizer: the stages are the runtime's (``stages_for``: the CPU pipeline for CPU
+backends, the GPU pipeline for CUDA ones) run by its ``StageRunner``, with two changes at the
+edges only:
 
 - a URL IN replaces the ``read`` stage by one that reads the object through fsspec (same size
   guard, same bytes handed to ``decode``); an object without an image extension is read
@@ -12,8 +12,8 @@ changes at the edges only:
   whole to OUT (one PUT: atomic on object stores) and deletes the scratch copy.
 
 So outputs are byte-for-byte what ``facecolor-batch`` writes for the same input and backend.
-A :class:`ChunkRunner` serves both the single-machine URL path (one run over every job) and
-each Ray actor (one run per block of jobs).
+A :class:`StageExecutor` serves ``run_batch`` in this process (``ThreadExecutor``) and each
+Ray actor (one ``run`` per block of jobs).
 """
 
 from __future__ import annotations
@@ -24,26 +24,18 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, fields, replace
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from facecolor.runtime.decode import DecodeError
-from facecolor.runtime.distributed.jobs import NOT_AN_IMAGE, needs_sniffing
-from facecolor.runtime.distributed.storage import Storage
-from facecolor.runtime.pipeline import BatchStage, Item, MapStage, Settings, StageRunner, StageStats
+from facecolor.runtime.jobs import NOT_AN_IMAGE, needs_sniffing
+from facecolor.runtime.pipeline import BatchStage, FatalError, Item, MapStage, Settings, StageRunner, StageStats
+from facecolor.runtime.pipeline_cpu import read_limit
+from facecolor.runtime.pipeline_cpu import build_stages as build_cpu_stages
+from facecolor.runtime.pipeline_gpu import build_stages as build_gpu_stages
+from facecolor.runtime.storage import Storage
 from facecolor.runtime.walk import SKIPPED, Job, sniff_format, unsupported_reason
 
-#: The CPU read stage's guard (``pipeline_cpu``): a file larger than this for the pixel limit
-#: cannot be an image the decoder would accept, so it is refused before it is held in memory.
-_MAX_BYTES_PER_PIXEL = 10
 _SCRATCH_PREFIX = "facecolor-upload-"
-
-
-class PipelineShapeError(RuntimeError):
-    """The runtime's pipeline for this backend has no stage where object storage plugs in."""
-
-
-def read_limit(settings: Settings) -> int:
-    """Largest input in bytes worth reading for ``settings.max_pixels`` (as the CPU reader)."""
-    return max(64 << 20, settings.max_pixels * _MAX_BYTES_PER_PIXEL)
 
 
 def storage_read_stage(settings: Settings, in_store: Storage) -> Callable[[Item], Item]:
@@ -99,26 +91,32 @@ def _prune_stale_scratch(root: Path) -> None:
             continue
 
 
-class ChunkRunner:
-    """Colorizes jobs with one open backend; ``run`` may be called many times (one per block).
+DEFAULT_BATCH = {"cpu": 8, "cuda": 64}
 
-    ``stats`` adds up each stage's busy time and item count over every run.
-    ``after_item`` (optional) sees every finished item in the thread of the last stage; Ray
-    actors use it for fault injection in tests.
+
+def default_batch(device: str) -> int:
+    """Images per inference batch when none is asked for: 64 on CUDA, 8 on the CPU."""
+    return DEFAULT_BATCH.get(device, DEFAULT_BATCH["cpu"])
+
+
+def stages_for(settings: Settings, backend) -> list[MapStage | BatchStage]:
+    """The CPU pipeline for CPU backends, the GPU pipeline for CUDA backends."""
+    build_stages = build_gpu_stages if backend.device == "cuda" else build_cpu_stages
+    return build_stages(settings, backend)
+
+
+class StageExecutor:
+    """Colorizes jobs with one open backend; ``run_jobs`` may be called many times (one per
+    block), and ``stats`` adds up each stage's numbers over every call.
+
+    ``stages`` (a callable ``settings -> stages``) replaces ``stages_for`` (tests, benchmarks).
     """
 
-    def __init__(
-        self,
-        settings: Settings,
-        backend,
-        in_store: Storage,
-        out_store: Storage,
-        *,
-        after_item: Callable[[Item], None] | None = None,
-    ) -> None:
+    def __init__(self, settings: Settings, backend, in_store: Storage, out_store: Storage,
+                 stages: Callable[[Settings], list] | None = None) -> None:
         self.settings, self.backend = settings, backend
         self.in_store, self.out_store = in_store, out_store
-        self.after_item = after_item
+        self._make_stages = stages or (lambda s: stages_for(s, backend))
         self.stats: dict[str, StageStats] = {}  # every run so far
         self.last_stats: dict[str, StageStats] = {}  # the latest run only
         self._scratch: Path | None = None
@@ -128,13 +126,11 @@ class ChunkRunner:
             self._scratch = Path(tempfile.mkdtemp(prefix=f"{_SCRATCH_PREFIX}{os.getpid()}-", dir=root))
 
     def stages(self) -> list[MapStage | BatchStage]:
-        from facecolor.runtime.cli import stages_for  # the CPU or GPU pipeline, as the CLI picks
-
-        stages = list(stages_for(self.settings, self.backend))
+        stages = list(self._make_stages(self.settings))
         if not self.in_store.is_local:
             index = next((i for i, s in enumerate(stages) if s.name == "read" and isinstance(s, MapStage)), None)
             if index is None:
-                raise PipelineShapeError(
+                raise FatalError(  # no stage where object storage plugs in
                     f"the {self.backend.device} pipeline has no 'read' stage to read object storage from; "
                     "copy IN to a local folder or run on a CPU backend"
                 )
@@ -142,32 +138,34 @@ class ChunkRunner:
         if self._scratch is not None:
             stages.append(MapStage("upload", upload_stage(self.out_store, self._scratch),
                                    workers=max(2, self.settings.workers), queue_size=2 * max(2, self.settings.workers)))
-        if self.after_item is not None:
-            last = stages[-1]
-            stages[-1] = replace(last, fn=_observed(last.fn, self.after_item, batched=isinstance(last, BatchStage)))
         return stages
 
-    def _local_job(self, job: Job) -> Job:
+    def _local_item(self, item: Item) -> Item:
         """Point a URL OUT's target at its scratch copy (the write stage writes local files)."""
+        job = item.job
         if self._scratch is None or job.status is not None:
-            return job
+            return item
         target = self._scratch.joinpath(*PurePosixPath(job.target).parts)
-        return Job(job.source, job.relative, target, job.out_format, job.status, job.reason)
+        item.job = Job(job.source, job.relative, target, job.out_format, job.status, job.reason)
+        return item
 
-    def run(self, jobs: Iterable[Job]) -> Iterator[Item]:
-        """Yield every job's finished Item (done, skipped or failed), in no particular order.
+    def run_items(self, items: Iterable[Item]) -> Iterator[Item]:
+        """Yield every item once finished (done, skipped or failed), in no particular order.
 
         A fatal error (backend failure) propagates after every thread has stopped.
         """
         runner = StageRunner(self.stages())
-        items = (Item(self._local_job(job), status=job.status, reason=job.reason,
-                      stage="walk" if job.status else "") for job in jobs)
         try:
-            yield from runner.run(items)
+            yield from runner.run(self._local_item(item) for item in items)
         finally:
             self.last_stats = runner.stats
             for name, stage in runner.stats.items():
                 add_stats(self.stats.setdefault(name, StageStats()), asdict(stage))
+
+    def run_jobs(self, jobs: Iterable[Job]) -> Iterator[Item]:
+        """``run_items`` for bare jobs (a Ray block)."""
+        return self.run_items(Item(job, status=job.status, reason=job.reason,
+                                   stage="walk" if job.status else "") for job in jobs)
 
     def close(self) -> None:
         if self._scratch is not None:
@@ -175,27 +173,34 @@ class ChunkRunner:
             self._scratch = None
 
 
+class ThreadExecutor:
+    """``run_batch``'s executor for this process: one open backend, the stages in threads."""
+
+    def __init__(self, backend, reason: str, stages: Callable[[Settings], list] | None = None) -> None:
+        self.backend, self.reason, self._stages = backend, reason, stages
+        self.stats: dict[str, StageStats] = {}
+
+    def describe(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        return backend_info(self.backend, self.reason), self.backend.model.as_dict()
+
+    def run(self, settings: Settings, items: Iterable[Item], in_store: Storage, out_store: Storage,
+            report=None) -> Iterator[Item]:
+        executor = StageExecutor(settings, self.backend, in_store, out_store, self._stages)
+        try:
+            yield from executor.run_items(items)
+        finally:
+            executor.close()  # before the report, so its stage statistics are final
+            self.stats = executor.stats
+
+
+def backend_info(backend, reason: str) -> dict[str, Any]:
+    """The report's ``backend`` section."""
+    return {"name": backend.name, "device": backend.device, "render_size": backend.render_size,
+            "max_batch": backend.max_batch, "reason": reason}
+
+
 def add_stats(total: StageStats, numbers: dict) -> None:
     """Add one run's stage numbers (``asdict(StageStats)``, possibly from another process)."""
     for field in fields(StageStats):
         if field.name in numbers:
             setattr(total, field.name, getattr(total, field.name) + numbers[field.name])
-
-
-def _observed(fn, after: Callable[[Item], None], *, batched: bool):
-    """``fn`` (a map or batch stage function) that also shows each item to ``after``."""
-    if batched:
-        def batch_stage(items: list[Item]) -> list[Item]:
-            items = fn(items)
-            for item in items:
-                after(item)
-            return items
-
-        return batch_stage
-
-    def map_stage(item: Item) -> Item:
-        item = fn(item)
-        after(item)
-        return item
-
-    return map_stage

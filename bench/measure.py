@@ -1,0 +1,381 @@
+"""Every throughput figure of the bench, measured one way: the one harness's measurements.
+
+The engine alone is rarely the bottleneck of a colorizing run: decoding and encoding
+full-resolution photos are (notes/tensorrt-onnx.md measured nvJPEG at 2.5x the fused model's
+pipeline rate). So the same files are measured here as:
+
+- **pipeline** (``pipeline_rate``, ``timed_run``): ``runtime.run.run_batch`` itself, the code
+  users run (read, decode, preprocess, the backend, postprocess, encode, atomic write);
+- **codec alone** (``codec_rate``, ``gpu_codec_rate``): the same files read, decoded, encoded
+  back to their format and written by the runtime's own codec functions, and nothing else;
+- **model alone** (``model_alone``; per batch size with CUDA events: ``bench.latency``);
+- **Ray scaling** (``single_process_figures``, ``ray_figures``): ``--ray`` with an actor pool
+  beside the single-process run, same files.
+
+``facecolor-bench`` (``run``) reports the pipeline beside the codec for each engine;
+``python -m facecolor.bench.throughput`` (rounds, ray, gpu) runs the rest on synthetic inputs
+made here (``make_dataset``) with a stand-in model (``random_checkpoint``). Folder runs are timed
+after a warm-up pass over the first batch of files, so one-time costs (CUDA context, nvJPEG
+handles, Triton compilation, thread pools) stay out of the rate. ``pipeline / codec`` near 1
+means the model and color math are hidden behind the codec; far below 1 means they are the
+bottleneck. Times are wall clock around the whole folder, including thread start-up, so a
+handful of files under-states both rates alike.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from facecolor.bench.parity import ParityImages, synthetic_portraits
+from facecolor.checkpoint import save_checkpoint
+from facecolor.files import write_atomically
+from facecolor.models import build_generator
+from facecolor.runtime.backends import ModelNotFound, open_backend, shipped_model
+from facecolor.runtime.backends.base import Backend
+from facecolor.runtime.batch import colorize_tree
+from facecolor.runtime.decode import decode_image
+from facecolor.runtime.distributed.ray_job import RaySettings
+from facecolor.runtime.executor import ThreadExecutor, default_batch
+from facecolor.runtime.gpu.cuda import NvjpegError
+from facecolor.runtime.gpu.decode import NvjpegDecoder, triage
+from facecolor.runtime.gpu.encode import NvjpegEncoder
+from facecolor.runtime.pipeline import Settings
+from facecolor.runtime.run import run_batch
+from facecolor.runtime.write import encode, output_dtype
+
+
+@dataclass(frozen=True)
+class PipelineFolder:
+    """A scratch folder holding copies of exactly the files the parity used."""
+
+    path: Path
+    files: tuple[Path, ...]
+
+    @property
+    def count(self) -> int:
+        return len(self.files)
+
+    def head(self, count: int) -> PipelineFolder:
+        """A folder beside this one with copies of its first ``count`` files (made once): the
+        warm-up set, so one-time costs (CUDA context, nvJPEG handles, Triton compilation,
+        ONNX Runtime arenas, thread pools) are paid before the timed pass."""
+        count = max(1, min(count, self.count))
+        path = self.path.with_name(f"{self.path.name}-head{count}")
+        files = tuple(path / f.relative_to(self.path) for f in self.files[:count])
+        if not path.is_dir():
+            for source, target in zip(self.files, files):
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source, target)
+        return PipelineFolder(path, files)
+
+
+def prepare_folder(images: ParityImages, data: Path | None, workdir: Path) -> PipelineFolder:
+    """Copy the parity's source files into ``workdir/pipeline-in`` (same relative paths), or
+    write the synthetic portraits there as JPEGs when there are no files."""
+    folder = Path(workdir) / "pipeline-in"
+    folder.mkdir(parents=True, exist_ok=True)
+    source = Path(images.source)
+    files = []
+    if source.is_dir():
+        for name in images.names:
+            target = folder / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            # Copies, not links: the runtime's walk does not follow links out of IN_DIR.
+            shutil.copyfile(source / name, target)
+            files.append(target)
+    else:
+        for name, rgb in zip(images.names, synthetic_portraits(len(images))):
+            target = folder / f"{name}.jpg"
+            cv2.imwrite(str(target), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
+            files.append(target)
+    return PipelineFolder(folder, tuple(files))
+
+
+def runtime_settings(folder: PipelineFolder, out_dir: Path, device: str) -> Any:
+    """The settings ``facecolor-batch`` would use on ``device`` (its default batch size and
+    workers) for a run over ``folder`` into ``out_dir``."""
+    return Settings(in_dir=folder.path, out_dir=out_dir, overwrite=True, batch_size=default_batch(device))
+
+
+def _timed(run: Callable[[PipelineFolder, Path], Any], folder: PipelineFolder, workdir: Path,
+           warmup: int, name: str) -> tuple[Any, float]:
+    """``run(folder.head(warmup), out)`` untimed, then ``run(folder, out)`` timed (wall clock);
+    the scratch outputs are removed."""
+    out_dir = Path(workdir) / name
+    for subset in (folder.head(warmup), folder):
+        shutil.rmtree(out_dir, ignore_errors=True)
+        started = time.perf_counter()
+        result = run(subset, out_dir)
+        seconds = time.perf_counter() - started
+    shutil.rmtree(out_dir, ignore_errors=True)
+    return result, seconds
+
+
+# --------------------------------------------------------------------------- codec alone
+
+
+def _codec_one(path: Path, out_dir: Path, root: Path) -> None:
+    """Read, decode, encode and atomically write one file as the runtime would, minus the model:
+    the output is 3-channel (the pipeline writes color) in the input's format and bit depth."""
+    decoded = decode_image(path.read_bytes())
+    pixels = decoded.pixels
+    if pixels.ndim == 2:
+        pixels = np.repeat(pixels[:, :, None], 3, axis=2)
+    if output_dtype(decoded.bit_depth, decoded.format) is np.uint8 and pixels.dtype == np.uint16:
+        pixels = (pixels >> 8).astype(np.uint8)
+    write_atomically(out_dir / path.relative_to(root), encode(np.ascontiguousarray(pixels), decoded.format),
+                     fixed_temp=True)
+
+
+def codec_rate(folder: PipelineFolder, workdir: Path) -> dict[str, Any]:
+    """Read, decode, encode and write every file of ``folder`` with the runtime's CPU codec in
+    as many threads as its CPU pipeline uses (after a warm-up pass on a few files); images/s
+    over the wall time."""
+    threads = runtime_settings(folder, Path(workdir), "cpu").workers
+
+    def run(subset: PipelineFolder, out_dir: Path) -> None:
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            list(pool.map(lambda p: _codec_one(p, out_dir, subset.path), subset.files))
+
+    _, seconds = _timed(run, folder, workdir, threads, "codec-out")
+    return _codec_row("cpu (OpenCV/Pillow, the runtime's decode and write)", folder, seconds, threads=threads)
+
+
+def _codec_row(codec: str, folder: PipelineFolder, seconds: float, **details: Any) -> dict[str, Any]:
+    """A codec-alone result: what ran, images, seconds, images/s over the wall time, details."""
+    return {"codec": codec, "images": folder.count, "seconds": seconds,
+            "images_per_s": folder.count / seconds if seconds > 0 else None, **details}
+
+
+def gpu_codec_rate(folder: PipelineFolder, workdir: Path, batch_size: int = 64) -> dict[str, Any]:
+    """The GPU pipeline's codec alone: JPEGs that nvJPEG takes (the runtime's ``triage``) are
+    decoded and encoded by the runtime's nvJPEG decoder and encoder in batches of
+    ``batch_size``, serially, gray expanded to 3 channels (the pipeline writes color); every
+    other file goes through the CPU codec, as in the GPU pipeline. Reads and atomic writes
+    included; a warm-up batch first; images/s over the wall time."""
+    decoder, encoder = NvjpegDecoder("cuda"), NvjpegEncoder("cuda")
+
+    def run(subset: PipelineFolder, out_dir: Path) -> tuple[int, int]:
+        on_gpu = on_cpu = 0
+        for start in range(0, subset.count, batch_size):
+            paths = subset.files[start : start + batch_size]
+            files = [path.read_bytes() for path in paths]
+            verdicts = [triage(data) for data in files]
+            gpu = [i for i, verdict in enumerate(verdicts) if verdict.on_gpu]
+            cpu = [i for i, verdict in enumerate(verdicts) if not verdict.on_gpu]
+            decoded = decoder.decode([files[i] for i in gpu], [verdicts[i].info for i in gpu]) if gpu else []
+            images, targets = [], []
+            with torch.cuda.stream(decoder.stream):  # the gray -> RGB copies follow the decodes
+                for index, image in zip(gpu, decoded):
+                    if isinstance(image, NvjpegError):
+                        cpu.append(index)
+                        continue
+                    pixels = image.pixels
+                    images.append(pixels.expand(3, -1, -1).contiguous() if pixels.shape[0] == 1 else pixels)
+                    targets.append(out_dir / paths[index].relative_to(subset.path))
+            if images:
+                for data, target in zip(encoder.encode(images, ready=[decoder.ready_event()]), targets):
+                    write_atomically(target, data, fixed_temp=True)
+            for index in cpu:
+                _codec_one(paths[index], out_dir, subset.path)
+            on_gpu, on_cpu = on_gpu + len(images), on_cpu + len(cpu)
+        torch.cuda.synchronize()
+        return on_gpu, on_cpu
+
+    try:
+        (on_gpu, on_cpu), seconds = _timed(run, folder, workdir, batch_size, "gpu-codec-out")
+    finally:
+        decoder.close()
+        encoder.close()
+    return _codec_row("cuda (nvJPEG decode + encode, the runtime's GPU codec; other files on the CPU)", folder,
+                      seconds, batch_size=batch_size, nvjpeg_files=on_gpu, cpu_files=on_cpu)
+
+
+# --------------------------------------------------------------------------- the pipeline
+
+
+def pipeline_rate(backend: Backend, folder: PipelineFolder, workdir: Path,
+                  codec: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The runtime's folder pipeline with ``backend`` over ``folder`` (after a warm-up run on
+    one batch of its files): images/s over the wall time of ``run_batch``, the busy seconds
+    of each stage (which one limits the rate), and the ratio to ``codec``'s images/s."""
+    batch_size = runtime_settings(folder, Path(workdir), backend.device).batch_size
+
+    def run(subset: PipelineFolder, out_dir: Path) -> Any:
+        settings = runtime_settings(subset, out_dir, backend.device)  # the stages stages_for picks
+        return run_batch(settings, ThreadExecutor(backend, "facecolor-bench"), progress=False, echo=lambda line: None)
+
+    report, seconds = _timed(run, folder, workdir, batch_size, f"pipeline-out-{backend.name}")
+    rate = report.done / seconds if seconds > 0 else None
+    codec_rate_ = (codec or {}).get("images_per_s")
+    status = "ok"
+    if report.failed:
+        first = report.failures[0]
+        status = f"error: {report.failed} of {folder.count} files failed ({first['path']}: {first['reason']})"
+    elif report.done != folder.count:
+        why = "; ".join(f"{s['path']}: {s['reason']}" for s in report.skips[:3]) or "no reason given"
+        status = f"error: the pipeline did {report.done} of {folder.count} files ({why})"
+    return {
+        "status": status,
+        "images": report.done,
+        "seconds": seconds,
+        "images_per_s": rate,
+        "codec": (codec or {}).get("codec"),
+        "codec_images_per_s": codec_rate_,
+        "ratio": rate / codec_rate_ if rate and codec_rate_ else None,
+        "batch_size": batch_size,
+        "workers": report.settings.get("workers"),
+        "stages": report.stages,
+    }
+
+
+# --------------------------------------------------------------------------- synthetic inputs, stand-in model
+
+
+#: Distinct portraits drawn; the rest of a dataset are shifted, brightened copies (fast to make).
+_BASES = 16
+
+
+def synthetic_portrait(height: int, width: int, seed: int) -> np.ndarray:
+    """uint8 HxW: a lit 'face' ellipse, 'hair', a gradient background and film grain."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    cy, cx = height * rng.uniform(0.4, 0.5), width * rng.uniform(0.45, 0.55)
+    ry, rx = height * 0.22, width * 0.2
+    r = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2
+    image = 0.3 + 0.4 * yy / height  # background gradient
+    image = np.where(r < 1.0, 0.7 - 0.15 * r + 0.1 * (xx - cx) / rx, image)  # shaded face
+    image = np.where((r >= 1.0) & (r < 1.6) & (yy < cy), 0.15, image)  # hair
+    image = cv2.GaussianBlur(image.astype(np.float32), (0, 0), 3)
+    image += rng.normal(0, 0.03, image.shape).astype(np.float32)  # grain
+    return np.clip(image * 255 + 0.5, 0, 255).astype(np.uint8)
+
+
+def make_dataset(folder: Path, count: int, height: int, width: int, quality: int = 90) -> Path:
+    """``count`` gray JPEG portraits ``portrait_NNNNN.jpg`` in ``folder``, kept and reused
+    between runs wherever ``split_into_parts`` has moved them. ``_BASES`` are drawn; the others
+    are shifted and brightened copies, so a thousand 1.3 MP files take seconds, not minutes."""
+    folder.mkdir(parents=True, exist_ok=True)
+    existing = {path.name for path in folder.rglob("portrait_*.jpg")}
+    missing = [i for i in range(count) if f"portrait_{i:05d}.jpg" not in existing]
+    bases = [synthetic_portrait(height, width, seed) for seed in range(min(_BASES, count))] if missing else []
+
+    def one(index: int) -> None:
+        image = np.roll(bases[index % len(bases)], shift=(index * 7) % 97 - 48, axis=1)
+        image = cv2.add(image, int(index // len(bases)) % 21 - 10)
+        cv2.imwrite(str(folder / f"portrait_{index:05d}.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+
+    with ThreadPoolExecutor(min(16, os.cpu_count() or 1)) as pool:
+        list(pool.map(one, missing))
+    return folder
+
+
+def random_checkpoint(folder: Path) -> Path:
+    """A random-init gpsagd at width 1.0 (the shipped architecture) saved as a checkpoint."""
+    path = folder / "gpsagd-random.safetensors"
+    if not path.exists():
+        torch.manual_seed(0)
+        generator = build_generator("gpsagd", width=1.0, render_size=128).eval()
+        save_checkpoint(path, generator, generator.config)
+    return path
+
+
+def split_into_parts(folder: Path, parts: int) -> list[Path]:
+    """The dataset's files moved into ``part-K`` subfolders (one per round), kept between runs."""
+    targets = [folder / f"part-{k}" for k in range(parts)]
+    existing = sorted(p for p in folder.iterdir() if p.is_dir() and p.name.startswith("part-"))
+    if existing == targets and not any(folder.glob("portrait_*.jpg")):
+        return targets
+    files = sorted(folder.rglob("portrait_*.jpg"), key=lambda path: path.name)
+    for target in targets:
+        target.mkdir(exist_ok=True)
+    for index, path in enumerate(files):
+        destination = targets[index * parts // len(files)] / path.name
+        if path != destination:
+            path.replace(destination)
+    for stale in existing:
+        if stale not in targets:
+            stale.rmdir()
+    return targets
+
+
+def model_alone(backend, batch_size: int, min_seconds: float) -> tuple[float, float]:
+    """(images/s, process CPU seconds per image) of ``backend.predict_ab`` alone on ready batches,
+    after one warm-up batch: wall clock over the whole loop, as the end-to-end rate is."""
+    shape = (batch_size, 1, backend.render_size, backend.render_size)
+    batch = np.random.default_rng(0).uniform(-1, 1, shape).astype(np.float32)
+    sync = lambda: None  # noqa: E731
+    if backend.device == "cuda":
+        batch = torch.from_numpy(batch).cuda()
+        sync = torch.cuda.synchronize
+    backend.predict_ab(batch)
+    sync()
+    images, start, cpu = 0, time.perf_counter(), time.process_time()
+    while time.perf_counter() - start < min_seconds or images < 2 * batch_size:
+        backend.predict_ab(batch)
+        images += batch_size
+    sync()
+    return images / (time.perf_counter() - start), (time.process_time() - cpu) / images
+
+
+def timed_run(settings: Settings, executor) -> tuple[object, float, float]:
+    """``run_batch`` over ``settings``: (report, wall seconds, process CPU seconds)."""
+    cpu, start = time.process_time(), time.perf_counter()
+    report = run_batch(settings, executor, progress=False, echo=lambda line: print(line, file=sys.stderr))
+    return report, time.perf_counter() - start, time.process_time() - cpu
+
+
+def stand_in_checkpoint(workdir: Path) -> Path:
+    """The shipped model if installed, else ``random_checkpoint`` (same architecture)."""
+    try:
+        return shipped_model()
+    except ModelNotFound:
+        return random_checkpoint(workdir)
+
+
+# --------------------------------------------------------------------------- ray scaling
+
+
+def single_process_figures(folder: Path, out: Path, onnx: Path, batch_size: int) -> dict:
+    """The single-process run's row of the Ray table (all cores, one backend)."""
+    backend, reason = open_backend(onnx, "cpu", batch_size=batch_size)
+    settings = Settings(in_dir=folder, out_dir=out, batch_size=batch_size, workers=os.cpu_count() or 1)
+    with backend:
+        report, wall, cpu = timed_run(settings, ThreadExecutor(backend, reason))
+    rate = round(report.done / wall, 3)  # no start-up to leave out: end to end is steady
+    return {"config": "single process", "done": report.done, "wall_s": round(wall, 2),
+            "end_to_end_images_per_s": rate, "steady_images_per_s": rate,
+            "cpu_ms_per_image": round(1000 * cpu / max(1, report.done), 1)}
+
+
+def ray_figures(folder: Path, out: Path, onnx: Path, actors: int, cpus: int, batch_size: int,
+                files_per_task: int) -> dict:
+    """One actor pool's row: end to end, steady (from the last actor's start) and CPU per image."""
+    start, start_epoch = time.perf_counter(), time.time()
+    report = colorize_tree(folder, out, model=onnx, device="cpu", workers=cpus, batch_size=batch_size,
+                           ray=RaySettings(num_actors=actors, files_per_task=files_per_task))
+    wall, end_epoch = time.perf_counter() - start, time.time()
+    actors_seen = report.backend.get("actors", {}).values()
+    ready = [a["ready_at"] for a in actors_seen]
+    cpu = sum(a.get("cpu_s", 0.0) for a in actors_seen)
+    # Once the last actor is ready the pool runs at full strength; the images the others did
+    # meanwhile make this a slight overestimate (under one block per actor).
+    steady = report.done / (end_epoch - max(ready)) if ready and end_epoch > max(ready) else 0.0
+    return {"config": f"ray {actors} actor{'s' if actors > 1 else ''} x {cpus} CPU", "done": report.done,
+            "failed": report.failed, "wall_s": round(wall, 2),
+            "end_to_end_images_per_s": round(report.done / wall, 3),
+            "actors_ready_after_s": round(max(ready) - start_epoch, 2) if ready else None,
+            "steady_images_per_s": round(steady, 3),
+            "cpu_ms_per_image": round(1000 * cpu / max(1, report.done), 1)}

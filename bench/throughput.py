@@ -1,0 +1,240 @@
+"""Throughput: images per second of whole runs, beside what bounds them. The one harness.
+
+    python -m facecolor.bench.throughput rounds --images 1000 --json out/rt-bench.json
+    python -m facecolor.bench.throughput ray --config 1x1 --config 2x1 --json out/ray-bench.json
+    python -m facecolor.bench.throughput gpu --json out/gpu_bench.json      # scripts/gpu_bench.py
+
+- ``rounds``: end to end against the model alone, on this machine's CPU or GPU. The folder is
+  cut into slices and the model alone is timed before and after each, since a shared
+  machine's speed drifts; the median ratio is the result (target 85 % on the CPU, issue 4).
+  The process's CPU seconds per image are reported too: ``cpu_bound_ratio`` (model-alone CPU
+  per image / pipeline CPU per image) is the ratio the pipeline reaches with the cores to
+  itself.
+- ``ray``: ``--ray`` with several actor pools and the single-process run, same files: end to
+  end, steady (from the moment the last actor was ready) and CPU per image.
+- ``gpu`` (``throughput_gpu``): nvJPEG decode, encode and both alone, the model alone per CUDA
+  backend (CUDA events, ``bench.latency``), and the GPU pipeline end to end; target: end to
+  end >= 80 % of decode + encode alone.
+
+Every figure is measured in ``bench.measure`` (as ``facecolor-bench``'s pipeline and codec
+rates are): end to end is ``runtime.run.run_batch`` itself, the code users run; the synthetic
+inputs, the stand-in model and the clocks are shared by the three commands. (``facecolor-
+bench`` measures one engine's latency, parity and pipeline rate against the codec: ``run``.)
+Without a model, a random-init ``gpsagd`` (width 1.0, render 128) is used: its speed is that
+of the trained one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+from facecolor.bench.measure import (
+    make_dataset,
+    model_alone,
+    random_checkpoint,
+    ray_figures,
+    single_process_figures,
+    split_into_parts,
+    timed_run,
+)
+from facecolor.bench.throughput_gpu import gpu_main
+from facecolor.export.cache import cached_onnx
+from facecolor.files import write_json
+from facecolor.runtime.backends import open_backend
+from facecolor.runtime.executor import DEFAULT_BATCH, ThreadExecutor, default_batch
+from facecolor.runtime.pipeline import Settings
+
+CPU_TARGET = 0.85
+
+
+# --------------------------------------------------------------------------- rounds
+
+
+@dataclass
+class Round:
+    """One slice of the folder through the pipeline, between two model-alone measurements."""
+
+    images: int
+    seconds: float
+    cpu_s: float
+    alone_before: float
+    alone_after: float
+    stages: dict
+
+    @property
+    def images_per_s(self) -> float:
+        return self.images / self.seconds
+
+    @property
+    def ratio(self) -> float:
+        return self.images_per_s / statistics.mean([self.alone_before, self.alone_after])
+
+
+@click.group()
+def main() -> None:
+    """Throughput of facecolor-batch: end to end beside the model alone, Ray pools, the GPU."""
+
+
+@main.command(epilog="Example: python -m facecolor.bench.throughput rounds --images 1000 --json out/runtime-bench.json")
+@click.option("--images", type=click.IntRange(min=1), default=1000, show_default=True)
+@click.option("--size", default="1024x1280", show_default=True, help="WIDTHxHEIGHT of the synthetic portraits.")
+@click.option("--data", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder of the synthetic JPEGs, made once and reused; it should hold nothing else "
+                   "(default: one per count and size under the temp dir).")
+@click.option("--model", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Model to run (default: a random-init gpsagd, width 1.0).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=None)
+@click.option("--workers", type=click.IntRange(min=1), default=None)
+@click.option("--rounds", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Slices of the folder, each run between two model-alone measurements.")
+@click.option("--model-seconds", type=float, default=10.0, show_default=True,
+              help="Minimum time of each model-alone measurement.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None)
+def rounds(images, size, data, model, device, batch_size, workers, rounds, model_seconds, json_path):
+    """Measure facecolor-batch end to end and the model alone, in one run.
+
+    A shared machine's speed drifts (measured here: the same model 5.3 then 8.3 images/s a few
+    minutes apart), so the folder is cut into ROUNDS slices and the model alone is measured
+    before and after each: every slice's ratio compares numbers taken minutes, not a quarter of
+    an hour, apart, and the median ratio is the result.
+    """
+    width, height = (int(v) for v in size.lower().split("x"))
+    work = Path(tempfile.gettempdir()) / "facecolor-runtime-bench"
+    data = data or work / f"portraits-{images}-{width}x{height}"
+    rounds = min(rounds, images)
+    click.echo(f"dataset: {images} synthetic {width}x{height} JPEGs in {data}, {rounds} rounds")
+    make_dataset(data, images, height, width)
+    parts = split_into_parts(data, rounds)
+    model = model or random_checkpoint(work)
+    backend, reason = open_backend(model, device, batch_size=batch_size or DEFAULT_BATCH["cuda"], notify=click.echo)
+    click.echo(reason)
+    batch = batch_size or default_batch(backend.device)
+    results: list[Round] = []
+    failed = 0
+    with backend:
+        alone, alone_cpu = model_alone(backend, batch, model_seconds)
+        alone_cpus = [alone_cpu]
+        for number, part in enumerate(parts, 1):
+            with tempfile.TemporaryDirectory(prefix="facecolor-bench-out-") as out:
+                settings = Settings(in_dir=part, out_dir=Path(out), batch_size=batch, overwrite=True,
+                                    workers=workers or max(1, os.cpu_count() or 1))
+                report, seconds, cpu = timed_run(settings, ThreadExecutor(backend, reason))
+            after, after_cpu = model_alone(backend, batch, model_seconds)
+            alone_cpus.append(after_cpu)
+            results.append(Round(report.done, seconds, cpu, alone, after, report.stages))
+            failed += report.failed
+            click.echo(f"round {number}/{len(parts)}: end to end {results[-1].images_per_s:.2f} images/s, "
+                       f"model alone {alone:.2f} -> {after:.2f} images/s, ratio {results[-1].ratio:.0%}")
+            alone = after
+    done = sum(r.images for r in results)
+    end_to_end = done / sum(r.seconds for r in results)
+    alone_mean = statistics.mean([results[0].alone_before] + [r.alone_after for r in results])
+    ratio = statistics.median(r.ratio for r in results)
+    cpu_pipeline = sum(r.cpu_s for r in results) / max(1, done)
+    cpu_alone = statistics.mean(alone_cpus)
+    result = {
+        "device": backend.device,
+        "backend": backend.name,
+        "reason": reason,
+        "cpu_count": os.cpu_count(),
+        "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        "images": images,
+        "size": [width, height],
+        "batch_size": batch,
+        "failed": failed,
+        "end_to_end_images_per_s": round(end_to_end, 3),
+        "model_alone_images_per_s": round(alone_mean, 3),
+        "ratio": round(ratio, 3),
+        "ratio_of_means": round(end_to_end / alone_mean, 3),
+        "rounds": [{"images": r.images, "end_to_end_images_per_s": round(r.images_per_s, 3),
+                    "model_alone_before_after": [round(r.alone_before, 3), round(r.alone_after, 3)],
+                    "ratio": round(r.ratio, 3), "stages_busy_s": r.stages} for r in results],
+        "cpu_s_per_image": {"model_alone": round(cpu_alone, 4), "end_to_end": round(cpu_pipeline, 4)},
+        "cpu_bound_ratio": round(cpu_alone / cpu_pipeline, 3),
+    }
+    target = f" (CPU target {CPU_TARGET:.0%})" if backend.device == "cpu" else ""
+    click.echo(f"end to end: {end_to_end:.2f} images/s; model alone: {alone_mean:.2f} images/s; "
+               f"median ratio of {len(results)} rounds {ratio:.0%}{target}")
+    click.echo(f"CPU per image: model alone {cpu_alone:.3f} s, end to end {cpu_pipeline:.3f} s; "
+               f"ratio with the cores to itself {cpu_alone / cpu_pipeline:.0%}{target}")
+    if json_path:
+        click.echo(f"wrote {write_json(json_path, result)}")
+
+
+# --------------------------------------------------------------------------- ray
+
+
+@main.command(epilog="Example: python -m facecolor.bench.throughput ray --images 200 --json out/ray-bench.json")
+@click.option("--images", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option("--size", default="512x640", show_default=True, help="WIDTHxHEIGHT of the synthetic JPEGs.")
+@click.option("--data", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for the synthetic JPEGs (kept; default: a temporary folder).")
+@click.option("--model", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Checkpoint or ONNX (default: a random-init gpsagd, width 1.0: the shipped architecture).")
+@click.option("--config", "configs", multiple=True, default=("1x1", "2x1", "1x2"), show_default=True,
+              help="ACTORSxCPUS per actor; repeat for several runs.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--files-per-task", type=click.IntRange(min=1), default=25, show_default=True)
+@click.option("--repeat", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Rounds over all configurations; the summary gives each one's median.")
+@click.option("--num-cpus", type=click.IntRange(min=1), default=None, help="CPUs of the local Ray (default: all).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None)
+def ray(images, size, data, model, configs, batch_size, files_per_task, repeat, num_cpus, json_path):
+    """Images/s of facecolor-batch --ray for several actor pools on this machine."""
+    import ray as ray_module
+
+    width, height = (int(v) for v in size.lower().split("x"))
+    scratch = Path(tempfile.mkdtemp(prefix="facecolor-ray-bench-"))
+    try:
+        folder = make_dataset(data or scratch / "in", images, height, width)
+        model = model or random_checkpoint(scratch)
+        onnx = model if model.suffix == ".onnx" else cached_onnx(model)  # exported once, outside the timings
+        rows = []
+        ray_module.init(num_cpus=num_cpus, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+        try:
+            for round_ in range(repeat):  # round robin: a shared machine's load drifts
+                rows.append({**single_process_figures(folder, scratch / f"out-single-{round_}", onnx, batch_size),
+                             "round": round_})
+                click.echo(json.dumps(rows[-1]))
+                for config in configs:
+                    actors, cpus = (int(v) for v in config.lower().split("x"))
+                    rows.append({**ray_figures(folder, scratch / f"out-{config}-{round_}", onnx, actors, cpus,
+                                            batch_size, files_per_task), "round": round_})
+                    click.echo(json.dumps(rows[-1]))
+        finally:
+            ray_module.shutdown()
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    summary = {}
+    for name in dict.fromkeys(row["config"] for row in rows):
+        runs = [row for row in rows if row["config"] == name]
+        summary[name] = {key: statistics.median(row[key] for row in runs)
+                         for key in ("end_to_end_images_per_s", "steady_images_per_s", "cpu_ms_per_image")
+                         if key in runs[0]}
+        click.echo(f"{name}: " + ", ".join(f"{key} {value:.2f}" for key, value in summary[name].items()))
+    result = {"summary": summary, "images": images, "size": size, "model": str(model), "batch_size": batch_size,
+              "files_per_task": files_per_task, "cpus": num_cpus or os.cpu_count(), "load_avg": os.getloadavg(),
+              "runs": rows}
+    if json_path:
+        click.echo(f"wrote {write_json(json_path, result)}")
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "help_option_names": []})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def gpu(args) -> None:
+    """nvJPEG alone, the model alone per CUDA backend, the GPU pipeline end to end (--help)."""
+    raise SystemExit(gpu_main(list(args)))
+
+
+if __name__ == "__main__":
+    main()
