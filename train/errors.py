@@ -6,8 +6,10 @@ Library code raises these; ``facecolor.train.cli`` turns every one into a
 
 from __future__ import annotations
 
+from facecolor.errors import FacecolorError, Unavailable
 
-class TrainError(Exception):
+
+class TrainError(FacecolorError):
     """Base class of every error the training stage raises on purpose."""
 
 
@@ -15,7 +17,7 @@ class NoImagesError(TrainError):
     """A data folder held no decodable image."""
 
 
-class DeviceUnavailableError(TrainError):
+class DeviceUnavailableError(TrainError, Unavailable):
     """``--device cuda`` on a machine where torch sees no CUDA device."""
 
 

@@ -21,6 +21,8 @@ import torch
 import torchvision
 from torch import nn
 
+from facecolor.errors import FacecolorError
+
 #: torchvision's file names for the ImageNet weights of each encoder.
 ENCODER_WEIGHT_FILES: dict[str, str] = {
     "squeezenet1_1": "squeezenet1_1-b8a52dc0.pth",
@@ -33,11 +35,11 @@ _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class EncoderWeightsNotFoundError(FileNotFoundError):
+class EncoderWeightsNotFoundError(FacecolorError, FileNotFoundError):
     """An explicit encoder-weights path that does not exist; the message says where to put it."""
 
 
-class EncoderWeightsError(ValueError):
+class EncoderWeightsError(FacecolorError, ValueError):
     """An encoder-weights file that is not the state dict of the expected torchvision model."""
 
 
