@@ -13,8 +13,8 @@ Tolerances (in CIELAB a*b* units, where a just-noticeable difference is about 1-
 
 - fp32: max |Δab| <= 1e-4 on the ab/110 scale, i.e. 0.011 CIELAB units: the same arithmetic
   in another order, so anything larger is an export bug, not rounding.
-- fp16: mean |Δab| <= 0.15 on every input; max |Δab| <= 1.5 on the image-like inputs (the
-  synthetic portraits and any real images) and <= 6 on the random-noise inputs.
+- fp16: max |Δab| <= 1.5 and mean <= 0.15 on the image-like inputs (the synthetic portraits
+  and any real images); max <= 6 and mean <= 0.5 on the random-noise inputs.
   Measured on gpsagd at width 1.0 and 128 px (random init, and with attention switched on and
   BatchNorm statistics moved, as training does): this file under ONNX Runtime CPU gives max
   0.40 / mean 0.026, and real fp16 arithmetic on a GPU (PyTorch CUDA, H100, fp32 attention, the
@@ -29,6 +29,10 @@ Tolerances (in CIELAB a*b* units, where a just-noticeable difference is about 1-
   through the network and only noise brings it out. What the check is for is still caught: a
   lost attention block gives max 48 / mean 6.5 on the portraits and mean 0.9 on noise, and an
   fp16 overflow gives inf or tens of units.
+  Why noise has its own mean too: the ImageNet-encoder psag trained at 64 px (2026-12-01), with
+  its encoder scaled into fp16's range by the exporter (``fit_encoder_range``), gives max 0.019
+  / mean 0.003 on the portraits but mean 0.24-0.28 on noise (max 4.2), again from the decoder's
+  sums under noise; 0.5 still catches a lost attention block (0.9 on noise, 6.5 on portraits).
 """
 
 from __future__ import annotations
@@ -58,17 +62,19 @@ class Tolerance:
     """Largest accepted disagreement, in CIELAB a*b* units.
 
     ``max_ab`` bounds the worst pixel of image-like inputs, ``noise_max_ab`` that of the
-    random-noise inputs, ``mean_ab`` the mean of every input set.
+    random-noise inputs, ``mean_ab`` the mean of image-like inputs and ``noise_mean_ab`` (when
+    set, else ``mean_ab``) the mean of the noise inputs.
     """
 
     max_ab: float
     mean_ab: float
     noise_max_ab: float
+    noise_mean_ab: float | None = None
 
 
 TOLERANCES = {
     "fp32": Tolerance(max_ab=1e-4 * AB_SCALE, mean_ab=1e-4 * AB_SCALE, noise_max_ab=1e-4 * AB_SCALE),
-    "fp16": Tolerance(max_ab=1.5, mean_ab=0.15, noise_max_ab=6.0),
+    "fp16": Tolerance(max_ab=1.5, mean_ab=0.15, noise_max_ab=6.0, noise_mean_ab=0.5),
 }
 
 
@@ -126,9 +132,14 @@ class CheckReport:
         """The max |Δab| that ``comparison``'s input set is held to."""
         return self.tolerance.noise_max_ab if comparison.is_noise else self.tolerance.max_ab
 
+    def mean_limit(self, comparison: Comparison) -> float:
+        """The mean |Δab| that ``comparison``'s input set is held to."""
+        noise_mean = self.tolerance.noise_mean_ab
+        return noise_mean if comparison.is_noise and noise_mean is not None else self.tolerance.mean_ab
+
     def misses(self) -> list[Comparison]:
         return [c for c in self.comparisons
-                if not (c.max_ab <= self.limit(c) and c.mean_ab <= self.tolerance.mean_ab)]
+                if not (c.max_ab <= self.limit(c) and c.mean_ab <= self.mean_limit(c))]
 
     @property
     def passed(self) -> bool:
@@ -293,7 +304,6 @@ def check_onnx(
 
 
 def _miss_message(report: CheckReport) -> str:
-    tol = report.tolerance
     lines = [
         f"the {report.precision} ONNX export disagrees with PyTorch beyond the tolerance, "
         f"so it was not written:",
@@ -303,8 +313,8 @@ def _miss_message(report: CheckReport) -> str:
         lines.append(
             f"  {c.name}: max |Δab| {c.max_ab:.4g} CIELAB units (tolerance for {kind} inputs "
             f"{report.limit(c):.4g}, missed by {max(0.0, c.max_ab - report.limit(c)):.4g}), "
-            f"mean {c.mean_ab:.4g} (tolerance {tol.mean_ab:.4g}, "
-            f"missed by {max(0.0, c.mean_ab - tol.mean_ab):.4g})"
+            f"mean {c.mean_ab:.4g} (tolerance {report.mean_limit(c):.4g}, "
+            f"missed by {max(0.0, c.mean_ab - report.mean_limit(c)):.4g})"
         )
     lines.append("  every input:")
     for c in report.comparisons:

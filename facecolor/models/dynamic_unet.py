@@ -169,6 +169,29 @@ class DynamicUNet(nn.Module):
         return torch.tanh(self.head(x))
 
 
+    @torch.no_grad()
+    def scale_encoder_(self, factor: float) -> None:
+        """Make every encoder activation ``factor`` times smaller, the output unchanged.
+
+        Why: an ImageNet encoder has no normalisation of its own, and its deep activations
+        reach 10^4 on noise and 10^3 on photos; fp16 arithmetic (an fp16 ONNX, a TensorRT
+        engine) loses or overflows sums of such values. The encoder is conv + ReLU + max-pool +
+        concat, all positively homogeneous, so dividing the first conv's weights and every
+        conv's bias by ``factor`` divides every activation by it; each consumer of an encoder
+        output is a BatchNorm (``middle[0]``, the blocks' ``skip_bn``), whose running mean,
+        running variance and eps are rescaled to match (exact for powers of two).
+        """
+        convs = [m for m in self.encoder.modules() if isinstance(m, nn.Conv2d)]
+        convs[0].weight.div_(factor)
+        for conv in convs:
+            if conv.bias is not None:
+                conv.bias.div_(factor)
+        for norm in [self.middle[0], *(block.skip_bn for block in self.blocks)]:
+            norm.running_mean.div_(factor)
+            norm.running_var.div_(factor**2)
+            norm.eps /= factor**2
+
+
 def _kaiming_init(module: nn.Module) -> None:
     """Kaiming-normal for the decoder's plain convs (fastai's default); ICNR ones are kept."""
     for layer in module.modules():

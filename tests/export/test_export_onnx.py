@@ -190,3 +190,26 @@ def test_real_images_join_the_check(exported, checkpoint, tmp_path):
     assert [c.name for c in report.comparisons][-1] == "images" and report.passed
     with pytest.raises(ExportCheckError, match="cannot read"):
         image_inputs([tmp_path / "missing.png"], 64)
+
+
+def test_an_encoder_out_of_fp16s_range_is_scaled_and_its_fp16_export_passes(tmp_path):
+    """ImageNet encoders reach 10^4 on noise: the fp16 file failed by tens of units before."""
+    from facecolor.checkpoint import save_checkpoint
+    from facecolor.models import build_generator
+
+    torch.manual_seed(0)
+    generator = build_generator("gpsagd", **TINY)
+    with torch.no_grad():
+        convs = [m for m in generator.encoder.modules() if isinstance(m, torch.nn.Conv2d)]
+        convs[0].weight.mul_(100)  # encoder activations in the thousands
+        generator.train()(torch.rand(16, 1, 64, 64) * 2 - 1)  # statistics that match them
+    path = save_checkpoint(tmp_path / "loud.safetensors", generator.eval(), generator.config)
+    fp32 = export_onnx(path, tmp_path / "loud.onnx", max_batch=8)
+    fp16 = export_onnx(path, tmp_path / "loud.fp16.onnx", fp16=True, max_batch=8, fp32_onnx=fp32)
+    for file in (fp32, fp16):
+        document = read_sidecar(file)
+        assert document["encoder_activations_divided_by"] >= 8 and document["check"]["passed"] is True
+
+
+def test_an_encoder_in_range_is_traced_as_it_is(checkpoint, exported):
+    assert read_sidecar(exported("gpsagd"))["encoder_activations_divided_by"] == 1.0

@@ -281,3 +281,21 @@ def test_attention_generator_exports_to_onnx_opset20(tmp_path):
         expected = generator(l_norm).numpy()
     assert ab.shape == (3, 2, 96, 80)
     assert abs(ab - expected).max() < 1e-4
+
+
+def test_scaling_the_encoder_keeps_the_output_and_shrinks_its_activations():
+    """What the exporter does before tracing an ImageNet encoder for fp16 (exact in fp32)."""
+    torch.manual_seed(0)
+    generator = build_generator("psag", render_size=32, width=0.125)
+    with torch.no_grad():  # large activations, as ImageNet weights give, and trained statistics
+        for conv in [m for m in generator.encoder.modules() if isinstance(m, torch.nn.Conv2d)][:3]:
+            conv.weight.mul_(8)
+        generator.train()(torch.rand(8, 1, 32, 32) * 2 - 1)
+    generator.eval()
+    x = torch.rand(3, 1, 32, 32) * 2 - 1
+    with torch.no_grad():
+        before, peak_before = generator(x), generator.encoder(generator.stem(x)).abs().max()
+        generator.scale_encoder_(64.0)
+        after, peak_after = generator(x), generator.encoder(generator.stem(x)).abs().max()
+    assert torch.allclose(before, after, atol=1e-5)
+    assert torch.isclose(peak_after * 64, peak_before, rtol=1e-5)
