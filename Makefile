@@ -1,6 +1,7 @@
 # facecolor: the common jobs. PYTHON defaults to the project's virtual environment.
 PYTHON ?= .venv/bin/python
-MODEL ?= models/gpsagd.safetensors
+SHIPPED ?= psag
+MODEL ?= models/$(SHIPPED).safetensors
 DATA ?= ../shared/data/faces
 EPOCHS ?= 20
 
@@ -36,12 +37,12 @@ train-all: weights $(FACES)/split.json  ## all eleven presets, four families sid
 	PY=$(PYTHON) EPOCHS=$(EPOCHS) DATA=$(FACES) RUNS=runs OUT=runs/tables bash scripts/train-all.sh
 
 export:  ## ONNX (fp32, fp16) and, where TensorRT is installed, the engine, into models/
-	@E=""; $(PYTHON) -c 'import tensorrt' 2>/dev/null && E="--engine models/gpsagd.plan" \
+	@E=""; $(PYTHON) -c 'import tensorrt' 2>/dev/null && E="--engine models/$(SHIPPED).plan" \
 		|| echo "TensorRT not installed: writing the ONNX files only (pip install facecolor[tensorrt])"; \
-	$(PYTHON) -m facecolor.export $(MODEL) --onnx models/gpsagd.onnx $$E
+	$(PYTHON) -m facecolor.export $(MODEL) --onnx models/$(SHIPPED).onnx $$E
 
 bench:  ## latency and parity of the exported model against PyTorch (run make export first)
-	$(PYTHON) -m facecolor.bench --engine models/gpsagd.onnx --reference $(MODEL) \
+	$(PYTHON) -m facecolor.bench --engine models/$(SHIPPED).onnx --reference $(MODEL) \
 		--data $(DATA)/ffhq_dev --limit 64 --json out/bench.json
 
 gpu-check:  ## on a CUDA machine: the GPU and TensorRT tests, then the benchmark (< 5 minutes)

@@ -42,7 +42,8 @@ from facecolor.runtime.backends.onnxruntime import OnnxRuntimeBackend, cuda_prov
 from facecolor.runtime.backends.tensorrt import TensorRTBackend
 from facecolor.runtime.backends.torch_backend import TorchBackend
 
-SHIPPED_MODEL = "gpsagd.safetensors"
+#: The default model (models/README.md says why psag: issue 12's floors, no invented color).
+SHIPPED_MODEL = "psag.safetensors"
 MODEL_SUFFIXES = (".safetensors", ".onnx", ".plan")
 DEVICES = ("auto", "cpu", "cuda")
 
