@@ -99,12 +99,13 @@ def export_onnx(
     source_sha256 = sha256_file(checkpoint)
     size = ckpt.render_size
     precision = "fp16" if fp16 else "fp32"
-    traced, encoder_scale = fit_encoder_range(generator, size)
     with temporary_sibling(out, ".onnx") as tmp:
         if fp32_onnx is None:
+            traced, encoder_scale = fit_encoder_range(generator, size)
             trace_to_onnx(traced, tmp, size=size, max_batch=max_batch)
         else:
-            copy_fp32_export(Path(fp32_onnx), tmp, source_sha256=source_sha256, max_batch=max_batch)
+            encoder_scale = copy_fp32_export(Path(fp32_onnx), tmp, source_sha256=source_sha256,
+                                             max_batch=max_batch)
         conversion = convert_to_fp16(tmp) if fp16 else None
         if conversion is not None:
             conversion["source"] = str(fp32_onnx) if fp32_onnx is not None else "traced"
@@ -156,7 +157,6 @@ def fit_encoder_range(generator: torch.nn.Module, size: int) -> tuple[torch.nn.M
     return scaled, scale
 
 
-
 def trace_to_onnx(generator: torch.nn.Module, path: Path, *, size: int, max_batch: int) -> None:
     """torch.onnx.export (dynamo) of an fp32 eval-mode generator to ``path``: one file, opset 20."""
     example = torch.zeros(EXAMPLE_BATCH, 1, size, size)
@@ -188,11 +188,13 @@ def trace_to_onnx(generator: torch.nn.Module, path: Path, *, size: int, max_batc
         raise ExportError(f"torch.onnx wrote external data for {path.name}; the model is too big for one file")
 
 
-def copy_fp32_export(source: Path, dest: Path, *, source_sha256: str, max_batch: int) -> None:
+def copy_fp32_export(source: Path, dest: Path, *, source_sha256: str, max_batch: int) -> float:
     """Copy an fp32 export of the same checkpoint to ``dest`` as the start of an fp16 export.
 
     Refused unless its sidecar says it is an fp32 export of exactly this checkpoint
     (same SHA-256) with the same batch bound, and its bytes are the ones the sidecar recorded.
+    Returns the encoder scale that file was traced with (its sidecar's word, 1 for files made
+    before the scaling existed), so the fp16 sidecar describes the graph it really holds.
     """
     from facecolor.export.files import read_sidecar
 
@@ -215,6 +217,7 @@ def copy_fp32_export(source: Path, dest: Path, *, source_sha256: str, max_batch:
             f"Export the fp32 file again from this checkpoint, or export fp16 directly"
         )
     shutil.copyfile(source, dest)
+    return float(document.get("encoder_activations_divided_by", 1.0))
 
 
 def convert_to_fp16(path: Path) -> dict[str, Any]:

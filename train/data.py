@@ -363,12 +363,14 @@ def train_batches(
     order, flips = epoch_order(
         len(images), seed=seed, epoch_key=epoch_key, rank=rank, world_size=world_size
     )
-    draw = torch.Generator().manual_seed(seed * 1_000_003 + epoch_key + 7_919)
-    mosaics = (torch.rand(len(order), generator=draw) < mosaic_share).to(images.device)
+    mosaics = None
+    if mosaic_share > 0:
+        draw = torch.Generator().manual_seed(seed * 1_000_003 + epoch_key + 7_919)
+        mosaics = (torch.rand(len(order), generator=draw) < mosaic_share).to(images.device)
     order, flips = order.to(images.device), flips.to(images.device)
     for part in batch_slices(len(order), batch_size):
         pixels = images[order[part]]
-        if mosaic_share > 0:
+        if mosaics is not None:
             pixels = mosaic(pixels, mosaics[part])
         yield to_lab_batch(pixels, flips[part] if flip else None, channels_last)
 

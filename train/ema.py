@@ -20,23 +20,30 @@ from facecolor.train.steps import plain
 
 
 class WeightAverage:
-    """``decay``-weighted running average of a module's parameters and float buffers."""
+    """``decay``-weighted running average of ``module``'s parameters and float buffers.
+
+    The (average, live) tensor pairs are listed once: the optimizer and BatchNorm update the
+    live tensors in place, so each step is one fused lerp and one copy, with no state-dict
+    rebuilt on the training loop's hot path.
+    """
 
     def __init__(self, module: nn.Module, decay: float) -> None:
         self.decay = decay
-        self.module = copy.deepcopy(plain(module)).eval()  # keeps ``.config`` for the checkpoint
+        live = plain(module)
+        self.module = copy.deepcopy(live).eval()  # keeps ``.config`` for the checkpoint
         for parameter in self.module.parameters():
             parameter.requires_grad_(False)
+        pairs = list(zip(self.module.state_dict().values(), live.state_dict().values()))
+        self._floats = [pair for pair in pairs if pair[0].is_floating_point()]
+        self._counters = [pair for pair in pairs if not pair[0].is_floating_point()]  # num_batches_tracked
 
     @torch.no_grad()
-    def update(self, module: nn.Module) -> None:
-        """Move the average a step of ``1 - decay`` towards ``module``'s current state."""
-        live = plain(module).state_dict()
-        for key, value in self.module.state_dict().items():
-            if value.is_floating_point():
-                value.lerp_(live[key].to(value.dtype), 1.0 - self.decay)
-            else:  # BatchNorm's num_batches_tracked
-                value.copy_(live[key])
+    def update(self) -> None:
+        """Move the average a step of ``1 - decay`` towards the live module's current state."""
+        averages, lives = zip(*self._floats)
+        torch._foreach_lerp_(averages, lives, 1.0 - self.decay)
+        for average, live in self._counters:
+            average.copy_(live)
 
     def state_dict(self) -> dict[str, Any]:
         return self.module.state_dict()

@@ -379,7 +379,7 @@ class Trainer:
         for number, (l_norm, ab_norm) in enumerate(bar):
             losses = step(nets, l_norm, ab_norm, s.l1_weight)
             if self.ema is not None and nets.opt_g is not None:
-                self.ema.update(self.generator)
+                self.ema.update()
             meter.add(losses)
             images += l_norm.shape[0]
             if show and number % POSTFIX_EVERY == 0:

@@ -168,7 +168,6 @@ class DynamicUNet(nn.Module):
         x = torch.cat([x, l_norm], dim=1)  # the last cross: the raw input next to the features
         return torch.tanh(self.head(x))
 
-
     @torch.no_grad()
     def scale_encoder_(self, factor: float) -> None:
         """Make every encoder activation ``factor`` times smaller, the output unchanged.

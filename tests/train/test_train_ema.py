@@ -22,7 +22,7 @@ def test_average_moves_a_step_towards_the_live_weights_and_keeps_counters():
         for parameter in live.parameters():
             parameter.add_(1.0)
     live.train()(torch.zeros(2, 1, 32, 32))  # moves BatchNorm statistics and counters
-    average.update(live)
+    average.update()
     key = next(k for k, v in live.state_dict().items() if k.endswith("weight"))
     assert torch.allclose(average.state_dict()[key], before[key] + 0.25, atol=1e-6)
     counter = next(k for k in before if k.endswith("num_batches_tracked"))
