@@ -283,7 +283,7 @@ def make_dataset(folder: Path, count: int, height: int, width: int, quality: int
 
 
 def random_checkpoint(folder: Path) -> Path:
-    """A random-init gpsagd at width 1.0 (the shipped architecture) saved as a checkpoint."""
+    """A random-init gpsagd at width 1.0 and 128 px (the study's size) saved as a checkpoint."""
     path = folder / "gpsagd-random.safetensors"
     if not path.exists():
         torch.manual_seed(0)
@@ -338,7 +338,8 @@ def timed_run(settings: Settings, executor) -> tuple[object, float, float]:
 
 
 def stand_in_checkpoint(workdir: Path) -> Path:
-    """The shipped model if installed, else ``random_checkpoint`` (same architecture)."""
+    """The shipped model if installed, else ``random_checkpoint`` (the study's size, which costs
+    more per image than the shipped 64 px psag: say which one ran when comparing figures)."""
     try:
         return shipped_model()
     except ModelNotFound:
