@@ -136,7 +136,8 @@ def _train_options(function):
                      help="Use at most N training images (a seeded, deterministic subset)."),
         click.option("--val-limit", type=click.IntRange(min=1), help="Use at most N validation images."),
         click.option("--init", type=click.Path(exists=True, dir_okay=False),
-                     help="Start G from this checkpoint and skip G pretraining (e.g. psag -> gpsagd)."),
+                     help="Start G from this checkpoint and skip G pretraining (e.g. psag -> gpsagd); "
+                          "with psag, continue its L1 training instead."),
         click.option("--encoder-weights", type=click.Path(exists=True, dir_okay=False),
                      help="ImageNet weights (torchvision .pth) for the encoder; default: "
                           "torchvision's cache if present (make weights fills it), else random."),
@@ -179,7 +180,7 @@ def make_train_command(preset: Preset) -> click.Command:
 
     command.help = (
         f"Train {preset.name}: {preset.description}.\n\nStages: {stages}. --init CHECKPOINT "
-        "skips pretrain_g. Defaults are the study's recipe: 128 px, batch 16, 20 epochs, Adam "
+        "skips pretrain_g (psag: continues it). Defaults are the study's recipe: 128 px, batch 16, 20 epochs, Adam "
         "2e-4 (0.5, 0.999), GAN + 100 * L1.\n\n"
         "Images (any format, found recursively) are center-cropped to squares, resized to the "
         "render size and decoded once into memory; unreadable files are skipped and named in "

@@ -75,20 +75,20 @@ class RunResult:
 
 
 def plan_stages(preset: Preset, settings: TrainSettings) -> list[StagePlan]:
-    """The preset's stages with their epochs; ``--init`` drops pretrain_g, ``--d-epochs 0`` pretrain_d."""
+    """The preset's stages with their epochs; ``--d-epochs 0`` drops pretrain_d.
+
+    ``--init`` hands over a pretrained G, so pretrain_g is dropped when a later stage trains
+    it further; for an L1-only preset (psag) pretrain_g is all there is, and ``--init`` then
+    continues it (for example at a lower learning rate with a moving average of G).
+    """
+    continues_g = tuple(preset.stages) == ("pretrain_g",)
     plan = []
     for stage in preset.stages:
-        if stage == "pretrain_g" and settings.init is not None:
+        if stage == "pretrain_g" and settings.init is not None and not continues_g:
             continue
         epochs = settings.d_epochs if stage == "pretrain_d" else settings.epochs
         if epochs > 0:
             plan.append(StagePlan(stage, epochs))
-    if not plan:
-        raise InitCheckpointError(
-            f"preset {preset.name!r} has stages {', '.join(preset.stages)}; with --init (which "
-            "skips pretrain_g) nothing is left to train. Use the checkpoint as it is, or pick a "
-            "preset with a GAN stage (e.g. gpsag or gpsagd for a psag checkpoint)"
-        )
     return plan
 
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from facecolor.checkpoint import read_checkpoint
 from facecolor.models import PRESETS
 from facecolor.train.cli import main
 from train_testkit import invoke, train_args
@@ -49,10 +50,13 @@ def test_amp_on_cpu_is_refused(tiny_data, tmp_path):
     assert result.exit_code == 1 and "needs a CUDA device" in result.output  # fp16: no CPU path
 
 
-def test_init_with_nothing_left_to_train_is_an_error(tiny_data, tmp_path, gpsagd_run):
+def test_init_with_an_l1_only_preset_continues_pretraining(tiny_data, tmp_path, gpsagd_run):
     out, _ = gpsagd_run
     result = invoke(train_args("psag", tiny_data, tmp_path / "run", "--init", out / "gpsagd.safetensors"))
-    assert result.exit_code == 1 and "nothing is left to train" in result.output
+    assert result.exit_code == 0, result.output
+    recipe = read_checkpoint(tmp_path / "run" / "psag.safetensors").recipe
+    assert recipe["stages"] == [{"stage": "pretrain_g", "epochs": 1}]
+    assert recipe["init"]["preset"] == "gpsagd" and recipe["skipped_stages"] == []
 
 
 def test_init_from_another_architecture_is_an_error(tiny_data, tmp_path, gpsagd_run):
