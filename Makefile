@@ -30,7 +30,7 @@ $(FACES)/split.json:  ## the 128 px training faces and the recorded held-out spl
 train: weights $(FACES)/split.json  ## the shipped model's chain psag -> gpsag, gpsagd, validated on the held-out split, then Table 2 (GPU advised)
 	PY=$(PYTHON) EPOCHS=$(EPOCHS) DATA=$(FACES) RUNS=runs OUT=runs/tables FAMILIES=psag bash scripts/train-all.sh
 
-train-cpu: weights $(FACES)/split.json  ## the shipped models' chain on a CPU: psag -> gpsagd at 64 px, bf16, one thread (about 2 h), then Table 2 and bw_real's vivid share
+train-cpu: weights $(FACES)/split.json  ## the shipped models' chain on a CPU: psag (then 4 averaged epochs) -> gpsagd at 64 px, bf16, one thread (about 2.5 h), then Table 2 and bw_real's vivid share
 	PY=$(PYTHON) DATA=$(FACES) RUNS=runs bash scripts/train-cpu.sh
 
 train-all: weights $(FACES)/split.json  ## all eleven presets, four families side by side, then Table 2
