@@ -1,16 +1,12 @@
-"""GPU JPEG encoding with nvJPEG, plus the metadata nvJPEG cannot write.
+"""GPU JPEG encoding with nvJPEG (4:4:4); other formats and 16-bit go through ``runtime.write``.
 
-``NvjpegEncoder.encode`` takes a list of uint8 ``[3, H, W]`` CUDA images and returns one JPEG
-file's bytes per image (4:4:4, the quality asked), with the facecolor note spliced in as a COM
-segment by the CPU writer's own ``runtime.write.jpeg_with_comment``, so GPU- and CPU-written
-JPEGs carry the same metadata. Other formats (PNG, TIFF, 16-bit, WebP, BMP) go through the CPU
-writer (``runtime.write.encode``).
-
+The facecolor note is spliced into nvJPEG's output by the CPU writer's own
+``runtime.write.jpeg_with_comment``, so GPU- and CPU-written JPEGs carry the same metadata.
 Streams and threads, from torchvision's source and issue tracker:
 
 - the encoder reads its input on a private stream that does not wait for the stream that made
   the pixels (pytorch/vision#8587, #9060: corrupted JPEGs): ``encode`` therefore waits on the
-  host for the caller's ``ready`` event before calling nvJPEG;
+  host for the caller's ``ready`` events before calling nvJPEG;
 - it copies each finished bitstream with the legacy default stream (stream 0), which torch's
   non-blocking streams do not wait for: ``encode`` synchronizes stream 0 before reading the
   bytes;
@@ -25,30 +21,17 @@ import torch
 from torchvision.io import encode_jpeg
 
 from facecolor.runtime.gpu.cuda import (
-    NvjpegError,
-    cuda_errors,
-    drain,
-    host_wait,
-    mark,
-    new_stream,
-    on_stream,
-    torch_device,
+    NvjpegError, cuda_errors, drain, host_wait, mark, new_stream, on_stream, torch_device,
 )
 from facecolor.runtime.write import jpeg_with_comment
 
 
 class NvjpegEncoder:
-    """nvJPEG encoding on one CUDA device at one quality; use from a single thread.
-
-    With ``device="cpu"`` the same calls run torchvision's CPU (libjpeg) encoder (for tests).
-    """
+    """nvJPEG encoding on one CUDA device at one quality; on ``device="cpu"`` the same calls run
+    torchvision's CPU encoder (for tests)."""
 
     def __init__(
-        self,
-        device: str | torch.device = "cuda",
-        quality: int = 95,
-        *,
-        note: str | None = None,
+        self, device: str | torch.device = "cuda", quality: int = 95, *, note: str | None = None
     ) -> None:
         if not 1 <= int(quality) <= 100:
             raise ValueError(f"JPEG quality must be within 1..100, not {quality}")
@@ -60,12 +43,9 @@ class NvjpegEncoder:
     def encode(
         self, images: Sequence[torch.Tensor], ready: Iterable[torch.cuda.Event] | None = None
     ) -> list[bytes]:
-        """JPEG files for ``images``, in order.
-
-        ``images``: uint8 ``[3, H, W]`` contiguous CUDA tensors on the encoder's device, valid
-        once every event in ``ready`` has completed (None: once the current stream has got
-        to here). Raises NvjpegError when nvJPEG rejects the batch (the caller may encode
-        those images on the CPU instead).
+        """JPEG files for ``images`` (uint8 ``[3, H, W]`` contiguous on the encoder's device), in
+        order, once every event in ``ready`` has completed (None: once the current stream has got
+        to here). NvjpegError when nvJPEG rejects the batch (the CPU encoder may take it instead).
         """
         if not images:
             return []
@@ -78,8 +58,7 @@ class NvjpegEncoder:
         cuda = self.device.type == "cuda"
         if ready is None:
             ready = [mark(torch.cuda.current_stream(self.device))] if cuda else []
-        what = f"nvJPEG encode of {len(images)} images"
-        with on_stream(self.stream), cuda_errors(what, NvjpegError):
+        with on_stream(self.stream), cuda_errors(f"nvJPEG encode of {len(images)} images", NvjpegError):
             for event in ready:
                 host_wait(event)
             encoded = encode_jpeg(list(images), quality=self.quality)
@@ -87,17 +66,13 @@ class NvjpegEncoder:
                 drain(torch.cuda.default_stream(self.device))  # the bitstream copies
             drain(self.stream)
             lengths = [int(t.numel()) for t in encoded]
-            host = torch.cat(encoded).cpu() if len(encoded) > 1 else encoded[0].cpu()
-        del encoded
-        blob = host.numpy().tobytes()
+            blob = torch.cat(encoded).cpu().numpy().tobytes()  # one device-to-host copy
         files, start = [], 0
         for length in lengths:
-            files.append(self._with_metadata(blob[start:start + length]))
+            jpeg = blob[start:start + length]
+            files.append(jpeg_with_comment(jpeg, self.note) if self.note else jpeg)
             start += length
         return files
-
-    def _with_metadata(self, jpeg: bytes) -> bytes:
-        return jpeg_with_comment(jpeg, self.note) if self.note else jpeg
 
     def close(self) -> None:
         """Wait for queued work; the stream goes with the object."""
