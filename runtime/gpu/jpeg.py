@@ -1,19 +1,6 @@
-"""JPEG bytes without decoding them: header facts, EXIF orientation, comment insertion.
-
-The GPU path needs three things from a JPEG file before (or after) nvJPEG touches it, and all
-three are cheap byte walks over the markers in front of the entropy-coded data:
-
-- whether nvJPEG's batched decoder should get the file at all (baseline or extended
-  sequential Huffman, 8-bit, 1 or 3 components in YCbCr), or the CPU decoder instead
-  (progressive, lossless, arithmetic, 12-bit, CMYK/YCCK, Adobe RGB-coded, broken headers);
-- the EXIF orientation, which nvJPEG ignores (torchvision applies it only on the CPU);
-- its size, for the pixel limit and the memory budget, before any pixel is decoded.
-
-(The note that an output was colorized by facecolor is spliced into nvJPEG's output by the CPU
-writer's own ``runtime.write.jpeg_with_comment``, so both paths write the same segment.)
-
-Everything here is pure Python on ``bytes``; nothing needs a GPU, and every function is tested
-on the CPU (``tests/runtime/test_gpu_path.py``).
+"""JPEG headers on plain bytes, no pixel decoded: what decides whether nvJPEG gets a file
+(``decode.triage``), its EXIF orientation (which nvJPEG ignores), and its size (for the pixel
+limit), all from the markers in front of the entropy-coded data. Pure Python, tested on the CPU.
 """
 
 from __future__ import annotations
@@ -55,11 +42,7 @@ class JpegHeaderError(FacecolorError, ValueError):
 
 @dataclass(frozen=True)
 class JpegInfo:
-    """What the markers in front of the first scan say about a JPEG file.
-
-    ``adobe_transform`` is the APP14 "Adobe" colour transform (0: none, i.e. RGB or CMYK as
-    stored; 1: YCbCr; 2: YCCK), or None when the file has no Adobe segment.
-    """
+    """What the markers in front of the first scan say about a JPEG file."""
 
     frame: str  # 'baseline', 'progressive', ... (see _SOF_MARKERS)
     precision: int  # bits per sample: 8 for nearly every file, 12 or 16 for medical/lossless
@@ -68,7 +51,7 @@ class JpegInfo:
     components: int  # 1 gray, 3 YCbCr/RGB, 4 CMYK/YCCK
     component_ids: tuple[int, ...]
     orientation: int  # EXIF orientation 1..8; 1 when absent or unreadable
-    adobe_transform: int | None
+    adobe_transform: int | None  # APP14 "Adobe": 0 RGB/CMYK as stored, 1 YCbCr, 2 YCCK; None: no segment
 
     @property
     def oriented_size(self) -> tuple[int, int]:
@@ -80,28 +63,6 @@ class JpegInfo:
     @property
     def is_gray(self) -> bool:
         return self.components == 1
-
-    def gpu_rejection(self) -> str | None:
-        """Why nvJPEG's batched decoder should not get this file, or None when it should.
-
-        nvJPEG would decode some of these (progressive files on its slow one-at-a-time path,
-        which also holds torchvision's global decoder lock), but the CPU threads do them as
-        well without stalling the GPU batches, and libjpeg handles every colour-space corner
-        (Adobe RGB-coded files, CMYK, YCCK) the way the CPU path does.
-        """
-        if self.frame not in ("baseline", "extended"):
-            return f"{self.frame} JPEG"
-        if self.precision != 8:
-            return f"{self.precision}-bit JPEG"
-        if self.components not in (1, 3):
-            return f"{self.components}-component JPEG (CMYK/YCCK)"
-        if self.components == 3 and self.adobe_transform == 0:
-            return "RGB-coded JPEG (Adobe transform 0)"
-        if self.components == 3 and self.component_ids == (ord("R"), ord("G"), ord("B")):
-            return "RGB-coded JPEG (component ids R, G, B)"
-        if self.height == 0 or self.width == 0:
-            return "JPEG with its height in a DNL marker"
-        return None
 
 
 def _segments(data: bytes):
@@ -178,11 +139,7 @@ def exif_orientation(tiff: bytes) -> int:
 
 
 def read_jpeg_info(data: bytes) -> JpegInfo:
-    """Parse the markers of ``data`` up to the first scan (no pixel is decoded).
-
-    Raises JpegHeaderError for bytes that are not a JPEG or whose header is truncated or has no
-    frame header before the scan.
-    """
+    """The markers of ``data`` up to the first scan; JpegHeaderError when they do not hold a frame."""
     frame = None
     orientation = 1
     adobe = None

@@ -82,22 +82,24 @@ def cpu_colorize(light: np.ndarray, ab_norm: np.ndarray, size: int, bits: int = 
 
 def test_header_of_baseline_gray_and_color():
     gray = smooth_gray(48, 40)
-    info = read_jpeg_info(jpeg_bytes(gray, quality=90))
+    data = jpeg_bytes(gray, quality=90)
+    info = read_jpeg_info(data)
     assert (info.frame, info.precision, info.height, info.width, info.components) == ("baseline", 8, 48, 40, 1)
-    assert info.is_gray and info.gpu_rejection() is None and info.orientation == 1
-    color = read_jpeg_info(jpeg_bytes(np.dstack([gray, gray[::-1], gray[:, ::-1]])))
-    assert color.components == 3 and not color.is_gray and color.gpu_rejection() is None
+    assert info.is_gray and triage(data).on_gpu and info.orientation == 1
+    color_data = jpeg_bytes(np.dstack([gray, gray[::-1], gray[:, ::-1]]))
+    color = read_jpeg_info(color_data)
+    assert color.components == 3 and not color.is_gray and triage(color_data).on_gpu
 
 
 def test_header_rejects_what_nvjpeg_should_not_get():
     gray = smooth_gray(32, 32)
-    progressive = read_jpeg_info(jpeg_bytes(gray, progressive=True))
-    assert progressive.frame == "progressive" and "progressive" in progressive.gpu_rejection()
+    data = jpeg_bytes(gray, progressive=True)
+    assert read_jpeg_info(data).frame == "progressive" and "progressive" in triage(data).reason
     cmyk = Image.fromarray(np.dstack([gray] * 4), mode="CMYK")
     buffer = io.BytesIO()
     cmyk.save(buffer, format="JPEG")
     info = read_jpeg_info(buffer.getvalue())
-    assert info.components == 4 and "CMYK" in info.gpu_rejection()
+    assert info.components == 4 and "CMYK" in triage(buffer.getvalue()).reason
 
 
 @pytest.mark.parametrize("data", [b"", b"\x89PNG\r\n\x1a\n" + b"\0" * 32, b"\xff\xd8\xff\xe0\x00", b"\xff\xd8\xff\xd9"])
