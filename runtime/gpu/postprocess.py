@@ -1,32 +1,22 @@
 """GPU postprocessing: predicted ab + full-resolution L* -> 8- or 16-bit sRGB, in one pass.
 
-For each group of same-size images (``preprocess.Group``), every output pixel needs:
+Every output pixel is what the CPU path (``runtime.render``) computes: the network's ab/110
+cropped to the render's valid box (``Geometry.crop``), times 110, clamped, and resized to the
+image (bilinear when the image is larger than the render, area averaging when smaller); joined
+with the image's own L* (DESIGN §2); L*a*b* -> sRGB as ``facecolor.color.join_lab`` computes
+it, with OpenCV's float formula and constants (f(Z) limited to >= 0 for colours far out of
+gamut, the exact transfer curve where OpenCV interpolates a table: a third of an 8-bit level at
+most); rounded to 8 or 16 bits.
 
-1. a*b* at full resolution: the network's ``ab/110`` cropped to the valid box of the render
-   (``Geometry.crop``), times 110, clamped to ``[-ab_limit, ab_limit]``, and resized to the
-   image size as ``runtime.render.upsample_ab`` does: bilinear with half-pixel centres
-   (``align_corners=False``, OpenCV's ``INTER_LINEAR``) when the image is larger than the
-   render, area averaging (``INTER_AREA``, the preprocess's exact matrices) when it is smaller;
-2. joined with the image's own full-resolution L* (DESIGN §2: the output's L* is the input's);
-3. L*a*b* -> XYZ -> linear sRGB -> clipped to [0, 1] -> sRGB transfer curve, as the CPU
-   path's ``facecolor.color.join_lab`` computes it: OpenCV's float formula and constants
-   (``facecolor.color.OPENCV_*``: its D65 white, XYZ->sRGB matrix and kappa, with the CIE
-   slope) with f(Z) limited to >= 0
-   (colours far out of gamut), and the exact transfer curve where OpenCV interpolates a table
-   (a third of an 8-bit level at most);
-4. rounded to uint8 (or to 0..65535 for 16-bit outputs).
-
-On CUDA, for images larger than the render (all real photos), the four steps are one Triton kernel: it reads 4 bytes of L* and a few cached ab
-taps per pixel and writes 3 (or 12) bytes, where the same chain in eager torch makes about
-twenty-five full-resolution passes over float32 tensors (notes/tensorrt-onnx.md measured that
-unfused chain costing more than half the codec's budget). ``colorize_torch`` is the same
-computation in plain torch: the reference the kernel is tested against (on the CPU, through
-Triton's interpreter), and the fallback where Triton is missing.
+On CUDA, for images larger than the render (all real photos), that is one Triton kernel: it
+reads 4 bytes of L* and a few cached ab taps per pixel and writes 3 (or 12) bytes, where eager
+torch makes about twenty-five full-resolution passes over float32 tensors (notes/tensorrt-onnx.md
+measured that unfused chain costing more than half the codec's budget). ``colorize_torch`` is
+the same computation in plain torch: the reference the kernel is tested against (on the CPU,
+through Triton's interpreter), and the path for smaller images and where Triton is missing.
 """
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -34,23 +24,27 @@ import torch.nn.functional as F
 from facecolor.color import AB_SCALE, CIE_SLOPE, OPENCV_KAPPA, OPENCV_L_BREAK, OPENCV_WHITE_D65, OPENCV_XYZ_TO_RGB
 from facecolor.errors import Unavailable
 from facecolor.runtime.geometry import Geometry
-from facecolor.runtime.gpu.preprocess import Group, PreparedBatch, resize_matrix
+from facecolor.runtime.gpu.preprocess import PreparedBatch, batch_rows, resize_matrix
+
+# Triton is imported at module level so that the kernel's globals (``tl``) resolve when Triton
+# compiles it; without Triton the module still imports and the torch path is used.
+try:
+    import triton
+    import triton.language as tl
+except ImportError:  # pragma: no cover - Triton ships with torch's CUDA wheels
+    triton = tl = None
 
 WHITE_X, _, WHITE_Z = OPENCV_WHITE_D65
 F_THRESHOLD = 6.0 / 29.0  # f(t) at the break: the cube root of CIE_EPSILON
 OFFSET = 16.0 / 116.0
-LAYOUTS = ("chw", "hwc")
 
 
-# --------------------------------------------------------------------------- torch reference
+# --------------------------------------------------------------------------- torch
 
 
 def lab_to_srgb_torch(lightness: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """CIELAB -> sRGB in [0, 1] with OpenCV's float formula.
-
-    ``lightness``, ``a``, ``b``: float32 tensors of one shape (any layout, any device), L* in
-    [0, 100] and a*, b* in CIELAB units. Returns float32 ``[3, *shape]`` (R, G, B) in [0, 1].
-    """
+    """CIELAB (float32 tensors of one shape, any device; L* in [0, 100]) -> float32
+    ``[3, *shape]`` sRGB in [0, 1], with OpenCV's float formula."""
     low = lightness <= OPENCV_L_BREAK
     fy = torch.where(low, CIE_SLOPE * (lightness / OPENCV_KAPPA) + OFFSET, (lightness + 16.0) / 116.0)
     y = torch.where(low, lightness / OPENCV_KAPPA, fy * fy * fy)
@@ -68,16 +62,12 @@ def lab_to_srgb_torch(lightness: torch.Tensor, a: torch.Tensor, b: torch.Tensor)
     return torch.stack(channels)
 
 
-def upsample_ab(ab_norm: torch.Tensor, geometry: Geometry, ab_limit: float = AB_SCALE) -> torch.Tensor:
-    """Network ab -> a*b* at full resolution.
-
-    ``ab_norm``: float32 ``[B, 2, S, S]`` (ab/110), any device. Returns float32
-    ``[B, 2, H, W]`` in CIELAB units, clamped to ``[-ab_limit, ab_limit]``, same device.
-    Bilinear when the image is larger than the render, area averaging when it is smaller
-    (``runtime.render.upsample_ab``); neither can leave the range of its inputs.
-    """
+def upsample_ab(ab_norm: torch.Tensor, geometry: Geometry) -> torch.Tensor:
+    """Network ab (float32 ``[B, 2, S, S]``, ab/110, any device) -> float32 ``[B, 2, H, W]`` a*b*
+    in CIELAB units, clamped to [-110, 110], same device, as ``runtime.render.upsample_ab``
+    resizes it. Clamping the small crop is enough: neither resize leaves its inputs' range."""
     y0, y1, x0, x1 = geometry.crop
-    crop = (ab_norm[:, :, y0:y1, x0:x1] * AB_SCALE).clamp_(-ab_limit, ab_limit)
+    crop = (ab_norm[:, :, y0:y1, x0:x1] * AB_SCALE).clamp_(-AB_SCALE, AB_SCALE)
     if geometry.shrinks:
         return F.interpolate(crop, size=(geometry.height, geometry.width), mode="bilinear", align_corners=False)
     rows = resize_matrix(geometry.inner_height, geometry.height).to(crop.device)  # [H, h]
@@ -90,29 +80,6 @@ def quantize(rgb: torch.Tensor, peak: float, dtype: torch.dtype) -> torch.Tensor
     return torch.floor(rgb * peak + 0.5).clamp_(0.0, peak).to(dtype)
 
 
-def colorize_torch(
-    lightness: torch.Tensor,
-    ab_norm: torch.Tensor,
-    geometry: Geometry,
-    *,
-    bits: int = 8,
-    layout: str = "chw",
-    ab_limit: float = AB_SCALE,
-) -> torch.Tensor:
-    """The postprocess of one group in plain torch (reference and fallback).
-
-    ``lightness``: float32 ``[B, H, W]`` L* in [0, 100]; ``ab_norm``: float32 ``[B, 2, S, S]``
-    (ab/110); both on one device. Returns ``[B, 3, H, W]`` (``layout="chw"``) or
-    ``[B, H, W, 3]`` (``"hwc"``), contiguous, same device: uint8 in [0, 255] for ``bits=8``,
-    int32 in [0, 65535] for ``bits=16``.
-    """
-    ab = upsample_ab(ab_norm, geometry, ab_limit)
-    rgb = lab_to_srgb_torch(lightness, ab[:, 0], ab[:, 1])  # [3, B, H, W]
-    peak, dtype = _output_kind(bits)
-    order = (1, 0, 2, 3) if layout == "chw" else (1, 2, 3, 0)
-    return quantize(rgb, peak, dtype).permute(order).contiguous()
-
-
 def _output_kind(bits: int) -> tuple[float, torch.dtype]:
     if bits == 8:
         return 255.0, torch.uint8
@@ -121,40 +88,51 @@ def _output_kind(bits: int) -> tuple[float, torch.dtype]:
     raise ValueError(f"output bits must be 8 or 16, not {bits}")
 
 
-# --------------------------------------------------------------------------- triton kernel
+def colorize_torch(
+    lightness: torch.Tensor, ab_norm: torch.Tensor, geometry: Geometry, *, bits: int = 8
+) -> torch.Tensor:
+    """The postprocess of one group in plain torch.
+
+    ``lightness``: float32 ``[B, H, W]`` L* in [0, 100]; ``ab_norm``: float32 ``[B, 2, S, S]``
+    (ab/110); both on one device. Returns ``[B, 3, H, W]``, contiguous, same device: uint8 in
+    [0, 255] for ``bits=8``, int32 in [0, 65535] for ``bits=16``.
+    """
+    ab = upsample_ab(ab_norm, geometry)
+    rgb = lab_to_srgb_torch(lightness, ab[:, 0], ab[:, 1])  # [3, B, H, W]
+    return quantize(rgb, *_output_kind(bits)).transpose(0, 1).contiguous()
 
 
-# Triton is imported at module level so that the kernel's globals (``tl``) resolve when Triton
-# compiles it; without Triton the module still imports and the torch path is used.
-try:
-    import triton
-    import triton.language as tl
-except ImportError:  # pragma: no cover - Triton ships with torch's CUDA wheels
-    triton = tl = None
+# --------------------------------------------------------------------------- triton
 
 
 if triton is not None:
 
     @triton.jit
+    def _bilinear(plane, i00, i01, i10, i11, wy, wx, mask):
+        """One ab plane at the four taps of each pixel, weighted."""
+        v00 = tl.load(plane + i00, mask=mask, other=0.0)
+        v01 = tl.load(plane + i01, mask=mask, other=0.0)
+        v10 = tl.load(plane + i10, mask=mask, other=0.0)
+        v11 = tl.load(plane + i11, mask=mask, other=0.0)
+        return (1.0 - wy) * ((1.0 - wx) * v00 + wx * v01) + wy * ((1.0 - wx) * v10 + wx * v11)
+
+    @triton.jit
     def _colorize_kernel(
         light_ptr,  # float32 [B, H, W], contiguous
-        ab_ptr,  # float32 [N, 2, S, S], contiguous: the whole batch's network output
-        rows_ptr,  # int32 [B]: each image's row in ab
-        out_ptr,  # uint8 or int32, strides below
-        height, width, size, top, left, inner_h, inner_w,
-        scale_y, scale_x, ab_limit, peak,
-        out_sb, out_sc, out_sy, out_sx,
+        ab_ptr,  # float32 [B, 2, S, S], contiguous
+        out_ptr,  # uint8 or int32 [B, 3, H, W], contiguous
+        height, width, size, top, left, inner_h, inner_w, scale_y, scale_x, peak,
         ab_scale, white_x, white_z, kappa, slope, l_break,  # facecolor.color's, passed in
         m00, m01, m02, m10, m11, m12, m20, m21, m22,  # OPENCV_XYZ_TO_RGB, row by row
         BLOCK: tl.constexpr,
     ):
-        image = tl.program_id(1)
+        image = tl.program_id(1).to(tl.int64)
         offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
         npix = height * width
         mask = offs < npix
         yy = offs // width
         xx = offs - yy * width
-        light = tl.load(light_ptr + image.to(tl.int64) * npix + offs, mask=mask, other=0.0)
+        light = tl.load(light_ptr + image * npix + offs, mask=mask, other=0.0)
 
         # Bilinear taps in the crop, as torch's upsample_bilinear2d (align_corners=False).
         sy = tl.maximum((yy.to(tl.float32) + 0.5) * scale_y - 0.5, 0.0)
@@ -165,24 +143,16 @@ if triton is not None:
         wx = sx - x0.to(tl.float32)
         y1 = tl.minimum(y0 + 1, inner_h - 1)
         x1 = tl.minimum(x0 + 1, inner_w - 1)
-        row = tl.load(rows_ptr + image).to(tl.int64)
         plane = size * size
-        base = ab_ptr + row * 2 * plane
+        a_plane = ab_ptr + image * 2 * plane
         i00 = (top + y0) * size + left + x0
         i01 = (top + y0) * size + left + x1
         i10 = (top + y1) * size + left + x0
         i11 = (top + y1) * size + left + x1
-        a = (1.0 - wy) * ((1.0 - wx) * tl.load(base + i00, mask=mask, other=0.0)
-                          + wx * tl.load(base + i01, mask=mask, other=0.0)) \
-            + wy * ((1.0 - wx) * tl.load(base + i10, mask=mask, other=0.0)
-                    + wx * tl.load(base + i11, mask=mask, other=0.0))
-        base_b = base + plane
-        b = (1.0 - wy) * ((1.0 - wx) * tl.load(base_b + i00, mask=mask, other=0.0)
-                          + wx * tl.load(base_b + i01, mask=mask, other=0.0)) \
-            + wy * ((1.0 - wx) * tl.load(base_b + i10, mask=mask, other=0.0)
-                    + wx * tl.load(base_b + i11, mask=mask, other=0.0))
-        a = tl.minimum(tl.maximum(a * ab_scale, -ab_limit), ab_limit)
-        b = tl.minimum(tl.maximum(b * ab_scale, -ab_limit), ab_limit)
+        a = _bilinear(a_plane, i00, i01, i10, i11, wy, wx, mask)
+        b = _bilinear(a_plane + plane, i00, i01, i10, i11, wy, wx, mask)
+        a = tl.minimum(tl.maximum(a * ab_scale, -ab_scale), ab_scale)
+        b = tl.minimum(tl.maximum(b * ab_scale, -ab_scale), ab_scale)
 
         # CIELAB -> XYZ with OpenCV's constants.
         low = light <= l_break
@@ -193,7 +163,7 @@ if triton is not None:
         x = tl.where(fx <= 6.0 / 29.0, (fx - 16.0 / 116.0) / slope, fx * fx * fx) * white_x
         z = tl.where(fz <= 6.0 / 29.0, (fz - 16.0 / 116.0) / slope, fz * fz * fz) * white_z
 
-        out = out_ptr + image.to(tl.int64) * out_sb + yy.to(tl.int64) * out_sy + xx.to(tl.int64) * out_sx
+        out = out_ptr + image * 3 * npix + offs
         for channel in tl.static_range(3):
             if channel == 0:
                 linear = m00 * x + m01 * y + m02 * z
@@ -205,56 +175,33 @@ if triton is not None:
             curve = 1.055 * tl.exp2(tl.log2(tl.maximum(linear, 1e-12)) * (1.0 / 2.4)) - 0.055
             encoded = tl.where(linear <= 0.0031308, 12.92 * linear, curve)
             level = tl.minimum(tl.maximum(tl.floor(encoded * peak + 0.5), 0.0), peak)
-            tl.store(out + channel * out_sc, level.to(out_ptr.dtype.element_ty), mask=mask)
+            tl.store(out + channel * npix, level.to(out_ptr.dtype.element_ty), mask=mask)
 
 
 def triton_available() -> bool:
-    """True when the Triton kernel can be built here (Triton importable)."""
     return triton is not None
 
 
 def colorize_triton(
-    lightness: torch.Tensor,
-    ab_norm: torch.Tensor,
-    rows: torch.Tensor,
-    geometry: Geometry,
-    *,
-    bits: int = 8,
-    layout: str = "chw",
-    ab_limit: float = AB_SCALE,
-    block: int = 1024,
+    lightness: torch.Tensor, ab_norm: torch.Tensor, geometry: Geometry, *, bits: int = 8, block: int = 1024
 ) -> torch.Tensor:
-    """``colorize_torch`` as one Triton kernel, reading ab straight from the batch output.
-
-    ``lightness``: float32 ``[B, H, W]`` contiguous; ``ab_norm``: float32 ``[N, 2, S, S]``
-    contiguous (the whole batch); ``rows``: int32 ``[B]``, each image's row of ``ab_norm``; all
-    on one CUDA device (or CPU tensors under ``TRITON_INTERPRET=1``). Returns what
-    ``colorize_torch`` returns for ``ab_norm[rows]``, on the current stream. Only for images
-    larger than the render (``geometry.shrinks``): the kernel samples ab bilinearly.
-    """
+    """``colorize_torch`` as one Triton kernel, on the current stream, for tensors on one CUDA
+    device (or the CPU under ``TRITON_INTERPRET=1``). Only for images larger than the render
+    (``geometry.shrinks``): the kernel samples ab bilinearly."""
     if triton is None:
         raise Unavailable("triton is not installed (it ships with torch's CUDA wheels); use colorize_torch")
-    if layout not in LAYOUTS:
-        raise ValueError(f"layout must be one of {LAYOUTS}, not {layout!r}")
     count, height, width = (int(n) for n in lightness.shape)
     if not geometry.shrinks:
         raise ValueError("the kernel upsamples ab bilinearly: use colorize_torch for images smaller than the render")
     if (height, width) != (geometry.height, geometry.width):
         raise ValueError(f"lightness is {height}x{width}, the geometry says {geometry.height}x{geometry.width}")
     peak, dtype = _output_kind(bits)
-    shape = (count, 3, height, width) if layout == "chw" else (count, height, width, 3)
-    out = torch.empty(shape, dtype=dtype, device=lightness.device)
-    if layout == "chw":
-        sb, sc, sy, sx = out.stride()
-    else:
-        sb, sy, sx, sc = out.stride()
+    out = torch.empty((count, 3, height, width), dtype=dtype, device=lightness.device)
     y0, _, x0, _ = geometry.crop
-    grid = (triton.cdiv(height * width, block), count)
-    _colorize_kernel[grid](
-        lightness.contiguous(), ab_norm.contiguous(), rows.to(torch.int32).contiguous(), out,
+    _colorize_kernel[(triton.cdiv(height * width, block), count)](
+        lightness.contiguous(), ab_norm.contiguous(), out,
         height, width, geometry.render_size, y0, x0, geometry.inner_height, geometry.inner_width,
-        geometry.inner_height / height, geometry.inner_width / width, float(ab_limit), peak,
-        sb, sc, sy, sx,
+        geometry.inner_height / height, geometry.inner_width / width, peak,
         AB_SCALE, WHITE_X, WHITE_Z, OPENCV_KAPPA, CIE_SLOPE, OPENCV_L_BREAK,
         *(float(m) for row in OPENCV_XYZ_TO_RGB for m in row),
         BLOCK=block,
@@ -272,70 +219,32 @@ class GpuPostprocessor:
     False always uses plain torch.
     """
 
-    def __init__(self, *, use_triton: bool | None = None, ab_limit: float = AB_SCALE) -> None:
+    def __init__(self, *, use_triton: bool | None = None) -> None:
         if use_triton and not triton_available():
             raise Unavailable("use_triton=True, but triton cannot be imported: install torch's CUDA wheel or pass "
                               "use_triton=None")
         self.use_triton = use_triton
-        self.ab_limit = float(ab_limit)
-
-    def _triton_for(self, device: torch.device, geometry: Geometry) -> bool:
-        if not geometry.shrinks:  # smaller than the render: area resampling, plain torch
-            return False
-        if self.use_triton is None:
-            return device.type == "cuda" and triton_available()
-        return self.use_triton
 
     def __call__(
-        self,
-        batch: PreparedBatch,
-        ab_norm: torch.Tensor,
-        *,
-        layout: str = "chw",
-        max_bits: int = 16,
+        self, batch: PreparedBatch, ab_norm: torch.Tensor, *, max_bits: int = 16
     ) -> list[torch.Tensor]:
-        """Colorize every image of ``batch``.
+        """Colorize every image of ``batch``, on the current stream.
 
         ``ab_norm``: float32 ``[N, 2, S, S]`` in [-1, 1] (ab/110), the backend's output for
-        ``batch.l_norm``, on the batch's device. Returns N tensors in batch order, each
-        ``[3, H, W]`` (``"chw"``) or ``[H, W, 3]`` (``"hwc"``), contiguous, on the device:
-        uint8 for 8-bit inputs (or when ``max_bits`` is 8), int32 in [0, 65535] for 16-bit
-        ones. Runs on the current stream.
+        ``batch.l_norm``, on the batch's device. Returns N contiguous ``[3, H, W]`` tensors in
+        batch order, on the device: uint8 for 8-bit inputs (or when ``max_bits`` is 8), int32 in
+        [0, 65535] for 16-bit ones.
         """
         if ab_norm.shape[0] != len(batch) or ab_norm.shape[1] != 2:
             raise ValueError(f"ab has shape {tuple(ab_norm.shape)}, expected [{len(batch)}, 2, S, S]")
         ab_norm = ab_norm.float().contiguous()
+        fused = ab_norm.is_cuda and triton_available() if self.use_triton is None else self.use_triton
         results: list[torch.Tensor | None] = [None] * len(batch)
         for group in batch.groups:
-            stacked = self._group(group, ab_norm, layout, min(group.bits, max_bits))
+            # Images smaller than the render need area resampling: plain torch.
+            colorize = colorize_triton if fused and group.geometry.shrinks else colorize_torch
+            ab = ab_norm[batch_rows(group.indices, ab_norm.device)]
+            stacked = colorize(group.lightness, ab, group.geometry, bits=min(group.bits, max_bits))
             for position, index in enumerate(group.indices):
                 results[index] = stacked[position]
         return results  # type: ignore[return-value]
-
-    def _group(self, group: Group, ab_norm: torch.Tensor, layout: str, bits: int) -> torch.Tensor:
-        if self._triton_for(ab_norm.device, group.geometry):
-            rows = _row_indices(group.indices, ab_norm.device)
-            return colorize_triton(
-                group.lightness, ab_norm, rows, group.geometry,
-                bits=bits, layout=layout, ab_limit=self.ab_limit,
-            )
-        return colorize_torch(
-            group.lightness, _rows(ab_norm, group.indices), group.geometry,
-            bits=bits, layout=layout, ab_limit=self.ab_limit,
-        )
-
-
-def _row_indices(indices: Sequence[int], device: torch.device) -> torch.Tensor:
-    """int32 ``indices`` on ``device``; made there (no host copy) when they are one run."""
-    first = indices[0]
-    if list(indices) == list(range(first, first + len(indices))):
-        return torch.arange(first, first + len(indices), dtype=torch.int32, device=device)
-    return torch.tensor(indices, dtype=torch.int32).to(device)
-
-
-def _rows(tensor: torch.Tensor, indices: Sequence[int]) -> torch.Tensor:
-    """``tensor[indices]``, as a view when the indices are one contiguous run."""
-    first = indices[0]
-    if list(indices) == list(range(first, first + len(indices))):
-        return tensor[first:first + len(indices)]
-    return tensor[torch.tensor(indices, device=tensor.device)]

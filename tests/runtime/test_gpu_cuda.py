@@ -139,7 +139,7 @@ def test_cuda_pre_and_postprocess_are_the_cpu_math(bits):
         assert diff < 1e-4
     print("triton available:", triton_available())
     for use_triton in (None, False):
-        outputs = GpuPostprocessor(use_triton=use_triton)(batch, torch.from_numpy(ab).to(device), layout="chw")
+        outputs = GpuPostprocessor(use_triton=use_triton)(batch, torch.from_numpy(ab).to(device))
         torch.cuda.synchronize()
         for index, gray in enumerate(grays):
             geometry = fit_geometry(*gray.shape, 128)

@@ -260,30 +260,28 @@ def test_colorize_matches_the_cpu_path(shape):
     light = lightness(smooth_gray(*shape))
     ab = _ab(2, 32)
     geometry = fit_geometry(*shape, 32)
-    out = colorize_torch(torch.from_numpy(np.stack([light, light])), torch.from_numpy(ab), geometry, layout="hwc")
+    out = colorize_torch(torch.from_numpy(np.stack([light, light])), torch.from_numpy(ab), geometry).permute(0, 2, 3, 1)
     assert out.dtype == torch.uint8 and out.shape == (2, *shape, 3)
     for i in range(2):
         diff = np.abs(out[i].numpy().astype(int) - cpu_colorize(light, ab[i], 32).astype(int))
         assert diff.max() <= 1 and diff.mean() < 0.01, f"{shape}: max {diff.max()} mean {diff.mean():.4f}"
 
 
-def test_colorize_layouts_and_16_bit():
+def test_colorize_16_bit():
     light = lightness(smooth_gray(30, 20, np.uint16))
     ab = _ab(1, 16)
     geometry = fit_geometry(30, 20, 16)
     chw = colorize_torch(torch.from_numpy(light)[None], torch.from_numpy(ab), geometry, bits=16)
-    hwc = colorize_torch(torch.from_numpy(light)[None], torch.from_numpy(ab), geometry, bits=16, layout="hwc")
     assert chw.dtype == torch.int32 and chw.shape == (1, 3, 30, 20) and chw.is_contiguous()
-    torch.testing.assert_close(chw.permute(0, 2, 3, 1), hwc, rtol=0, atol=0)
     reference = cpu_colorize(light, ab[0], 16, bits=16).astype(int)
-    assert np.abs(hwc[0].numpy() - reference).max() <= 32  # 0.05% of 16-bit full scale
+    assert np.abs(chw[0].permute(1, 2, 0).numpy() - reference).max() <= 32  # 0.05% of 16-bit full scale
 
 
 def test_gray_output_keeps_the_input_lightness():
     gray = smooth_gray(64, 48)
     light = lightness(gray)
     zero_ab = torch.zeros(1, 2, 32, 32)
-    out = colorize_torch(torch.from_numpy(light)[None], zero_ab, fit_geometry(64, 48, 32), layout="hwc")[0].numpy()
+    out = colorize_torch(torch.from_numpy(light)[None], zero_ab, fit_geometry(64, 48, 32))[0].permute(1, 2, 0).numpy()
     assert np.abs(out.astype(int) - gray[:, :, None].astype(int)).max() <= 1
     assert np.abs(lightness(out) - light).mean() < 0.1
 
@@ -311,16 +309,15 @@ def test_triton_kernel_matches_torch_under_the_interpreter():
         from facecolor.runtime.gpu.postprocess import colorize_torch, colorize_triton
         rng = np.random.default_rng(3)
         worst = 0
-        for shape, bits, layout in (((45, 31), 8, "chw"), ((20, 52), 8, "hwc"), ((24, 24), 16, "chw")):
+        for shape, bits in (((45, 31), 8), ((20, 52), 8), ((24, 24), 16)):
             geometry = fit_geometry(*shape, 16)
             light = torch.from_numpy(rng.uniform(0, 100, (2, *shape)).astype(np.float32))
             ab = torch.from_numpy(np.tanh(rng.normal(size=(3, 2, 16, 16))).astype(np.float32))
-            rows = torch.tensor([2, 0], dtype=torch.int32)
-            ours = colorize_triton(light, ab, rows, geometry, bits=bits, layout=layout, block=512)
-            ref = colorize_torch(light, ab[[2, 0]], geometry, bits=bits, layout=layout)
+            ours = colorize_triton(light, ab[[2, 0]], geometry, bits=bits, block=512)
+            ref = colorize_torch(light, ab[[2, 0]], geometry, bits=bits)
             assert ours.shape == ref.shape and ours.dtype == ref.dtype, (ours.shape, ref.shape)
             diff = (ours.long() - ref.long()).abs().max().item()
-            assert diff <= (0 if bits == 8 else 2), (shape, bits, layout, diff)
+            assert diff <= (0 if bits == 8 else 2), (shape, bits, diff)
             worst = max(worst, diff)
         # The stage object's dispatch: mixed groups, interleaved rows, a small image (torch path).
         from facecolor.runtime.gpu.postprocess import GpuPostprocessor
@@ -351,10 +348,9 @@ def test_triton_kernel_compiles_for_hopper_without_a_gpu():
 
     from facecolor.runtime.gpu.postprocess import _colorize_kernel
 
-    signature = {name: "i32" for name in (
-        "height", "width", "size", "top", "left", "inner_h", "inner_w", "out_sb", "out_sc", "out_sy", "out_sx")}
-    signature.update({"light_ptr": "*fp32", "ab_ptr": "*fp32", "rows_ptr": "*i32", "out_ptr": "*u8",
-                      "scale_y": "fp32", "scale_x": "fp32", "ab_limit": "fp32", "peak": "fp32", "BLOCK": "constexpr"})
+    signature = {name: "i32" for name in ("height", "width", "size", "top", "left", "inner_h", "inner_w")}
+    signature.update({"light_ptr": "*fp32", "ab_ptr": "*fp32", "out_ptr": "*u8",
+                      "scale_y": "fp32", "scale_x": "fp32", "peak": "fp32", "BLOCK": "constexpr"})
     # The color constants arrive from facecolor.color as arguments, never written in the kernel.
     signature.update({name: "fp32" for name in ("ab_scale", "white_x", "white_z", "kappa", "slope", "l_break")})
     signature.update({f"m{row}{col}": "fp32" for row in range(3) for col in range(3)})
