@@ -88,22 +88,11 @@ def is_truncated(data: bytes | bytearray) -> bool:
 
 def orient(image: torch.Tensor, orientation: int) -> torch.Tensor:
     """``[C, H, W]`` pixels (any dtype and device) shown upright for their EXIF orientation
-    (1..8), as ``PIL.ImageOps.exif_transpose`` would; contiguous."""
-    if orientation == 2:
-        image = image.flip(-1)
-    elif orientation == 3:
-        image = image.flip(-2, -1)
-    elif orientation == 4:
-        image = image.flip(-2)
-    elif orientation == 5:
+    (1..8), contiguous: the transpose and flips of ``runtime.decode.apply_orientation``."""
+    if orientation in (5, 6, 7, 8):
         image = image.transpose(-2, -1)
-    elif orientation == 6:
-        image = torch.rot90(image, k=-1, dims=(-2, -1))
-    elif orientation == 7:
-        image = image.transpose(-2, -1).flip(-2, -1)
-    elif orientation == 8:
-        image = torch.rot90(image, k=1, dims=(-2, -1))
-    return image.contiguous()
+    flips = {2: (-1,), 3: (-2, -1), 4: (-2,), 6: (-1,), 7: (-2, -1), 8: (-2,)}.get(orientation)
+    return (image.flip(flips) if flips else image).contiguous()
 
 
 class NvjpegDecoder:

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from facecolor.color import AB_SCALE, CIE_SLOPE, OPENCV_KAPPA, OPENCV_L_BREAK, OPENCV_WHITE_D65, OPENCV_XYZ_TO_RGB
 from facecolor.errors import Unavailable
 from facecolor.runtime.geometry import Geometry
-from facecolor.runtime.gpu.preprocess import PreparedBatch, batch_rows, resize_matrix
+from facecolor.runtime.gpu.preprocess import PreparedBatch, batch_rows, on_device, resize_matrix
 
 # Triton is imported at module level so that the kernel's globals (``tl``) resolve when Triton
 # compiles it; without Triton the module still imports and the torch path is used.
@@ -70,14 +70,9 @@ def upsample_ab(ab_norm: torch.Tensor, geometry: Geometry) -> torch.Tensor:
     crop = (ab_norm[:, :, y0:y1, x0:x1] * AB_SCALE).clamp_(-AB_SCALE, AB_SCALE)
     if geometry.shrinks:
         return F.interpolate(crop, size=(geometry.height, geometry.width), mode="bilinear", align_corners=False)
-    rows = resize_matrix(geometry.inner_height, geometry.height).to(crop.device)  # [H, h]
-    cols = resize_matrix(geometry.inner_width, geometry.width).to(crop.device)  # [W, w]
+    rows = on_device(crop.device, resize_matrix, geometry.inner_height, geometry.height)  # [H, h]
+    cols = on_device(crop.device, resize_matrix, geometry.inner_width, geometry.width)  # [W, w]
     return torch.matmul(torch.matmul(rows, crop), cols.T)
-
-
-def quantize(rgb: torch.Tensor, peak: float, dtype: torch.dtype) -> torch.Tensor:
-    """float sRGB in [0, 1] -> integers ``floor(v * peak + 0.5)`` in [0, peak] as ``dtype``."""
-    return torch.floor(rgb * peak + 0.5).clamp_(0.0, peak).to(dtype)
 
 
 def _output_kind(bits: int) -> tuple[float, torch.dtype]:
@@ -99,7 +94,8 @@ def colorize_torch(
     """
     ab = upsample_ab(ab_norm, geometry)
     rgb = lab_to_srgb_torch(lightness, ab[:, 0], ab[:, 1])  # [3, B, H, W]
-    return quantize(rgb, *_output_kind(bits)).transpose(0, 1).contiguous()
+    peak, dtype = _output_kind(bits)
+    return torch.floor(rgb * peak + 0.5).clamp_(0.0, peak).to(dtype).transpose(0, 1).contiguous()
 
 
 # --------------------------------------------------------------------------- triton

@@ -126,41 +126,26 @@ def resize_matrix(n_in: int, n_out: int) -> torch.Tensor:
     return torch.from_numpy(matrix.astype(np.float32))
 
 
-class DeviceConstants:
-    """The lookup tables and resize matrices of one device, each uploaded once."""
-
-    def __init__(self, device: torch.device | str) -> None:
-        self.device = torch.device(device)
-        self._tensors: dict[tuple, torch.Tensor] = {}
-
-    def get(self, build: Callable[..., torch.Tensor], *args: int) -> torch.Tensor:
-        """``build(*args)`` (one of the CPU tables above) on the device."""
-        key = (build, *args)
-        tensor = self._tensors.get(key)
-        if tensor is None:
-            if len(self._tensors) >= 512:  # a run over thousands of distinct sizes
-                self._tensors.clear()
-            tensor = self._tensors[key] = build(*args).to(self.device)
-        return tensor
+@functools.lru_cache(maxsize=512)
+def on_device(device: torch.device, build: Callable[..., torch.Tensor], *args: int) -> torch.Tensor:
+    """``build(*args)`` (one of the CPU tables above) on ``device``, uploaded once."""
+    return build(*args).to(device)
 
 
 # --------------------------------------------------------------------------- the math
 
 
-def lightness_from_pixels(
-    pixels: torch.Tensor, bits: int, constants: DeviceConstants | None = None
-) -> torch.Tensor:
+def lightness_from_pixels(pixels: torch.Tensor, bits: int) -> torch.Tensor:
     """L* of a stack of images: ``pixels`` ``[B, 1|3, H, W]``, uint8 or int32 (see GpuImage), any
     device -> float32 ``[B, H, W]`` in ``[0, 100]``, contiguous, on the same device."""
     if pixels.ndim != 4 or pixels.shape[1] not in (1, 3):
         raise ValueError(f"expected [B, 1|3, H, W] pixels, got {tuple(pixels.shape)}")
     if bits not in (8, 16):
         raise ValueError(f"bits must be 8 or 16, not {bits}")
-    constants = constants or DeviceConstants(pixels.device)
     index = pixels.to(torch.int32)
     if pixels.shape[1] == 1:
-        return constants.get(gray_table, bits)[index[:, 0]]
-    tables = constants.get(rgb_tables, bits)
+        return on_device(pixels.device, gray_table, bits)[index[:, 0]]
+    tables = on_device(pixels.device, rgb_tables, bits)
     y = tables[0][index[:, 0]]
     y += tables[1][index[:, 1]]
     y += tables[2][index[:, 2]]
@@ -168,15 +153,12 @@ def lightness_from_pixels(
     return 116.0 * f - 16.0
 
 
-def render(
-    lightness: torch.Tensor, geometry: Geometry, constants: DeviceConstants | None = None
-) -> torch.Tensor:
+def render(lightness: torch.Tensor, geometry: Geometry) -> torch.Tensor:
     """Full-resolution L* (float32 ``[B, H, W]`` in ``[0, 100]``, geometry's size, any device) ->
     the network input: float32 ``[B, 1, S, S]`` in ``[-1, 1]`` (L/50 - 1), contiguous, same
     device; resized into the inner box, edge-padded to the square (``geometry.padding``)."""
-    constants = constants or DeviceConstants(lightness.device)
-    rows = constants.get(resize_matrix, geometry.height, geometry.inner_height)  # [h, H]
-    cols = constants.get(resize_matrix, geometry.width, geometry.inner_width)  # [w, W]
+    rows = on_device(lightness.device, resize_matrix, geometry.height, geometry.inner_height)  # [h, H]
+    cols = on_device(lightness.device, resize_matrix, geometry.width, geometry.inner_width)  # [w, W]
     inner = normalize_l(torch.matmul(torch.matmul(rows, lightness), cols.T)).unsqueeze(1)  # [B, 1, h, w]
     top, bottom, left, right = geometry.padding
     if top or bottom or left or right:
@@ -191,7 +173,6 @@ class GpuPreprocessor:
     def __init__(self, render_size: int, device: torch.device | str) -> None:
         self.render_size = int(render_size)
         self.device = torch.device(device)
-        self.constants = DeviceConstants(self.device)
 
     def __call__(self, images: Sequence[GpuImage]) -> PreparedBatch:
         if not images:
@@ -206,8 +187,8 @@ class GpuPreprocessor:
             geometry = fit_geometry(height, width, size)
             pixels = [images[i].pixels for i in indices]
             stack = torch.stack(pixels) if len(pixels) > 1 else pixels[0].unsqueeze(0)  # one image: a view
-            lightness = lightness_from_pixels(stack, bits, self.constants)
+            lightness = lightness_from_pixels(stack, bits)
             del stack
-            l_norm[batch_rows(indices, self.device)] = render(lightness, geometry, self.constants)
+            l_norm[batch_rows(indices, self.device)] = render(lightness, geometry)
             groups.append(Group(indices, geometry, bits, lightness))
         return PreparedBatch(l_norm, groups)
