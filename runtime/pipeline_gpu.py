@@ -31,8 +31,8 @@ from facecolor.runtime.decode import Decoded, decode_image
 from facecolor.runtime.gpu.cuda import (
     GpuError, NvjpegError, cuda_errors, hand_over, host_wait, mark, new_stream, on_stream, torch_device,
 )
-from facecolor.runtime.gpu.decode import NvjpegDecoder, Triage, triage
-from facecolor.runtime.gpu.encode import NvjpegEncoder
+from facecolor.runtime.gpu.jpeg import Triage, triage
+from facecolor.runtime.gpu.nvjpeg import NvjpegDecoder, NvjpegEncoder
 from facecolor.runtime.gpu.postprocess import GpuPostprocessor
 from facecolor.runtime.gpu.preprocess import GpuImage, GpuPreprocessor
 from facecolor.runtime.pipeline import BatchStage, FatalError, Item, MapStage, Settings, failure_reason

@@ -17,14 +17,13 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from runtime_helpers import FakeBackend, encode_cv2, exif_jpeg, portrait
+from runtime_helpers import FakeBackend, encode_cv2, exif_jpeg, portrait, read_comments
 
 from facecolor.runtime.decode import decode_image
 from facecolor.runtime.geometry import fit_geometry
 from facecolor.runtime.gpu.cuda import mark
-from facecolor.runtime.gpu.decode import NvjpegDecoder, triage
-from facecolor.runtime.gpu.encode import NvjpegEncoder
-from facecolor.runtime.gpu.jpeg import read_comments
+from facecolor.runtime.gpu.jpeg import triage
+from facecolor.runtime.gpu.nvjpeg import NvjpegDecoder, NvjpegEncoder
 from facecolor.runtime.gpu.postprocess import GpuPostprocessor, triton_available
 from facecolor.runtime.gpu.preprocess import GpuImage, GpuPreprocessor
 from facecolor.runtime.executor import ThreadExecutor

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageOps
+from runtime_helpers import read_comments
 
 from facecolor.color import join_lab, lightness, to_dtype
 from facecolor.runtime.decode import apply_orientation
@@ -28,8 +29,8 @@ from facecolor.runtime.geometry import fit_geometry
 from facecolor.runtime.render import lab_to_image, full_lightness, render_lightness, upsample_ab
 from facecolor.runtime.gpu.cuda import GpuError, GpuOutOfMemory, NvjpegError, cuda_errors
 from facecolor.runtime.decode import jpeg_is_truncated
-from facecolor.runtime.gpu.decode import is_truncated, orient, triage
-from facecolor.runtime.gpu.jpeg import JpegHeaderError, exif_orientation, read_comments, read_jpeg_info
+from facecolor.runtime.gpu.jpeg import JpegHeaderError, exif_orientation, is_truncated, read_jpeg_info, triage
+from facecolor.runtime.gpu.nvjpeg import orient
 from facecolor.runtime.write import jpeg_with_comment
 from facecolor.runtime.gpu.postprocess import GpuPostprocessor, colorize_torch
 from facecolor.runtime.gpu.preprocess import (

@@ -1,89 +1,43 @@
-"""GPU decoding: nvJPEG in batches for the JPEGs it handles well, uploads for what the CPU decodes.
+"""nvJPEG on the GPU path: batched decoding (plus uploads of what the CPU decoded) and encoding.
 
 nvJPEG gets gray JPEGs as GRAY (their Y *is* the stored gray level g, whose L* the preprocess
 reads from the exact table of sRGB (g, g, g)) and colour ones as RGB (L* comes from R, G, B,
-never from nvJPEG's luma, which is not L*). It ignores the EXIF orientation, applied here.
+never from nvJPEG's luma, which is not L*). It ignores the EXIF orientation, applied here. The
+facecolor note is spliced into encoded files by the CPU writer's own
+``runtime.write.jpeg_with_comment``, so GPU- and CPU-written JPEGs carry the same metadata.
 
-Streams: nvJPEG's hardware engine may write its outputs before work already queued on the
-current stream has run (pytorch/vision#9606: memory the caching allocator recycled can be
-overwritten), so decoding runs on the decoder's own stream, drained before each nvJPEG call.
-Consumers on other streams wait for ``ready_event()`` and record the tensors on their stream
-(``cuda.hand_over``). The GPU path's torchvision codec calls all live here and in ``encode.py``
-(torchvision 0.29 deprecates them in favour of TorchCodec: one place to change).
+Streams and threads, from torchvision's source and issue tracker:
+
+- nvJPEG's hardware decoder may write its outputs before work already queued on the current
+  stream has run (pytorch/vision#9606: memory the caching allocator recycled is overwritten):
+  decoding runs on the decoder's own stream, drained before each nvJPEG call; consumers on
+  other streams wait for ``ready_event()`` and record the tensors on theirs (``cuda.hand_over``);
+- the encoder reads its input on a private stream that does not wait for the stream that made
+  the pixels (pytorch/vision#8587, #9060: corrupted JPEGs): ``encode`` waits on the host for
+  the caller's ``ready`` events before calling nvJPEG;
+- it copies each finished bitstream with the legacy default stream (stream 0), which torch's
+  non-blocking streams do not wait for: ``encode`` synchronizes stream 0 before reading the
+  bytes;
+- its state is global and not safe across threads: call ``encode`` from one thread only.
+
+Every torchvision codec call of the GPU path is here (torchvision 0.29 deprecates them in
+favour of TorchCodec: one place to change).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import torch
-from torchvision.io import ImageReadMode, decode_jpeg
+from torchvision.io import ImageReadMode, decode_jpeg, encode_jpeg
 
 from facecolor.runtime.gpu.cuda import (
-    NvjpegError, cuda_errors, drain, mark, new_stream, on_stream, torch_device,
+    NvjpegError, cuda_errors, drain, host_wait, mark, new_stream, on_stream, torch_device,
 )
-from facecolor.runtime.gpu.jpeg import JpegHeaderError, JpegInfo, read_jpeg_info
+from facecolor.runtime.gpu.jpeg import JpegInfo
 from facecolor.runtime.gpu.preprocess import GpuImage
-
-
-@dataclass(frozen=True)
-class Triage:
-    """Where a file goes: nvJPEG (``reason`` None) or the CPU decoder (``reason`` says why)."""
-
-    data: bytes | bytearray
-    info: JpegInfo | None
-    reason: str | None
-
-    @property
-    def on_gpu(self) -> bool:
-        return self.reason is None
-
-
-def triage(data: bytes | bytearray | memoryview, max_pixels: int | None = None) -> Triage:
-    """Decide from the header alone whether nvJPEG decodes ``data``.
-
-    nvJPEG would decode progressive files, but on its slow one-at-a-time path, which also holds
-    torchvision's global decoder lock: the CPU threads do them without stalling the GPU batches,
-    as they do what nvJPEG cannot (lossless, arithmetic, 12-bit) and the colour-space corners
-    libjpeg handles as the CPU path does (CMYK, YCCK, RGB-coded). Truncated files and files over
-    ``max_pixels`` go to the CPU decoder too, so that they fail with its reason (nvJPEG would
-    return gray rows for a truncated file).
-    """
-    if not isinstance(data, (bytes, bytearray)):
-        data = bytes(data)
-    try:
-        info = read_jpeg_info(data)
-    except JpegHeaderError as error:
-        return Triage(data, None, f"not decodable by nvJPEG: {error}")
-    if info.frame not in ("baseline", "extended"):
-        reason = f"{info.frame} JPEG"
-    elif info.precision != 8:
-        reason = f"{info.precision}-bit JPEG"
-    elif info.components not in (1, 3):
-        reason = f"{info.components}-component JPEG (CMYK/YCCK)"
-    elif info.components == 3 and info.adobe_transform == 0:
-        reason = "RGB-coded JPEG (Adobe transform 0)"
-    elif info.components == 3 and info.component_ids == (ord("R"), ord("G"), ord("B")):
-        reason = "RGB-coded JPEG (component ids R, G, B)"
-    elif info.height == 0 or info.width == 0:
-        reason = "JPEG with its height in a DNL marker"
-    elif max_pixels is not None and info.height * info.width > max_pixels:
-        reason = f"{info.width}x{info.height} is over the pixel limit"
-    elif is_truncated(data):
-        reason = "truncated JPEG"
-    else:
-        reason = None
-    return Triage(data, info, reason)
-
-
-def is_truncated(data: bytes | bytearray) -> bool:
-    """``runtime.decode.jpeg_is_truncated`` without its backward search through the whole scan
-    (0.4 ms of held GIL for a 200 KB file): only the bytes after the last EOI, at the end of a
-    complete file, are searched for an SOS. Same answer for every input."""
-    end = data.rfind(b"\xff\xd9")
-    return data.find(b"\xff\xda", max(end, 0)) >= 0
+from facecolor.runtime.write import jpeg_with_comment
 
 
 def orient(image: torch.Tensor, orientation: int) -> torch.Tensor:
@@ -173,4 +127,57 @@ class NvjpegDecoder:
 
     def close(self) -> None:
         """Wait for queued work; the stream goes with the object (torch pools streams)."""
+        drain(self.stream)
+
+
+class NvjpegEncoder:
+    """nvJPEG encoding on one CUDA device at one quality; on ``device="cpu"`` the same calls run
+    torchvision's CPU encoder (for tests)."""
+
+    def __init__(
+        self, device: str | torch.device = "cuda", quality: int = 95, *, note: str | None = None
+    ) -> None:
+        if not 1 <= int(quality) <= 100:
+            raise ValueError(f"JPEG quality must be within 1..100, not {quality}")
+        self.device = torch_device(device)
+        self.quality = int(quality)
+        self.note = note
+        self.stream = new_stream(self.device)
+
+    def encode(
+        self, images: Sequence[torch.Tensor], ready: Iterable[torch.cuda.Event] | None = None
+    ) -> list[bytes]:
+        """JPEG files for ``images`` (uint8 ``[3, H, W]`` contiguous on the encoder's device), in
+        order, once every event in ``ready`` has completed (None: once the current stream has got
+        to here). NvjpegError when nvJPEG rejects the batch (the CPU encoder may take it instead).
+        """
+        if not images:
+            return []
+        for image in images:
+            if image.dtype != torch.uint8 or image.ndim != 3 or image.shape[0] != 3 or image.device != self.device:
+                raise ValueError(
+                    f"nvJPEG encodes uint8 [3, H, W] tensors on {self.device}, got {image.dtype} "
+                    f"{tuple(image.shape)} on {image.device}"
+                )
+        cuda = self.device.type == "cuda"
+        if ready is None:
+            ready = [mark(torch.cuda.current_stream(self.device))] if cuda else []
+        with on_stream(self.stream), cuda_errors(f"nvJPEG encode of {len(images)} images", NvjpegError):
+            for event in ready:
+                host_wait(event)
+            encoded = encode_jpeg(list(images), quality=self.quality)
+            if cuda:
+                drain(torch.cuda.default_stream(self.device))  # the bitstream copies
+            drain(self.stream)
+            lengths = [int(t.numel()) for t in encoded]
+            blob = torch.cat(encoded).cpu().numpy().tobytes()  # one device-to-host copy
+        files, start = [], 0
+        for length in lengths:
+            jpeg = blob[start:start + length]
+            files.append(jpeg_with_comment(jpeg, self.note) if self.note else jpeg)
+            start += length
+        return files
+
+    def close(self) -> None:
+        """Wait for queued work; the stream goes with the object."""
         drain(self.stream)
