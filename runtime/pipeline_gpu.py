@@ -100,9 +100,7 @@ class GpuPipeline:
         treats them (the exact gray table, and a third of the upload)."""
         decoded = decode_image(data, max_pixels=self.settings.max_pixels)
         pixels = decoded.pixels
-        if pixels.ndim == 3 and np.array_equal(pixels[:, :, 0], pixels[:, :, 1]) and np.array_equal(
-            pixels[:, :, 1], pixels[:, :, 2]
-        ):
+        if pixels.ndim == 3 and all(np.array_equal(pixels[:, :, 0], pixels[:, :, c]) for c in (1, 2)):
             return replace(decoded, pixels=pixels[:, :, 0])
         return decoded
 

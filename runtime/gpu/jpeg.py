@@ -105,16 +105,8 @@ def exif_orientation(tiff: bytes) -> int:
     Any inconsistency (bad byte order, offsets outside the block, a value out of 1..8) reads as
     1, "as stored": a broken EXIF block must never fail a file that decodes fine.
     """
-    if len(tiff) < 8:
-        return 1
-    order = tiff[:2]
-    if order == b"II":
-        endian = "<"
-    elif order == b"MM":
-        endian = ">"
-    else:
-        return 1
-    if struct.unpack_from(endian + "H", tiff, 2)[0] != 42:
+    endian = {b"II": "<", b"MM": ">"}.get(tiff[:2])
+    if len(tiff) < 8 or endian is None or struct.unpack_from(endian + "H", tiff, 2)[0] != 42:
         return 1
     (ifd,) = struct.unpack_from(endian + "I", tiff, 4)
     if ifd + 2 > len(tiff):
@@ -127,12 +119,10 @@ def exif_orientation(tiff: bytes) -> int:
         tag, kind, n = struct.unpack_from(endian + "HHI", tiff, entry)
         if tag != _ORIENTATION_TAG:
             continue
-        if kind == 3 and n >= 1:  # SHORT, stored left-justified in the value field
-            (value,) = struct.unpack_from(endian + "H", tiff, entry + 8)
-        elif kind == 4 and n >= 1:  # LONG, seen in a few broken writers
-            (value,) = struct.unpack_from(endian + "I", tiff, entry + 8)
-        else:
+        if kind not in (3, 4) or n < 1:
             return 1
+        # SHORT, stored left-justified in the value field, or LONG (seen in a few broken writers)
+        (value,) = struct.unpack_from(endian + ("H" if kind == 3 else "I"), tiff, entry + 8)
         return int(value) if 1 <= value <= 8 else 1
     return 1
 

@@ -52,14 +52,8 @@ def lab_to_srgb_torch(lightness: torch.Tensor, a: torch.Tensor, b: torch.Tensor)
     fz = torch.clamp(fy - b / 200.0, min=0.0)  # facecolor.color: f(Z) >= 0 (far out of gamut)
     x = torch.where(fx <= F_THRESHOLD, (fx - OFFSET) / CIE_SLOPE, fx * fx * fx) * WHITE_X
     z = torch.where(fz <= F_THRESHOLD, (fz - OFFSET) / CIE_SLOPE, fz * fz * fz) * WHITE_Z
-    channels = []
-    for m0, m1, m2 in OPENCV_XYZ_TO_RGB:
-        linear = (m0 * x + m1 * y + m2 * z).clamp_(0.0, 1.0)
-        encoded = torch.where(
-            linear <= 0.0031308, 12.92 * linear, 1.055 * torch.pow(linear, 1.0 / 2.4) - 0.055
-        )
-        channels.append(encoded)
-    return torch.stack(channels)
+    linear = torch.stack([m0 * x + m1 * y + m2 * z for m0, m1, m2 in OPENCV_XYZ_TO_RGB]).clamp_(0.0, 1.0)
+    return torch.where(linear <= 0.0031308, 12.92 * linear, 1.055 * torch.pow(linear, 1.0 / 2.4) - 0.055)
 
 
 def upsample_ab(ab_norm: torch.Tensor, geometry: Geometry) -> torch.Tensor:
@@ -104,13 +98,14 @@ def colorize_torch(
 if triton is not None:
 
     @triton.jit
-    def _bilinear(plane, i00, i01, i10, i11, wy, wx, mask):
-        """One ab plane at the four taps of each pixel, weighted."""
+    def _ab_at(plane, i00, i01, i10, i11, wy, wx, mask, ab_scale):
+        """One ab/110 plane at the four bilinear taps of each pixel -> clamped CIELAB units."""
         v00 = tl.load(plane + i00, mask=mask, other=0.0)
         v01 = tl.load(plane + i01, mask=mask, other=0.0)
         v10 = tl.load(plane + i10, mask=mask, other=0.0)
         v11 = tl.load(plane + i11, mask=mask, other=0.0)
-        return (1.0 - wy) * ((1.0 - wx) * v00 + wx * v01) + wy * ((1.0 - wx) * v10 + wx * v11)
+        value = (1.0 - wy) * ((1.0 - wx) * v00 + wx * v01) + wy * ((1.0 - wx) * v10 + wx * v11)
+        return tl.minimum(tl.maximum(value * ab_scale, -ab_scale), ab_scale)
 
     @triton.jit
     def _colorize_kernel(
@@ -145,10 +140,8 @@ if triton is not None:
         i01 = (top + y0) * size + left + x1
         i10 = (top + y1) * size + left + x0
         i11 = (top + y1) * size + left + x1
-        a = _bilinear(a_plane, i00, i01, i10, i11, wy, wx, mask)
-        b = _bilinear(a_plane + plane, i00, i01, i10, i11, wy, wx, mask)
-        a = tl.minimum(tl.maximum(a * ab_scale, -ab_scale), ab_scale)
-        b = tl.minimum(tl.maximum(b * ab_scale, -ab_scale), ab_scale)
+        a = _ab_at(a_plane, i00, i01, i10, i11, wy, wx, mask, ab_scale)
+        b = _ab_at(a_plane + plane, i00, i01, i10, i11, wy, wx, mask, ab_scale)
 
         # CIELAB -> XYZ with OpenCV's constants.
         low = light <= l_break

@@ -42,10 +42,6 @@ class GpuImage:
     pixels: torch.Tensor
     bits: int = 8
 
-    @property
-    def channels(self) -> int:
-        return int(self.pixels.shape[0])
-
 
 @dataclass
 class Group:
