@@ -29,7 +29,7 @@ import torch
 
 from facecolor.runtime.decode import Decoded, decode_image
 from facecolor.runtime.gpu.cuda import (
-    GpuError, NvjpegError, cuda_errors, hand_over, host_wait, mark, new_stream, on_stream, torch_device,
+    GpuError, NvjpegError, cuda_errors, hand_over, host_wait, mark, new_stream, torch_device,
 )
 from facecolor.runtime.gpu.jpeg import Triage, triage
 from facecolor.runtime.gpu.nvjpeg import NvjpegDecoder, NvjpegEncoder
@@ -143,7 +143,7 @@ class GpuPipeline:
         """Preprocess, backend, postprocess for one batch, on the compute stream."""
         works: list[GpuWork] = [item.payload for item in items]
         stream = self.compute
-        with on_stream(stream), torch.inference_mode():
+        with torch.cuda.stream(stream), torch.inference_mode():
             with cuda_errors(f"colorizing a batch of {len(items)}"):
                 for event in _unique(work.decoded for work in works):
                     stream.wait_event(event)
@@ -186,14 +186,15 @@ class GpuPipeline:
             return items
         for work in works:
             hand_over(work.rgb, self.encoder.stream)
+        ready = _unique(work.colorized for work in works)
         try:
-            files = self.encoder.encode([work.rgb for work in works], ready=_unique(work.colorized for work in works))
+            files = self.encoder.encode([work.rgb for work in works], ready=ready)
         except NvjpegError:
             files = [None] * len(works)  # nvJPEG refused the batch: these go to the CPU encoder
         for work, data in zip(works, files):
             if data is None:
                 host_wait(work.colorized)
-                with on_stream(self.compute):  # rare path: a synchronous copy
+                with torch.cuda.stream(self.compute):  # rare path: a synchronous copy
                     work.host = work.rgb.permute(1, 2, 0).cpu()
             work.data, work.rgb = data, None
         return items

@@ -3,14 +3,14 @@
 Every call into CUDA, nvJPEG or TensorRT in the GPU path runs inside ``cuda_errors``, so that
 callers decide by exception type: a decode failure sends a file to the CPU decoder, out of
 memory names ``--batch-size``, anything else is fatal for the run. The stream helpers accept
-the CPU too (streams and events become None, waits no-ops), so the GPU pipeline's stage logic
-runs unchanged on CPU tensors in the tests.
+the CPU too (streams and events become None, waits no-ops, as ``torch.cuda.stream(None)`` is),
+so the GPU pipeline's stage logic runs unchanged on CPU tensors in the tests.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import contextmanager
 
 import torch
 
@@ -72,10 +72,6 @@ def hand_over(tensor: torch.Tensor, consumer: torch.cuda.Stream | None) -> torch
 
 def new_stream(device: torch.device) -> torch.cuda.Stream | None:
     return torch.cuda.Stream(device) if device.type == "cuda" else None
-
-
-def on_stream(stream: torch.cuda.Stream | None) -> AbstractContextManager:
-    return torch.cuda.stream(stream) if stream is not None else nullcontext()
 
 
 def mark(stream: torch.cuda.Stream | None) -> torch.cuda.Event | None:

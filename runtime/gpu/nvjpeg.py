@@ -1,27 +1,22 @@
-"""nvJPEG on the GPU path: batched decoding (plus uploads of what the CPU decoded) and encoding.
+"""nvJPEG on the GPU path: batched decoding, uploads of what the CPU decoded, and encoding.
 
-nvJPEG gets gray JPEGs as GRAY (their Y *is* the stored gray level g, whose L* the preprocess
-reads from the exact table of sRGB (g, g, g)) and colour ones as RGB (L* comes from R, G, B,
-never from nvJPEG's luma, which is not L*). It ignores the EXIF orientation, applied here. The
-facecolor note is spliced into encoded files by the CPU writer's own
-``runtime.write.jpeg_with_comment``, so GPU- and CPU-written JPEGs carry the same metadata.
+Gray JPEGs decode as GRAY (their Y *is* the stored gray level, whose L* the preprocess reads
+from the exact table), colour ones as RGB (L* comes from R, G, B: nvJPEG's luma is not L*).
+Encoded files get the facecolor note from the CPU writer's own ``jpeg_with_comment``, so both
+paths write the same metadata. Every torchvision codec call of the GPU path is here
+(torchvision 0.29 deprecates them in favour of TorchCodec: one place to change).
 
 Streams and threads, from torchvision's source and issue tracker:
 
-- nvJPEG's hardware decoder may write its outputs before work already queued on the current
-  stream has run (pytorch/vision#9606: memory the caching allocator recycled is overwritten):
-  decoding runs on the decoder's own stream, drained before each nvJPEG call; consumers on
-  other streams wait for ``ready_event()`` and record the tensors on theirs (``cuda.hand_over``);
-- the encoder reads its input on a private stream that does not wait for the stream that made
-  the pixels (pytorch/vision#8587, #9060: corrupted JPEGs): ``encode`` waits on the host for
-  the caller's ``ready`` events before calling nvJPEG;
-- it copies each finished bitstream with the legacy default stream (stream 0), which torch's
-  non-blocking streams do not wait for: ``encode`` synchronizes stream 0 before reading the
-  bytes;
-- its state is global and not safe across threads: call ``encode`` from one thread only.
-
-Every torchvision codec call of the GPU path is here (torchvision 0.29 deprecates them in
-favour of TorchCodec: one place to change).
+- nvJPEG's decoder may write its outputs before work already queued on the current stream has
+  run (pytorch/vision#9606: recycled memory overwritten): decoding runs on the decoder's own
+  stream, drained before each call; consumers wait for ``ready_event()`` and record the
+  tensors on their stream (``cuda.hand_over``);
+- the encoder reads its input on a private stream that does not wait for the one that made the
+  pixels (pytorch/vision#8587, #9060: corrupted JPEGs): ``encode`` waits for ``ready`` first;
+- it copies each bitstream with the legacy default stream, which torch's non-blocking streams
+  do not wait for: ``encode`` synchronizes stream 0 before reading the bytes;
+- its state is global and not thread-safe: call ``encode`` from one thread only.
 """
 
 from __future__ import annotations
@@ -32,9 +27,7 @@ import numpy as np
 import torch
 from torchvision.io import ImageReadMode, decode_jpeg, encode_jpeg
 
-from facecolor.runtime.gpu.cuda import (
-    NvjpegError, cuda_errors, drain, host_wait, mark, new_stream, on_stream, torch_device,
-)
+from facecolor.runtime.gpu.cuda import NvjpegError, cuda_errors, drain, host_wait, mark, new_stream, torch_device
 from facecolor.runtime.gpu.jpeg import JpegInfo
 from facecolor.runtime.gpu.preprocess import GpuImage
 from facecolor.runtime.write import jpeg_with_comment
@@ -60,16 +53,15 @@ class NvjpegDecoder:
     def decode(
         self, files: Sequence[bytes | bytearray | memoryview], infos: Sequence[JpegInfo]
     ) -> list[GpuImage | NvjpegError]:
-        """One result per file that ``triage`` sent to the GPU, in order: a GpuImage (uint8
-        ``[1|3, H, W]`` on the device, upright), or the NvjpegError of a file nvJPEG could not
-        decode alone (for the CPU decoder)."""
+        """Per file ``triage`` sent here, in order: a GpuImage (uint8 ``[1|3, H, W]`` on the
+        device, upright), or the NvjpegError of a file nvJPEG could not decode alone."""
         results: list[GpuImage | NvjpegError | None] = [None] * len(files)
         for gray, mode in ((True, ImageReadMode.GRAY), (False, ImageReadMode.RGB)):
             indices = [i for i, info in enumerate(infos) if info.is_gray == gray]
             if not indices:
                 continue
             decoded = self._decode_batch([files[i] for i in indices], mode, "gray" if gray else "colour")
-            with on_stream(self.stream):  # the orientation fixes queue behind the decodes
+            with torch.cuda.stream(self.stream):  # the orientation fixes queue behind the decodes
                 for index, image in zip(indices, decoded):
                     if not isinstance(image, NvjpegError):
                         image = GpuImage(orient(image, infos[index].orientation), bits=8)
@@ -77,7 +69,7 @@ class NvjpegDecoder:
         return results  # type: ignore[return-value]
 
     def _decode_batch(self, files, mode, kind: str) -> list[torch.Tensor | NvjpegError]:
-        """nvJPEG on the whole list; on failure (one bad file fails the batch), on each file alone."""
+        """nvJPEG on the whole list, or on each file alone when one bad file failed the batch."""
         # torch.frombuffer shares a bytearray's memory; read-only bytes are copied into one.
         buffers = [data if isinstance(data, bytearray) else bytearray(data) for data in files]
         tensors = [torch.frombuffer(buffer, dtype=torch.uint8) for buffer in buffers]
@@ -95,15 +87,14 @@ class NvjpegDecoder:
         return outputs
 
     def _nvjpeg(self, tensors: list[torch.Tensor], mode, what: str) -> list[torch.Tensor]:
-        with on_stream(self.stream):
+        with torch.cuda.stream(self.stream):
             drain(self.stream)  # pytorch/vision#9606 (see the module docstring)
             with cuda_errors(f"nvJPEG decode of {what}", NvjpegError):
                 return list(decode_jpeg(tensors, mode=mode, device=self.device))
 
     def upload(self, array: np.ndarray) -> GpuImage:
-        """A CPU-decoded upright image (``runtime.decode.Decoded.pixels``: HxW, HxWx1, HxWx3 RGB or
-        HxWx4, uint8 or uint16, host memory, any strides) -> GpuImage on the device, alpha dropped,
-        queued on the decoder's stream."""
+        """``Decoded.pixels`` (HxW or HxWx{1,3,4}, uint8 or uint16, host memory, any strides) ->
+        GpuImage on the device, alpha dropped, queued on the decoder's stream."""
         array = np.asarray(array)
         if array.ndim == 2:
             array = array[:, :, None]
@@ -118,16 +109,14 @@ class NvjpegDecoder:
         host = torch.from_numpy(chw)
         if self.device.type == "cpu":
             return GpuImage(host, bits=bits)
-        with on_stream(self.stream), cuda_errors(f"upload of a {array.shape} image"):
+        with torch.cuda.stream(self.stream), cuda_errors(f"upload of a {array.shape} image"):
             return GpuImage(host.pin_memory().to(self.device, non_blocking=True), bits=bits)
 
     def ready_event(self) -> torch.cuda.Event | None:
-        """An event on the decoder's stream after everything queued so far (None on the CPU)."""
         return mark(self.stream)
 
     def close(self) -> None:
-        """Wait for queued work; the stream goes with the object (torch pools streams)."""
-        drain(self.stream)
+        drain(self.stream)  # the stream itself goes with the object (torch pools streams)
 
 
 class NvjpegEncoder:
@@ -147,10 +136,9 @@ class NvjpegEncoder:
     def encode(
         self, images: Sequence[torch.Tensor], ready: Iterable[torch.cuda.Event] | None = None
     ) -> list[bytes]:
-        """JPEG files for ``images`` (uint8 ``[3, H, W]`` contiguous on the encoder's device), in
-        order, once every event in ``ready`` has completed (None: once the current stream has got
-        to here). NvjpegError when nvJPEG rejects the batch (the CPU encoder may take it instead).
-        """
+        """JPEG files for ``images`` (uint8 ``[3, H, W]`` contiguous on the encoder's device), read
+        once every event in ``ready`` has completed (None: the current stream's work so far).
+        NvjpegError when nvJPEG rejects the batch (the CPU encoder may take it instead)."""
         if not images:
             return []
         for image in images:
@@ -162,7 +150,7 @@ class NvjpegEncoder:
         cuda = self.device.type == "cuda"
         if ready is None:
             ready = [mark(torch.cuda.current_stream(self.device))] if cuda else []
-        with on_stream(self.stream), cuda_errors(f"nvJPEG encode of {len(images)} images", NvjpegError):
+        with torch.cuda.stream(self.stream), cuda_errors(f"nvJPEG encode of {len(images)} images", NvjpegError):
             for event in ready:
                 host_wait(event)
             encoded = encode_jpeg(list(images), quality=self.quality)
@@ -179,5 +167,4 @@ class NvjpegEncoder:
         return files
 
     def close(self) -> None:
-        """Wait for queued work; the stream goes with the object."""
         drain(self.stream)

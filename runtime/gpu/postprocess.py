@@ -1,19 +1,16 @@
 """GPU postprocessing: predicted ab + full-resolution L* -> 8- or 16-bit sRGB, in one pass.
 
-Every output pixel is what the CPU path (``runtime.render``) computes: the network's ab/110
-cropped to the render's valid box (``Geometry.crop``), times 110, clamped, and resized to the
-image (bilinear when the image is larger than the render, area averaging when smaller); joined
-with the image's own L* (DESIGN §2); L*a*b* -> sRGB as ``facecolor.color.join_lab`` computes
-it, with OpenCV's float formula and constants (f(Z) limited to >= 0 for colours far out of
-gamut, the exact transfer curve where OpenCV interpolates a table: a third of an 8-bit level at
-most); rounded to 8 or 16 bits.
+Each pixel is what the CPU path (``runtime.render``) computes: the network's ab cropped to the
+render's valid box, clamped and resized to the image (bilinear when the image is larger than
+the render, area averaging when smaller), joined with the image's own L* (DESIGN §2), and
+converted with OpenCV's float Lab -> sRGB formula and constants as ``color.join_lab`` runs it
+(f(Z) >= 0 far out of gamut; the exact transfer curve where OpenCV interpolates a table).
 
-On CUDA, for images larger than the render (all real photos), that is one Triton kernel: it
-reads 4 bytes of L* and a few cached ab taps per pixel and writes 3 (or 12) bytes, where eager
-torch makes about twenty-five full-resolution passes over float32 tensors (notes/tensorrt-onnx.md
-measured that unfused chain costing more than half the codec's budget). ``colorize_torch`` is
-the same computation in plain torch: the reference the kernel is tested against (on the CPU,
-through Triton's interpreter), and the path for smaller images and where Triton is missing.
+On CUDA, for images larger than the render (all real photos), that is one Triton kernel: 4
+bytes of L* and a few cached ab taps read per pixel, 3 (or 12) bytes written, where eager torch
+makes about twenty-five full-resolution float32 passes (notes/tensorrt-onnx.md measured them at
+more than half the codec's budget). ``colorize_torch`` is the same in plain torch: the kernel's
+reference (tested on the CPU through Triton's interpreter) and the path for smaller images.
 """
 
 from __future__ import annotations
@@ -80,12 +77,8 @@ def _output_kind(bits: int) -> tuple[float, torch.dtype]:
 def colorize_torch(
     lightness: torch.Tensor, ab_norm: torch.Tensor, geometry: Geometry, *, bits: int = 8
 ) -> torch.Tensor:
-    """The postprocess of one group in plain torch.
-
-    ``lightness``: float32 ``[B, H, W]`` L* in [0, 100]; ``ab_norm``: float32 ``[B, 2, S, S]``
-    (ab/110); both on one device. Returns ``[B, 3, H, W]``, contiguous, same device: uint8 in
-    [0, 255] for ``bits=8``, int32 in [0, 65535] for ``bits=16``.
-    """
+    """One group: float32 L* ``[B, H, W]`` in [0, 100] and ab/110 ``[B, 2, S, S]`` on one device
+    -> ``[B, 3, H, W]`` contiguous, same device: uint8 for ``bits=8``, int32 in [0, 65535] for 16."""
     ab = upsample_ab(ab_norm, geometry)
     rgb = lab_to_srgb_torch(lightness, ab[:, 0], ab[:, 1])  # [3, B, H, W]
     peak, dtype = _output_kind(bits)
@@ -202,11 +195,8 @@ def colorize_triton(
 
 
 class GpuPostprocessor:
-    """PreparedBatch + the backend's ab -> one sRGB image per input, in batch order.
-
-    ``use_triton``: None picks the kernel on CUDA when Triton is importable; True requires it;
-    False always uses plain torch.
-    """
+    """PreparedBatch + the backend's ab -> sRGB images. ``use_triton``: None runs the kernel on
+    CUDA when Triton imports, True requires it, False never runs it."""
 
     def __init__(self, *, use_triton: bool | None = None) -> None:
         if use_triton and not triton_available():
@@ -217,13 +207,9 @@ class GpuPostprocessor:
     def __call__(
         self, batch: PreparedBatch, ab_norm: torch.Tensor, *, max_bits: int = 16
     ) -> list[torch.Tensor]:
-        """Colorize every image of ``batch``, on the current stream.
-
-        ``ab_norm``: float32 ``[N, 2, S, S]`` in [-1, 1] (ab/110), the backend's output for
-        ``batch.l_norm``, on the batch's device. Returns N contiguous ``[3, H, W]`` tensors in
-        batch order, on the device: uint8 for 8-bit inputs (or when ``max_bits`` is 8), int32 in
-        [0, 65535] for 16-bit ones.
-        """
+        """``ab_norm``: the backend's float32 ``[N, 2, S, S]`` ab/110 for ``batch.l_norm``, on its
+        device. Returns N contiguous ``[3, H, W]`` tensors on the device, in batch order: uint8
+        for 8-bit inputs (or ``max_bits=8``), int32 in [0, 65535] for 16-bit ones."""
         if ab_norm.shape[0] != len(batch) or ab_norm.shape[1] != 2:
             raise ValueError(f"ab has shape {tuple(ab_norm.shape)}, expected [{len(batch)}, 2, S, S]")
         ab_norm = ab_norm.float().contiguous()

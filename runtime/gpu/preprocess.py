@@ -1,16 +1,11 @@
 """GPU preprocessing: decoded pixels -> full-resolution L* and the network's square render.
 
-L* is the CPU path's (DESIGN §2): gray levels read it from a table built by
-``facecolor.color.lightness`` itself, never from nvJPEG's luma; colour pixels go through
-per-channel sRGB -> linear tables pre-multiplied by the D65 Y weights, then ``116 f(Y) - 16``
-(within 1e-3 of the CPU). The render resizes as ``runtime/geometry.py`` says, with OpenCV's
-maps (INTER_AREA shrinking, INTER_LINEAR enlarging). Both are separable linear maps, so
-``Rh @ L @ Rw^T`` resizes a whole group of same-size images in one batched GEMM, exactly (in
-true float32, torch's default: a process that enables TF32 matmuls gets about 1e-3 of L/50-1).
-
-Images are processed in groups of one size and kind. Each group's full-resolution L* is kept
-for the postprocess, which joins it with the predicted ab; the decoded pixels can go once this
-returns. Every function takes tensors on any device: the tests run them on the CPU.
+L* is the CPU path's (DESIGN §2): gray levels read it from a table made by
+``color.lightness`` itself, colour pixels go through per-channel sRGB -> Y tables and
+``116 f(Y) - 16`` (within 1e-3). OpenCV's resizes (INTER_AREA shrinking, INTER_LINEAR
+enlarging) are separable linear maps, so ``Rh @ L @ Rw^T`` resizes a group of same-size images
+in one batched GEMM, exactly (in true float32, torch's default: TF32 matmuls would cost about
+1e-3 of L/50-1). Every function takes tensors on any device: the tests run them on the CPU.
 """
 
 from __future__ import annotations
@@ -33,11 +28,8 @@ Y_WEIGHTS = CIE_RGB_TO_XYZ[1]
 
 @dataclass
 class GpuImage:
-    """One decoded image on the device (or the CPU in tests), upright.
-
-    ``pixels``: ``[C, H, W]``, C = 1 (gray) or 3 (RGB); uint8 for 8-bit images, int32 holding
-    0..65535 for 16-bit ones (torch's uint16 supports too few ops on CUDA).
-    """
+    """One decoded upright image: ``pixels`` ``[1|3, H, W]`` on the device, uint8 for 8-bit
+    images, int32 holding 0..65535 for 16-bit ones (torch's uint16 has too few ops on CUDA)."""
 
     pixels: torch.Tensor
     bits: int = 8
@@ -45,8 +37,8 @@ class GpuImage:
 
 @dataclass
 class Group:
-    """Images of one size and kind: their ``indices`` in the batch (and in ``l_norm``) and their
-    ``lightness``, float32 ``[B, H, W]`` L* in ``[0, 100]``, contiguous, on the device."""
+    """Images of one size and kind: their ``indices`` in the batch and their ``lightness``, float32
+    ``[B, H, W]`` L* in [0, 100] on the device, kept for the postprocess to join with ab."""
 
     indices: list[int]
     geometry: Geometry
