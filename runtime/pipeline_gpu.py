@@ -33,8 +33,8 @@ from facecolor.runtime.gpu.cuda import (
 )
 from facecolor.runtime.gpu.jpeg import Triage, triage
 from facecolor.runtime.gpu.nvjpeg import NvjpegDecoder, NvjpegEncoder
-from facecolor.runtime.gpu.postprocess import GpuPostprocessor
-from facecolor.runtime.gpu.preprocess import GpuImage, GpuPreprocessor
+from facecolor.runtime.gpu.postprocess import postprocess
+from facecolor.runtime.gpu.preprocess import GpuImage, preprocess
 from facecolor.runtime.pipeline import BatchStage, FatalError, Item, MapStage, Settings, failure_reason
 from facecolor.runtime.pipeline_cpu import read_stage, save
 from facecolor.runtime.write import encode, metadata_note, output_dtype
@@ -85,8 +85,6 @@ class GpuPipeline:
         self.decoder = NvjpegDecoder(self.device)
         self.encoder = NvjpegEncoder(self.device, settings.quality, note=self.note)
         self.compute = new_stream(self.device)
-        self.preprocess = GpuPreprocessor(backend.render_size, self.device)
-        self.postprocess = GpuPostprocessor()
         self._read = read_stage(settings)
 
     def read(self, item: Item) -> Item:
@@ -149,12 +147,12 @@ class GpuPipeline:
                     stream.wait_event(event)
                 for work in works:
                     hand_over(work.image.pixels, stream)
-                batch = self.preprocess([work.image for work in works])
+                batch = preprocess([work.image for work in works], self.backend.render_size)
                 for work in works:
                     work.image = None  # the pixels are no longer needed; L* is in the batch
             ab = self.backend.predict_ab(batch.l_norm)
             with cuda_errors(f"postprocessing a batch of {len(items)}"):
-                outputs = self.postprocess(batch, ab, max_bits=max(work.out_bits for work in works))
+                outputs = postprocess(batch, ab, max_bits=max(work.out_bits for work in works))
                 del batch, ab
                 for work, rgb in zip(works, outputs):
                     self._place(work, rgb)

@@ -194,32 +194,26 @@ def colorize_triton(
 # --------------------------------------------------------------------------- the stage
 
 
-class GpuPostprocessor:
-    """PreparedBatch + the backend's ab -> sRGB images. ``use_triton``: None runs the kernel on
-    CUDA when Triton imports, True requires it, False never runs it."""
-
-    def __init__(self, *, use_triton: bool | None = None) -> None:
-        if use_triton and not triton_available():
-            raise Unavailable("use_triton=True, but triton cannot be imported: install torch's CUDA wheel or pass "
-                              "use_triton=None")
-        self.use_triton = use_triton
-
-    def __call__(
-        self, batch: PreparedBatch, ab_norm: torch.Tensor, *, max_bits: int = 16
-    ) -> list[torch.Tensor]:
-        """``ab_norm``: the backend's float32 ``[N, 2, S, S]`` ab/110 for ``batch.l_norm``, on its
-        device. Returns N contiguous ``[3, H, W]`` tensors on the device, in batch order: uint8
-        for 8-bit inputs (or ``max_bits=8``), int32 in [0, 65535] for 16-bit ones."""
-        if ab_norm.shape[0] != len(batch) or ab_norm.shape[1] != 2:
-            raise ValueError(f"ab has shape {tuple(ab_norm.shape)}, expected [{len(batch)}, 2, S, S]")
-        ab_norm = ab_norm.float().contiguous()
-        fused = ab_norm.is_cuda and triton_available() if self.use_triton is None else self.use_triton
-        results: list[torch.Tensor | None] = [None] * len(batch)
-        for group in batch.groups:
-            # Images smaller than the render need area resampling: plain torch.
-            colorize = colorize_triton if fused and group.geometry.shrinks else colorize_torch
-            ab = ab_norm[batch_rows(group.indices, ab_norm.device)]
-            stacked = colorize(group.lightness, ab, group.geometry, bits=min(group.bits, max_bits))
-            for position, index in enumerate(group.indices):
-                results[index] = stacked[position]
-        return results  # type: ignore[return-value]
+def postprocess(
+    batch: PreparedBatch, ab_norm: torch.Tensor, *, use_triton: bool | None = None, max_bits: int = 16
+) -> list[torch.Tensor]:
+    """``ab_norm``: the backend's float32 ``[N, 2, S, S]`` ab/110 for ``batch.l_norm``, on its
+    device. Returns N contiguous ``[3, H, W]`` tensors on the device, in batch order: uint8 for
+    8-bit inputs (or ``max_bits=8``), int32 in [0, 65535] for 16-bit ones. ``use_triton``: None
+    runs the kernel on CUDA when Triton imports, True requires it, False never runs it."""
+    if use_triton and not triton_available():
+        raise Unavailable("use_triton=True, but triton cannot be imported: install torch's CUDA wheel or pass "
+                          "use_triton=None")
+    if ab_norm.shape[0] != len(batch) or ab_norm.shape[1] != 2:
+        raise ValueError(f"ab has shape {tuple(ab_norm.shape)}, expected [{len(batch)}, 2, S, S]")
+    ab_norm = ab_norm.float().contiguous()
+    fused = ab_norm.is_cuda and triton_available() if use_triton is None else use_triton
+    results: list[torch.Tensor | None] = [None] * len(batch)
+    for group in batch.groups:
+        # Images smaller than the render need area resampling: plain torch.
+        colorize = colorize_triton if fused and group.geometry.shrinks else colorize_torch
+        ab = ab_norm[batch_rows(group.indices, ab_norm.device)]
+        stacked = colorize(group.lightness, ab, group.geometry, bits=min(group.bits, max_bits))
+        for position, index in enumerate(group.indices):
+            results[index] = stacked[position]
+    return results  # type: ignore[return-value]

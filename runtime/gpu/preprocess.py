@@ -154,29 +154,22 @@ def render(lightness: torch.Tensor, geometry: Geometry) -> torch.Tensor:
     return inner.contiguous()
 
 
-class GpuPreprocessor:
-    """Batches of GpuImage -> PreparedBatch, on one device, for one render size; queued on the
-    current stream."""
-
-    def __init__(self, render_size: int, device: torch.device | str) -> None:
-        self.render_size = int(render_size)
-        self.device = torch.device(device)
-
-    def __call__(self, images: Sequence[GpuImage]) -> PreparedBatch:
-        if not images:
-            raise ValueError("an empty batch has nothing to preprocess")
-        size = self.render_size
-        l_norm = torch.empty((len(images), 1, size, size), dtype=torch.float32, device=self.device)
-        kinds: dict[tuple[int, ...], list[int]] = {}
-        for index, image in enumerate(images):
-            kinds.setdefault((*image.pixels.shape, image.bits), []).append(index)
-        groups = []
-        for (_, height, width, bits), indices in kinds.items():
-            geometry = fit_geometry(height, width, size)
-            pixels = [images[i].pixels for i in indices]
-            stack = torch.stack(pixels) if len(pixels) > 1 else pixels[0].unsqueeze(0)  # one image: a view
-            lightness = lightness_from_pixels(stack, bits)
-            del stack
-            l_norm[batch_rows(indices, self.device)] = render(lightness, geometry)
-            groups.append(Group(indices, geometry, bits, lightness))
-        return PreparedBatch(l_norm, groups)
+def preprocess(images: Sequence[GpuImage], render_size: int) -> PreparedBatch:
+    """One batch, grouped by size and kind, on the images' device and the current stream."""
+    if not images:
+        raise ValueError("an empty batch has nothing to preprocess")
+    device = images[0].pixels.device
+    l_norm = torch.empty((len(images), 1, render_size, render_size), dtype=torch.float32, device=device)
+    kinds: dict[tuple[int, ...], list[int]] = {}
+    for index, image in enumerate(images):
+        kinds.setdefault((*image.pixels.shape, image.bits), []).append(index)
+    groups = []
+    for (_, height, width, bits), indices in kinds.items():
+        geometry = fit_geometry(height, width, render_size)
+        pixels = [images[i].pixels for i in indices]
+        stack = torch.stack(pixels) if len(pixels) > 1 else pixels[0].unsqueeze(0)  # one image: a view
+        lightness = lightness_from_pixels(stack, bits)
+        del stack
+        l_norm[batch_rows(indices, device)] = render(lightness, geometry)
+        groups.append(Group(indices, geometry, bits, lightness))
+    return PreparedBatch(l_norm, groups)

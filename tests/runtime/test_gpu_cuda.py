@@ -24,8 +24,8 @@ from facecolor.runtime.geometry import fit_geometry
 from facecolor.runtime.gpu.cuda import mark
 from facecolor.runtime.gpu.jpeg import triage
 from facecolor.runtime.gpu.nvjpeg import NvjpegDecoder, NvjpegEncoder
-from facecolor.runtime.gpu.postprocess import GpuPostprocessor, triton_available
-from facecolor.runtime.gpu.preprocess import GpuImage, GpuPreprocessor
+from facecolor.runtime.gpu.postprocess import postprocess, triton_available
+from facecolor.runtime.gpu.preprocess import GpuImage, preprocess
 from facecolor.runtime.executor import ThreadExecutor
 from facecolor.runtime.pipeline import Settings
 from facecolor.runtime.run import run_batch
@@ -128,7 +128,7 @@ def test_cuda_pre_and_postprocess_are_the_cpu_math(bits):
     grays = [portrait(h, w, dtype, seed=i) for i, (h, w) in enumerate(shapes)]
     device = torch.device("cuda")
     images = [GpuImage(torch.from_numpy(g.astype(np.int32) if bits == 16 else g)[None].to(device), bits) for g in grays]
-    batch = GpuPreprocessor(128, device)(images)
+    batch = preprocess(images, 128)
     rng = np.random.default_rng(1)
     ab = np.tanh(rng.normal(size=(len(shapes), 2, 128, 128)).astype(np.float32) * 2)
     for index, gray in enumerate(grays):
@@ -138,7 +138,7 @@ def test_cuda_pre_and_postprocess_are_the_cpu_math(bits):
         assert diff < 1e-4
     print("triton available:", triton_available())
     for use_triton in (None, False):
-        outputs = GpuPostprocessor(use_triton=use_triton)(batch, torch.from_numpy(ab).to(device))
+        outputs = postprocess(batch, torch.from_numpy(ab).to(device), use_triton=use_triton)
         torch.cuda.synchronize()
         for index, gray in enumerate(grays):
             geometry = fit_geometry(*gray.shape, 128)

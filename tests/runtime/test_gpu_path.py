@@ -32,11 +32,11 @@ from facecolor.runtime.decode import jpeg_is_truncated
 from facecolor.runtime.gpu.jpeg import JpegHeaderError, exif_orientation, is_truncated, read_jpeg_info, triage
 from facecolor.runtime.gpu.nvjpeg import orient
 from facecolor.runtime.write import jpeg_with_comment
-from facecolor.runtime.gpu.postprocess import GpuPostprocessor, colorize_torch
+from facecolor.runtime.gpu.postprocess import colorize_torch, postprocess
 from facecolor.runtime.gpu.preprocess import (
     GpuImage,
-    GpuPreprocessor,
     lightness_from_pixels,
+    preprocess,
     render,
     resize_matrix,
 )
@@ -223,13 +223,13 @@ def test_preprocessor_groups_mixed_batches():
     gpu = [GpuImage(torch.from_numpy(images[0])[None]), GpuImage(torch.from_numpy(images[1])[None]),
            GpuImage(torch.from_numpy(np.dstack([images[2]] * 3)).permute(2, 0, 1).contiguous()),
            GpuImage(torch.from_numpy(images[3].astype(np.int32))[None], bits=16)]
-    batch = GpuPreprocessor(32, "cpu")(gpu)
+    batch = preprocess(gpu, 32)
     assert batch.l_norm.shape == (4, 1, 32, 32) and len(batch.groups) == 4
     assert sorted(i for g in batch.groups for i in g.indices) == [0, 1, 2, 3]
     for index, gray in enumerate(images):
         diff = np.abs(batch.l_norm[index, 0].numpy() - cpu_render(gray, 32)).max()
         assert diff < 2e-3 * (1 if index != 2 else 1), f"image {index}: {diff}"
-    same = GpuPreprocessor(32, "cpu")([gpu[0], gpu[1], gpu[0]])
+    same = preprocess([gpu[0], gpu[1], gpu[0]], 32)
     assert [g.indices for g in same.groups] == [[0, 2], [1]]
     torch.testing.assert_close(same.l_norm[2], same.l_norm[0])
 
@@ -289,15 +289,15 @@ def test_gray_output_keeps_the_input_lightness():
 
 def test_postprocessor_returns_images_in_batch_order():
     grays = [smooth_gray(60, 40), smooth_gray(50, 50), smooth_gray(60, 40)]
-    batch = GpuPreprocessor(32, "cpu")([GpuImage(torch.from_numpy(g)[None]) for g in grays])
+    batch = preprocess([GpuImage(torch.from_numpy(g)[None]) for g in grays], 32)
     ab = torch.from_numpy(_ab(3, 32))
-    outputs = GpuPostprocessor(use_triton=False)(batch, ab)
+    outputs = postprocess(batch, ab, use_triton=False)
     assert [tuple(o.shape) for o in outputs] == [(3, 60, 40), (3, 50, 50), (3, 60, 40)]
     for i, gray in enumerate(grays):
         reference = cpu_colorize(lightness(gray), ab[i].numpy(), 32).transpose(2, 0, 1)
         assert np.abs(outputs[i].numpy().astype(int) - reference.astype(int)).max() <= 1
     with pytest.raises(ValueError):
-        GpuPostprocessor(use_triton=False)(batch, ab[:2])
+        postprocess(batch, ab[:2], use_triton=False)
 
 
 def test_triton_kernel_matches_torch_under_the_interpreter():
@@ -321,14 +321,14 @@ def test_triton_kernel_matches_torch_under_the_interpreter():
             assert diff <= (0 if bits == 8 else 2), (shape, bits, diff)
             worst = max(worst, diff)
         # The stage object's dispatch: mixed groups, interleaved rows, a small image (torch path).
-        from facecolor.runtime.gpu.postprocess import GpuPostprocessor
-        from facecolor.runtime.gpu.preprocess import GpuImage, GpuPreprocessor
+        from facecolor.runtime.gpu.postprocess import postprocess
+        from facecolor.runtime.gpu.preprocess import GpuImage, preprocess
         shapes = [(40, 30), (25, 25), (40, 30), (10, 12)]
         images = [GpuImage(torch.from_numpy(rng.integers(0, 256, (1, *s), dtype=np.uint8))) for s in shapes]
-        batch = GpuPreprocessor(16, "cpu")(images)
+        batch = preprocess(images, 16)
         ab = torch.from_numpy(np.tanh(rng.normal(size=(4, 2, 16, 16))).astype(np.float32))
-        fused = GpuPostprocessor(use_triton=True)(batch, ab)
-        plain = GpuPostprocessor(use_triton=False)(batch, ab)
+        fused = postprocess(batch, ab, use_triton=True)
+        plain = postprocess(batch, ab, use_triton=False)
         for a, b in zip(fused, plain):
             assert a.shape == b.shape and torch.equal(a, b), (a.shape, (a.long() - b.long()).abs().max())
         print("max diff", worst)
