@@ -187,13 +187,9 @@ class GpuPipeline:
         ready = _unique(work.colorized for work in works)
         try:
             files = self.encoder.encode([work.rgb for work in works], ready=ready)
-        except NvjpegError:
-            files = [None] * len(works)  # nvJPEG refused the batch: these go to the CPU encoder
+        except NvjpegError:  # nvJPEG refused the batch: the write stage encodes these on the CPU
+            return items
         for work, data in zip(works, files):
-            if data is None:
-                host_wait(work.colorized)
-                with torch.cuda.stream(self.compute):  # rare path: a synchronous copy
-                    work.host = work.rgb.permute(1, 2, 0).cpu()
             work.data, work.rgb = data, None
         return items
 
@@ -203,6 +199,9 @@ class GpuPipeline:
         data = work.data
         if data is None:
             host_wait(work.colorized)
+            if work.host is None:  # a JPEG nvJPEG refused (rare): a synchronous copy
+                with torch.cuda.stream(self.compute):
+                    work.host = work.rgb.permute(1, 2, 0).cpu()
             pixels = work.host.numpy()
             if work.out_bits == 16:
                 pixels = pixels.astype(np.uint16)

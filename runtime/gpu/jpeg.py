@@ -11,22 +11,6 @@ from dataclasses import dataclass
 from facecolor.errors import FacecolorError
 
 SOI = b"\xff\xd8"
-#: Start-of-frame markers: the frame type says how the scan is coded.
-_SOF_MARKERS = {
-    0xC0: "baseline",
-    0xC1: "extended",
-    0xC2: "progressive",
-    0xC3: "lossless",
-    0xC5: "differential-sequential",
-    0xC6: "differential-progressive",
-    0xC7: "differential-lossless",
-    0xC9: "arithmetic-extended",
-    0xCA: "arithmetic-progressive",
-    0xCB: "arithmetic-lossless",
-    0xCD: "arithmetic-differential-sequential",
-    0xCE: "arithmetic-differential-progressive",
-    0xCF: "arithmetic-differential-lossless",
-}
 #: Markers that stand alone (no length field): TEM, RST0-7, SOI, EOI.
 _STANDALONE = {0x01, *range(0xD0, 0xD8), 0xD8, 0xD9}
 _SOS = 0xDA
@@ -43,7 +27,7 @@ class JpegHeaderError(FacecolorError, ValueError):
 class JpegInfo:
     """What the markers in front of the first scan say about a JPEG file."""
 
-    frame: str  # 'baseline', 'progressive', ... (see _SOF_MARKERS)
+    frame: str  # 'baseline', 'progressive', ... (see _frame_kind)
     precision: int  # bits per sample: 8 for nearly every file, 12 or 16 for medical/lossless
     height: int  # as stored, before EXIF orientation; 0 means "given later by a DNL marker"
     width: int
@@ -62,6 +46,16 @@ class JpegInfo:
     @property
     def is_gray(self) -> bool:
         return self.components == 1
+
+
+def _frame_kind(marker: int) -> str | None:
+    """What a start-of-frame marker says of the scan's coding (ITU-T T.81 table B.1: SOF markers
+    are C0-CF but for DHT C4, JPG C8 and DAC CC; bit 3 is arithmetic coding, bit 2 differential,
+    bits 0-1 the process), or None for other markers."""
+    if not 0xC0 <= marker <= 0xCF or marker in (0xC4, 0xC8, 0xCC):
+        return None
+    process = ("baseline", "sequential" if marker & 4 else "extended", "progressive", "lossless")[marker & 3]
+    return ("arithmetic-" if marker & 8 else "") + ("differential-" if marker & 4 else "") + process
 
 
 def _segments(data: bytes):
@@ -133,14 +127,14 @@ def read_jpeg_info(data: bytes) -> JpegInfo:
     orientation = 1
     adobe = None
     for marker, start, end in _segments(data):
-        if marker in _SOF_MARKERS and frame is None:
+        if frame is None and _frame_kind(marker):
             if end - start < 6:
                 raise JpegHeaderError("the frame header (SOF) is too short")
             precision, height, width, ncomp = struct.unpack_from(">BHHB", data, start)
             if ncomp < 1 or end - start < 6 + 3 * ncomp:
                 raise JpegHeaderError(f"the frame header lists {ncomp} components it does not hold")
             ids = tuple(data[start + 6 + 3 * i] for i in range(ncomp))
-            frame = (_SOF_MARKERS[marker], precision, height, width, ncomp, ids)
+            frame = (_frame_kind(marker), precision, height, width, ncomp, ids)
         elif marker == _APP1 and orientation == 1 and data[start:start + 6] == _EXIF_HEADER:
             orientation = exif_orientation(data[start + 6:end])
         elif marker == _APP14 and data[start:start + 5] == b"Adobe" and end - start >= 12:
