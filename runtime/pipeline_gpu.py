@@ -1,14 +1,13 @@
 """The GPU pipeline: nvJPEG, fused LAB math and a CUDA backend, overlapped (DESIGN §7).
 
-    read        (N threads)      the CPU pipeline's reader (size guard), then JPEG header
-                                 triage; what nvJPEG should not get is decoded here on the CPU
-                                 (runtime.decode), as the CPU path does
-    decode-gpu  (1 thread)       nvJPEG batches, uploads of the rest; on the decoder's stream
-    colorize    (1 thread)       preprocess -> backend -> postprocess on the compute stream;
-                                 non-JPEG outputs start their copy to pinned host memory here
-    encode-gpu  (1 thread)       nvJPEG for the JPEG outputs; on the encoder's stream
-    write       (N threads)      CPU encode of the other formats and 16-bit (runtime.write),
-                                 then the CPU pipeline's atomic write, for every output
+    read        (N threads)  the CPU pipeline's reader, then JPEG triage; what nvJPEG should not
+                             get is decoded here by the CPU decoder (runtime.decode)
+    decode-gpu  (1 thread)   nvJPEG batches, uploads of the rest; on the decoder's stream
+    colorize    (1 thread)   preprocess -> backend -> postprocess on the compute stream; non-JPEG
+                             outputs start their copy to pinned host memory here
+    encode-gpu  (1 thread)   nvJPEG for the JPEG outputs; on the encoder's stream
+    write       (N threads)  runtime.write's CPU encode of everything nvJPEG did not encode,
+                             then the CPU pipeline's atomic write
 
 Reading and triage share a stage because every stage hop costs held-GIL time per image, and at
 a few thousand images per second the GIL is what all the stages' threads share. Work moves
@@ -42,13 +41,10 @@ from facecolor.runtime.write import encode, metadata_note, output_dtype
 
 @dataclass
 class GpuWork:
-    """One image between the GPU stages.
-
-    ``image``: decoded pixels on the device until ``colorize``, ready once ``decoded`` (an event
-    on the decoder's stream) has completed. Then either ``rgb``, uint8 ``[3, H, W]`` on the
-    device for nvJPEG, or ``host``, ``[H, W, 3]`` uint8 or int32 (16-bit values) in pinned host
-    memory for the CPU encoder, ready once ``colorized`` (on the compute stream) has completed.
-    """
+    """One image between the GPU stages: ``image`` (decoded, on the device) until ``colorize``,
+    ready after the ``decoded`` event; then ``rgb`` (uint8 ``[3, H, W]`` on the device, for
+    nvJPEG) or ``host`` (``[H, W, 3]`` uint8 or int32 holding 16-bit values, pinned host memory,
+    for the CPU encoder), ready after the ``colorized`` event."""
 
     image: GpuImage | None
     target_format: str
@@ -221,7 +217,7 @@ class GpuPipeline:
 
 
 def build_stages(settings: Settings, backend) -> list[MapStage | BatchStage]:
-    """The GPU stages for ``backend`` (a CUDA backend: torch CUDA tensors in and out)."""
+    """The stages for a CUDA backend (torch CUDA tensors in and out)."""
     if backend.device != "cuda":
         raise ValueError(f"the GPU pipeline needs a CUDA backend, not {backend.name}")
     with _gpu_errors_are_fatal():

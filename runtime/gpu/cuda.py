@@ -31,12 +31,9 @@ class NvjpegError(GpuError):
 
 @contextmanager
 def cuda_errors(what: str, error: type[Exception] = GpuError) -> Iterator[None]:
-    """Re-raise CUDA failures in the block as ``error`` (out of memory as GpuOutOfMemory),
-    the message starting with ``what``.
-
-    Errors already named pass through, and so do programming errors (TypeError, ValueError),
-    so that bugs are not disguised as GPU faults.
-    """
+    """CUDA failures in the block re-raised as ``error`` (out of memory as GpuOutOfMemory), saying
+    ``what`` was done. Programming errors (TypeError, ValueError) pass through: bugs must not be
+    disguised as GPU faults."""
     try:
         yield
     except (GpuError, error):
@@ -75,7 +72,6 @@ def new_stream(device: torch.device) -> torch.cuda.Stream | None:
 
 
 def mark(stream: torch.cuda.Stream | None) -> torch.cuda.Event | None:
-    """An event recorded on ``stream`` after everything queued so far."""
     if stream is None:
         return None
     event = torch.cuda.Event()
@@ -90,6 +86,5 @@ def host_wait(event: torch.cuda.Event | None) -> None:
 
 
 def drain(stream: torch.cuda.Stream | None) -> None:
-    """Block this thread until ``stream`` has run everything queued on it."""
     if stream is not None:
         stream.synchronize()

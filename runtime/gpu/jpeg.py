@@ -59,10 +59,7 @@ def _frame_kind(marker: int) -> str | None:
 
 
 def _segments(data: bytes):
-    """Yield ``(marker, payload_start, payload_end)`` for each segment up to and including SOS.
-
-    Raises JpegHeaderError when the bytes do not start with SOI or a segment runs past the end.
-    """
+    """``(marker, payload_start, payload_end)`` of each segment up to and including SOS."""
     if not data.startswith(SOI):
         raise JpegHeaderError("not a JPEG: the file does not start with the SOI marker FFD8")
     pos, size = 2, len(data)
@@ -159,14 +156,13 @@ class Triage:
 
 
 def triage(data: bytes | bytearray | memoryview, max_pixels: int | None = None) -> Triage:
-    """Decide from the header alone whether nvJPEG decodes ``data``.
+    """Whether nvJPEG decodes ``data``, from its header alone.
 
-    nvJPEG would decode progressive files, but on its slow one-at-a-time path, which also holds
-    torchvision's global decoder lock: the CPU threads do them without stalling the GPU batches,
-    as they do what nvJPEG cannot (lossless, arithmetic, 12-bit) and the colour-space corners
-    libjpeg handles as the CPU path does (CMYK, YCCK, RGB-coded). Truncated files and files over
-    ``max_pixels`` go to the CPU decoder too, so that they fail with its reason (nvJPEG would
-    return gray rows for a truncated file).
+    Progressive files would take nvJPEG's slow one-at-a-time path, which holds torchvision's
+    global decoder lock: CPU threads decode them without stalling the GPU batches, as they do
+    what nvJPEG cannot (lossless, arithmetic, 12-bit) and the colour spaces libjpeg handles as
+    the CPU path does (CMYK, YCCK, RGB-coded). Truncated files (nvJPEG returns gray rows) and
+    files over ``max_pixels`` go there too, to fail with the CPU decoder's reason.
     """
     if not isinstance(data, (bytes, bytearray)):
         data = bytes(data)

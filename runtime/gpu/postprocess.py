@@ -204,11 +204,12 @@ def postprocess(
     if use_triton and not triton_available():
         raise Unavailable("use_triton=True, but triton cannot be imported: install torch's CUDA wheel or pass "
                           "use_triton=None")
-    if ab_norm.shape[0] != len(batch) or ab_norm.shape[1] != 2:
-        raise ValueError(f"ab has shape {tuple(ab_norm.shape)}, expected [{len(batch)}, 2, S, S]")
+    count = len(batch.l_norm)
+    if ab_norm.shape[0] != count or ab_norm.shape[1] != 2:
+        raise ValueError(f"ab has shape {tuple(ab_norm.shape)}, expected [{count}, 2, S, S]")
     ab_norm = ab_norm.float().contiguous()
     fused = ab_norm.is_cuda and triton_available() if use_triton is None else use_triton
-    results: list[torch.Tensor | None] = [None] * len(batch)
+    results: list[torch.Tensor | None] = [None] * count
     for group in batch.groups:
         # Images smaller than the render need area resampling: plain torch.
         colorize = colorize_triton if fused and group.geometry.shrinks else colorize_torch

@@ -54,9 +54,6 @@ class PreparedBatch:
     l_norm: torch.Tensor
     groups: list[Group]
 
-    def __len__(self) -> int:
-        return int(self.l_norm.shape[0])
-
 
 def batch_rows(indices: list[int], device: torch.device) -> slice | torch.Tensor:
     """``indices`` as an index along the batch: a slice (a view, no host-to-device copy) when
