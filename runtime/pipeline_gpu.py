@@ -32,8 +32,7 @@ from facecolor.runtime.gpu.cuda import (
 )
 from facecolor.runtime.gpu.jpeg import Triage, triage
 from facecolor.runtime.gpu.nvjpeg import NvjpegDecoder, NvjpegEncoder
-from facecolor.runtime.gpu.postprocess import postprocess
-from facecolor.runtime.gpu.preprocess import GpuImage, preprocess
+from facecolor.runtime.gpu.render import GpuImage, postprocess, preprocess
 from facecolor.runtime.pipeline import BatchStage, FatalError, Item, MapStage, Settings, failure_reason
 from facecolor.runtime.pipeline_cpu import read_stage, save
 from facecolor.runtime.write import encode, metadata_note, output_dtype

@@ -29,7 +29,7 @@ from torchvision.io import ImageReadMode, decode_jpeg, encode_jpeg
 
 from facecolor.runtime.gpu.cuda import NvjpegError, cuda_errors, drain, host_wait, mark, new_stream, torch_device
 from facecolor.runtime.gpu.jpeg import JpegInfo
-from facecolor.runtime.gpu.preprocess import GpuImage
+from facecolor.runtime.gpu.render import GpuImage
 from facecolor.runtime.write import jpeg_with_comment
 
 

@@ -24,8 +24,7 @@ from facecolor.runtime.geometry import fit_geometry
 from facecolor.runtime.gpu.cuda import mark
 from facecolor.runtime.gpu.jpeg import triage
 from facecolor.runtime.gpu.nvjpeg import NvjpegDecoder, NvjpegEncoder
-from facecolor.runtime.gpu.postprocess import postprocess, triton_available
-from facecolor.runtime.gpu.preprocess import GpuImage, preprocess
+from facecolor.runtime.gpu.render import GpuImage, postprocess, preprocess, triton_available
 from facecolor.runtime.executor import ThreadExecutor
 from facecolor.runtime.pipeline import Settings
 from facecolor.runtime.run import run_batch

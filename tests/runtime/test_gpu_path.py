@@ -32,10 +32,11 @@ from facecolor.runtime.decode import jpeg_is_truncated
 from facecolor.runtime.gpu.jpeg import JpegHeaderError, exif_orientation, is_truncated, read_jpeg_info, triage
 from facecolor.runtime.gpu.nvjpeg import orient
 from facecolor.runtime.write import jpeg_with_comment
-from facecolor.runtime.gpu.postprocess import colorize_torch, postprocess
-from facecolor.runtime.gpu.preprocess import (
+from facecolor.runtime.gpu.render import (
     GpuImage,
+    colorize_torch,
     lightness_from_pixels,
+    postprocess,
     preprocess,
     render,
     resize_matrix,
@@ -245,7 +246,7 @@ def _ab(count: int, size: int) -> np.ndarray:
 
 def test_lab_to_srgb_agrees_with_the_cpu_conversion_everywhere():
     """Over the whole L*a*b* box the network can produce, in gamut or far outside it."""
-    from facecolor.runtime.gpu.postprocess import lab_to_srgb_torch
+    from facecolor.runtime.gpu.render import lab_to_srgb_torch
 
     grid = np.stack(np.meshgrid(np.linspace(0, 100, 41), np.linspace(-110, 110, 45), np.linspace(-110, 110, 45)), -1)
     lab = grid.reshape(-1, 45, 3).astype(np.float32)
@@ -307,7 +308,7 @@ def test_triton_kernel_matches_torch_under_the_interpreter():
         """
         import numpy as np, torch
         from facecolor.runtime.geometry import fit_geometry
-        from facecolor.runtime.gpu.postprocess import colorize_torch, colorize_triton
+        from facecolor.runtime.gpu.render import colorize_torch, colorize_triton
         rng = np.random.default_rng(3)
         worst = 0
         for shape, bits in (((45, 31), 8), ((20, 52), 8), ((24, 24), 16)):
@@ -321,8 +322,7 @@ def test_triton_kernel_matches_torch_under_the_interpreter():
             assert diff <= (0 if bits == 8 else 2), (shape, bits, diff)
             worst = max(worst, diff)
         # The stage object's dispatch: mixed groups, interleaved rows, a small image (torch path).
-        from facecolor.runtime.gpu.postprocess import postprocess
-        from facecolor.runtime.gpu.preprocess import GpuImage, preprocess
+        from facecolor.runtime.gpu.render import GpuImage, postprocess, preprocess
         shapes = [(40, 30), (25, 25), (40, 30), (10, 12)]
         images = [GpuImage(torch.from_numpy(rng.integers(0, 256, (1, *s), dtype=np.uint8))) for s in shapes]
         batch = preprocess(images, 16)
@@ -347,7 +347,7 @@ def test_triton_kernel_compiles_for_hopper_without_a_gpu():
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
-    from facecolor.runtime.gpu.postprocess import _colorize_kernel
+    from facecolor.runtime.gpu.render import _colorize_kernel
 
     signature = {name: "i32" for name in ("height", "width", "size", "top", "left", "inner_h", "inner_w")}
     signature.update({"light_ptr": "*fp32", "ab_ptr": "*fp32", "out_ptr": "*u8",
