@@ -72,19 +72,11 @@ def new_stream(device: torch.device) -> torch.cuda.Stream | None:
 
 
 def mark(stream: torch.cuda.Stream | None) -> torch.cuda.Event | None:
-    if stream is None:
-        return None
-    event = torch.cuda.Event()
-    event.record(stream)
-    return event
+    return stream.record_event() if stream is not None else None
 
 
-def host_wait(event: torch.cuda.Event | None) -> None:
-    """Block this thread (not the GIL) until ``event`` has completed."""
-    if event is not None:
-        event.synchronize()
-
-
-def drain(stream: torch.cuda.Stream | None) -> None:
-    if stream is not None:
-        stream.synchronize()
+def host_wait(point: torch.cuda.Stream | torch.cuda.Event | None) -> None:
+    """Block this thread (not the GIL) until the stream has run all its queued work, or the
+    event has completed."""
+    if point is not None:
+        point.synchronize()

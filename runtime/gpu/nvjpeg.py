@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torchvision.io import ImageReadMode, decode_jpeg, encode_jpeg
 
-from facecolor.runtime.gpu.cuda import NvjpegError, cuda_errors, drain, host_wait, mark, new_stream, torch_device
+from facecolor.runtime.gpu.cuda import NvjpegError, cuda_errors, host_wait, mark, new_stream, torch_device
 from facecolor.runtime.gpu.jpeg import JpegInfo
 from facecolor.runtime.gpu.render import GpuImage
 from facecolor.runtime.write import jpeg_with_comment
@@ -88,7 +88,7 @@ class NvjpegDecoder:
 
     def _nvjpeg(self, tensors: list[torch.Tensor], mode, what: str) -> list[torch.Tensor]:
         with torch.cuda.stream(self.stream):
-            drain(self.stream)  # pytorch/vision#9606 (see the module docstring)
+            host_wait(self.stream)  # pytorch/vision#9606 (see the module docstring)
             with cuda_errors(f"nvJPEG decode of {what}", NvjpegError):
                 return list(decode_jpeg(tensors, mode=mode, device=self.device))
 
@@ -116,7 +116,7 @@ class NvjpegDecoder:
         return mark(self.stream)
 
     def close(self) -> None:
-        drain(self.stream)  # the stream itself goes with the object (torch pools streams)
+        host_wait(self.stream)  # the stream itself goes with the object (torch pools streams)
 
 
 class NvjpegEncoder:
@@ -155,8 +155,8 @@ class NvjpegEncoder:
                 host_wait(event)
             encoded = encode_jpeg(list(images), quality=self.quality)
             if cuda:
-                drain(torch.cuda.default_stream(self.device))  # the bitstream copies
-            drain(self.stream)
+                host_wait(torch.cuda.default_stream(self.device))  # the bitstream copies
+            host_wait(self.stream)
             lengths = [int(t.numel()) for t in encoded]
             blob = torch.cat(encoded).cpu().numpy().tobytes()  # one device-to-host copy
         files, start = [], 0
@@ -167,4 +167,4 @@ class NvjpegEncoder:
         return files
 
     def close(self) -> None:
-        drain(self.stream)
+        host_wait(self.stream)
