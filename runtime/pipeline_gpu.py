@@ -41,17 +41,16 @@ from facecolor.runtime.write import encode, metadata_note, output_dtype
 @dataclass
 class GpuWork:
     """One image between the GPU stages: ``image`` (decoded, on the device) until ``colorize``,
-    ready after the ``decoded`` event; then ``rgb`` (uint8 ``[3, H, W]`` on the device, for
-    nvJPEG) or ``host`` (``[H, W, 3]`` uint8 or int32 holding 16-bit values, pinned host memory,
-    for the CPU encoder), ready after the ``colorized`` event."""
+    then ``rgb`` (uint8 ``[3, H, W]`` on the device, for nvJPEG) or ``host`` (``[H, W, 3]`` uint8
+    or int32 holding 16-bit values, pinned host memory, for the CPU encoder). Whichever it holds
+    is valid once the ``ready`` event (of the stage that queued it) has completed."""
 
     image: GpuImage | None
     target_format: str
     out_bits: int
-    decoded: torch.cuda.Event | None = None
+    ready: torch.cuda.Event | None = None
     rgb: torch.Tensor | None = None
     host: torch.Tensor | None = None
-    colorized: torch.cuda.Event | None = None
     data: bytes | None = None  # the encoded file
 
 
@@ -123,7 +122,7 @@ class GpuPipeline:
         event = self.decoder.ready_event()
         for item in items:
             if isinstance(item.payload, GpuWork):
-                item.payload.decoded = event
+                item.payload.ready = event
         return items
 
     @staticmethod
@@ -138,7 +137,7 @@ class GpuPipeline:
         stream = self.compute
         with torch.cuda.stream(stream), torch.inference_mode():
             with cuda_errors(f"colorizing a batch of {len(items)}"):
-                for event in _unique(work.decoded for work in works):
+                for event in _unique(work.ready for work in works):
                     stream.wait_event(event)
                 for work in works:
                     hand_over(work.image.pixels, stream)
@@ -153,7 +152,7 @@ class GpuPipeline:
                     self._place(work, rgb)
                 done = mark(stream)
         for work in works:
-            work.colorized = done
+            work.ready = done
         return items
 
     def _place(self, work: GpuWork, rgb: torch.Tensor) -> None:
@@ -179,7 +178,7 @@ class GpuPipeline:
             return items
         for work in works:
             hand_over(work.rgb, self.encoder.stream)
-        ready = _unique(work.colorized for work in works)
+        ready = _unique(work.ready for work in works)
         try:
             files = self.encoder.encode([work.rgb for work in works], ready=ready)
         except NvjpegError:  # nvJPEG refused the batch: the write stage encodes these on the CPU
@@ -193,7 +192,7 @@ class GpuPipeline:
         work: GpuWork = item.payload
         data = work.data
         if data is None:
-            host_wait(work.colorized)
+            host_wait(work.ready)
             if work.host is None:  # a JPEG nvJPEG refused (rare): a synchronous copy
                 with torch.cuda.stream(self.compute):
                     work.host = work.rgb.permute(1, 2, 0).cpu()

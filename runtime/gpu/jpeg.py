@@ -37,13 +37,6 @@ class JpegInfo:
     adobe_transform: int | None  # APP14 "Adobe": 0 RGB/CMYK as stored, 1 YCbCr, 2 YCCK; None: no segment
 
     @property
-    def oriented_size(self) -> tuple[int, int]:
-        """``(height, width)`` after the EXIF orientation is applied (5..8 swap the axes)."""
-        if self.orientation in (5, 6, 7, 8):
-            return self.width, self.height
-        return self.height, self.width
-
-    @property
     def is_gray(self) -> bool:
         return self.components == 1
 
