@@ -49,8 +49,8 @@ from facecolor.runtime.decode import decode_image
 from facecolor.runtime.distributed.ray_job import RaySettings
 from facecolor.runtime.executor import ThreadExecutor, default_batch
 from facecolor.runtime.gpu.cuda import NvjpegError
-from facecolor.runtime.gpu.decode import NvjpegDecoder, triage
-from facecolor.runtime.gpu.encode import NvjpegEncoder
+from facecolor.runtime.gpu.jpeg import triage
+from facecolor.runtime.gpu.nvjpeg import NvjpegDecoder, NvjpegEncoder
 from facecolor.runtime.pipeline import Settings
 from facecolor.runtime.run import run_batch
 from facecolor.runtime.write import encode, output_dtype

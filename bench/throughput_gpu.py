@@ -41,7 +41,7 @@ from facecolor.runtime.backends.onnxruntime import OnnxRuntimeBackend
 from facecolor.runtime.backends.tensorrt import TensorRTBackend
 from facecolor.runtime.backends.torch_backend import TorchBackend
 from facecolor.runtime.executor import ThreadExecutor
-from facecolor.runtime.gpu.encode import NvjpegEncoder
+from facecolor.runtime.gpu.nvjpeg import NvjpegEncoder
 from facecolor.runtime.pipeline import Settings
 
 WIDTH, HEIGHT = 1024, 1280

@@ -113,12 +113,16 @@ def write_stage(settings: Settings, model_label: str):
             per_thread.scratch = Scratch()
         rgb = colorize_image(work.lightness, work.ab, work.geometry, output_dtype(work.bit_depth, fmt),
                               per_thread.scratch)
-        data = encode(rgb, fmt, quality=settings.quality, note=note)
-        write_atomically(item.job.target, data, fixed_temp=True)
-        item.payload, item.size = None, len(data)
-        return item
+        return save(item, encode(rgb, fmt, quality=settings.quality, note=note))
 
     return write
+
+
+def save(item: Item, data: bytes) -> Item:
+    """The end of every pipeline's ``write``: the encoded file written atomically, its size kept."""
+    write_atomically(item.job.target, data, fixed_temp=True)
+    item.payload, item.size = None, len(data)
+    return item
 
 
 def build_stages(settings: Settings, backend) -> list[MapStage | BatchStage]:

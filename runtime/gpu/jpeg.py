@@ -1,19 +1,6 @@
-"""JPEG bytes without decoding them: header facts, EXIF orientation, comment insertion.
-
-The GPU path needs three things from a JPEG file before (or after) nvJPEG touches it, and all
-three are cheap byte walks over the markers in front of the entropy-coded data:
-
-- whether nvJPEG's batched decoder should get the file at all (baseline or extended
-  sequential Huffman, 8-bit, 1 or 3 components in YCbCr), or the CPU decoder instead
-  (progressive, lossless, arithmetic, 12-bit, CMYK/YCCK, Adobe RGB-coded, broken headers);
-- the EXIF orientation, which nvJPEG ignores (torchvision applies it only on the CPU);
-- its size, for the pixel limit and the memory budget, before any pixel is decoded.
-
-(The note that an output was colorized by facecolor is spliced into nvJPEG's output by the CPU
-writer's own ``runtime.write.jpeg_with_comment``, so both paths write the same segment.)
-
-Everything here is pure Python on ``bytes``; nothing needs a GPU, and every function is tested
-on the CPU (``tests/runtime/test_gpu_path.py``).
+"""JPEG bytes, no pixel decoded: whether nvJPEG gets a file (``triage``), its EXIF orientation
+(which nvJPEG ignores) and its size (for the pixel limit), all from the markers in front of the
+entropy-coded data. Pure Python, tested on the CPU.
 """
 
 from __future__ import annotations
@@ -24,27 +11,10 @@ from dataclasses import dataclass
 from facecolor.errors import FacecolorError
 
 SOI = b"\xff\xd8"
-#: Start-of-frame markers: the frame type says how the scan is coded.
-_SOF_MARKERS = {
-    0xC0: "baseline",
-    0xC1: "extended",
-    0xC2: "progressive",
-    0xC3: "lossless",
-    0xC5: "differential-sequential",
-    0xC6: "differential-progressive",
-    0xC7: "differential-lossless",
-    0xC9: "arithmetic-extended",
-    0xCA: "arithmetic-progressive",
-    0xCB: "arithmetic-lossless",
-    0xCD: "arithmetic-differential-sequential",
-    0xCE: "arithmetic-differential-progressive",
-    0xCF: "arithmetic-differential-lossless",
-}
 #: Markers that stand alone (no length field): TEM, RST0-7, SOI, EOI.
 _STANDALONE = {0x01, *range(0xD0, 0xD8), 0xD8, 0xD9}
 _SOS = 0xDA
 _APP1, _APP14 = 0xE1, 0xEE
-_COM = 0xFE
 _EXIF_HEADER = b"Exif\x00\x00"
 _ORIENTATION_TAG = 0x0112
 
@@ -55,60 +25,34 @@ class JpegHeaderError(FacecolorError, ValueError):
 
 @dataclass(frozen=True)
 class JpegInfo:
-    """What the markers in front of the first scan say about a JPEG file.
+    """What the markers in front of the first scan say about a JPEG file."""
 
-    ``adobe_transform`` is the APP14 "Adobe" colour transform (0: none, i.e. RGB or CMYK as
-    stored; 1: YCbCr; 2: YCCK), or None when the file has no Adobe segment.
-    """
-
-    frame: str  # 'baseline', 'progressive', ... (see _SOF_MARKERS)
+    frame: str  # 'baseline', 'progressive', ... (see _frame_kind)
     precision: int  # bits per sample: 8 for nearly every file, 12 or 16 for medical/lossless
     height: int  # as stored, before EXIF orientation; 0 means "given later by a DNL marker"
     width: int
     components: int  # 1 gray, 3 YCbCr/RGB, 4 CMYK/YCCK
     component_ids: tuple[int, ...]
     orientation: int  # EXIF orientation 1..8; 1 when absent or unreadable
-    adobe_transform: int | None
-
-    @property
-    def oriented_size(self) -> tuple[int, int]:
-        """``(height, width)`` after the EXIF orientation is applied (5..8 swap the axes)."""
-        if self.orientation in (5, 6, 7, 8):
-            return self.width, self.height
-        return self.height, self.width
+    adobe_transform: int | None  # APP14 "Adobe": 0 RGB/CMYK as stored, 1 YCbCr, 2 YCCK; None: no segment
 
     @property
     def is_gray(self) -> bool:
         return self.components == 1
 
-    def gpu_rejection(self) -> str | None:
-        """Why nvJPEG's batched decoder should not get this file, or None when it should.
 
-        nvJPEG would decode some of these (progressive files on its slow one-at-a-time path,
-        which also holds torchvision's global decoder lock), but the CPU threads do them as
-        well without stalling the GPU batches, and libjpeg handles every colour-space corner
-        (Adobe RGB-coded files, CMYK, YCCK) the way the CPU path does.
-        """
-        if self.frame not in ("baseline", "extended"):
-            return f"{self.frame} JPEG"
-        if self.precision != 8:
-            return f"{self.precision}-bit JPEG"
-        if self.components not in (1, 3):
-            return f"{self.components}-component JPEG (CMYK/YCCK)"
-        if self.components == 3 and self.adobe_transform == 0:
-            return "RGB-coded JPEG (Adobe transform 0)"
-        if self.components == 3 and self.component_ids == (ord("R"), ord("G"), ord("B")):
-            return "RGB-coded JPEG (component ids R, G, B)"
-        if self.height == 0 or self.width == 0:
-            return "JPEG with its height in a DNL marker"
+def _frame_kind(marker: int) -> str | None:
+    """What a start-of-frame marker says of the scan's coding (ITU-T T.81 table B.1: SOF markers
+    are C0-CF but for DHT C4, JPG C8 and DAC CC; bit 3 is arithmetic coding, bit 2 differential,
+    bits 0-1 the process), or None for other markers."""
+    if not 0xC0 <= marker <= 0xCF or marker in (0xC4, 0xC8, 0xCC):
         return None
+    process = ("baseline", "sequential" if marker & 4 else "extended", "progressive", "lossless")[marker & 3]
+    return ("arithmetic-" if marker & 8 else "") + ("differential-" if marker & 4 else "") + process
 
 
 def _segments(data: bytes):
-    """Yield ``(marker, payload_start, payload_end)`` for each segment up to and including SOS.
-
-    Raises JpegHeaderError when the bytes do not start with SOI or a segment runs past the end.
-    """
+    """``(marker, payload_start, payload_end)`` of each segment up to and including SOS."""
     if not data.startswith(SOI):
         raise JpegHeaderError("not a JPEG: the file does not start with the SOI marker FFD8")
     pos, size = 2, len(data)
@@ -145,16 +89,8 @@ def exif_orientation(tiff: bytes) -> int:
     Any inconsistency (bad byte order, offsets outside the block, a value out of 1..8) reads as
     1, "as stored": a broken EXIF block must never fail a file that decodes fine.
     """
-    if len(tiff) < 8:
-        return 1
-    order = tiff[:2]
-    if order == b"II":
-        endian = "<"
-    elif order == b"MM":
-        endian = ">"
-    else:
-        return 1
-    if struct.unpack_from(endian + "H", tiff, 2)[0] != 42:
+    endian = {b"II": "<", b"MM": ">"}.get(tiff[:2])
+    if len(tiff) < 8 or endian is None or struct.unpack_from(endian + "H", tiff, 2)[0] != 42:
         return 1
     (ifd,) = struct.unpack_from(endian + "I", tiff, 4)
     if ifd + 2 > len(tiff):
@@ -167,34 +103,28 @@ def exif_orientation(tiff: bytes) -> int:
         tag, kind, n = struct.unpack_from(endian + "HHI", tiff, entry)
         if tag != _ORIENTATION_TAG:
             continue
-        if kind == 3 and n >= 1:  # SHORT, stored left-justified in the value field
-            (value,) = struct.unpack_from(endian + "H", tiff, entry + 8)
-        elif kind == 4 and n >= 1:  # LONG, seen in a few broken writers
-            (value,) = struct.unpack_from(endian + "I", tiff, entry + 8)
-        else:
+        if kind not in (3, 4) or n < 1:
             return 1
+        # SHORT, stored left-justified in the value field, or LONG (seen in a few broken writers)
+        (value,) = struct.unpack_from(endian + ("H" if kind == 3 else "I"), tiff, entry + 8)
         return int(value) if 1 <= value <= 8 else 1
     return 1
 
 
 def read_jpeg_info(data: bytes) -> JpegInfo:
-    """Parse the markers of ``data`` up to the first scan (no pixel is decoded).
-
-    Raises JpegHeaderError for bytes that are not a JPEG or whose header is truncated or has no
-    frame header before the scan.
-    """
+    """The markers of ``data`` up to the first scan; JpegHeaderError when they do not hold a frame."""
     frame = None
     orientation = 1
     adobe = None
     for marker, start, end in _segments(data):
-        if marker in _SOF_MARKERS and frame is None:
+        if frame is None and _frame_kind(marker):
             if end - start < 6:
                 raise JpegHeaderError("the frame header (SOF) is too short")
             precision, height, width, ncomp = struct.unpack_from(">BHHB", data, start)
             if ncomp < 1 or end - start < 6 + 3 * ncomp:
                 raise JpegHeaderError(f"the frame header lists {ncomp} components it does not hold")
             ids = tuple(data[start + 6 + 3 * i] for i in range(ncomp))
-            frame = (_SOF_MARKERS[marker], precision, height, width, ncomp, ids)
+            frame = (_frame_kind(marker), precision, height, width, ncomp, ids)
         elif marker == _APP1 and orientation == 1 and data[start:start + 6] == _EXIF_HEADER:
             orientation = exif_orientation(data[start + 6:end])
         elif marker == _APP14 and data[start:start + 5] == b"Adobe" and end - start >= 12:
@@ -205,6 +135,58 @@ def read_jpeg_info(data: bytes) -> JpegInfo:
     return JpegInfo(kind, precision, height, width, ncomp, ids, orientation, adobe)
 
 
-def read_comments(jpeg: bytes) -> list[bytes]:
-    """Every COM payload in front of the first scan, in order (for tests and checks)."""
-    return [jpeg[start:end] for marker, start, end in _segments(jpeg) if marker == _COM]
+@dataclass(frozen=True)
+class Triage:
+    """Where a file goes: nvJPEG (``reason`` None) or the CPU decoder (``reason`` says why)."""
+
+    data: bytes | bytearray
+    info: JpegInfo | None
+    reason: str | None
+
+    @property
+    def on_gpu(self) -> bool:
+        return self.reason is None
+
+
+def triage(data: bytes | bytearray | memoryview, max_pixels: int | None = None) -> Triage:
+    """Whether nvJPEG decodes ``data``, from its header alone.
+
+    Progressive files would take nvJPEG's slow one-at-a-time path, which holds torchvision's
+    global decoder lock: CPU threads decode them without stalling the GPU batches, as they do
+    what nvJPEG cannot (lossless, arithmetic, 12-bit) and the colour spaces libjpeg handles as
+    the CPU path does (CMYK, YCCK, RGB-coded). Truncated files (nvJPEG returns gray rows) and
+    files over ``max_pixels`` go there too, to fail with the CPU decoder's reason.
+    """
+    if not isinstance(data, (bytes, bytearray)):
+        data = bytes(data)
+    try:
+        info = read_jpeg_info(data)
+    except JpegHeaderError as error:
+        return Triage(data, None, f"not decodable by nvJPEG: {error}")
+    if info.frame not in ("baseline", "extended"):
+        reason = f"{info.frame} JPEG"
+    elif info.precision != 8:
+        reason = f"{info.precision}-bit JPEG"
+    elif info.components not in (1, 3):
+        reason = f"{info.components}-component JPEG (CMYK/YCCK)"
+    elif info.components == 3 and info.adobe_transform == 0:
+        reason = "RGB-coded JPEG (Adobe transform 0)"
+    elif info.components == 3 and info.component_ids == (ord("R"), ord("G"), ord("B")):
+        reason = "RGB-coded JPEG (component ids R, G, B)"
+    elif info.height == 0 or info.width == 0:
+        reason = "JPEG with its height in a DNL marker"
+    elif max_pixels is not None and info.height * info.width > max_pixels:
+        reason = f"{info.width}x{info.height} is over the pixel limit"
+    elif is_truncated(data):
+        reason = "truncated JPEG"
+    else:
+        reason = None
+    return Triage(data, info, reason)
+
+
+def is_truncated(data: bytes | bytearray) -> bool:
+    """``runtime.decode.jpeg_is_truncated`` without its backward search through the whole scan
+    (0.4 ms of held GIL for a 200 KB file): only the bytes after the last EOI, at the end of a
+    complete file, are searched for an SOS. Same answer for every input."""
+    end = data.rfind(b"\xff\xd9")
+    return data.find(b"\xff\xda", max(end, 0)) >= 0

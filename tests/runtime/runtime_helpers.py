@@ -72,6 +72,11 @@ def exif_jpeg(pixels: np.ndarray, orientation: int) -> bytes:
     return encode_pil(pixels, "JPEG", exif=exif, quality=95)
 
 
+def read_comments(jpeg: bytes) -> list[bytes]:
+    """Every COM payload in front of a JPEG's first scan, in order (Pillow's marker list)."""
+    return [payload for marker, payload in Image.open(io.BytesIO(jpeg)).applist if marker == "COM"]
+
+
 def bomb_png(width: int = 60_000, height: int = 60_000) -> bytes:
     """A PNG whose header claims a huge size (3.6 GP) and whose data is tiny."""
     small = encode_cv2(np.zeros((8, 8), np.uint8), ".png")

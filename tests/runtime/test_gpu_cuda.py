@@ -17,16 +17,14 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from runtime_helpers import FakeBackend, encode_cv2, exif_jpeg, portrait
+from runtime_helpers import FakeBackend, encode_cv2, exif_jpeg, portrait, read_comments
 
 from facecolor.runtime.decode import decode_image
 from facecolor.runtime.geometry import fit_geometry
 from facecolor.runtime.gpu.cuda import mark
-from facecolor.runtime.gpu.decode import NvjpegDecoder, triage
-from facecolor.runtime.gpu.encode import NvjpegEncoder
-from facecolor.runtime.gpu.jpeg import read_comments
-from facecolor.runtime.gpu.postprocess import GpuPostprocessor, triton_available
-from facecolor.runtime.gpu.preprocess import GpuImage, GpuPreprocessor
+from facecolor.runtime.gpu.jpeg import triage
+from facecolor.runtime.gpu.nvjpeg import NvjpegDecoder, NvjpegEncoder
+from facecolor.runtime.gpu.render import GpuImage, postprocess, preprocess, triton_available
 from facecolor.runtime.executor import ThreadExecutor
 from facecolor.runtime.pipeline import Settings
 from facecolor.runtime.run import run_batch
@@ -78,7 +76,7 @@ def test_nvjpeg_gray_decode_is_the_cpu_decode():
     torch.cuda.synchronize()
     for index, (data, image) in enumerate(zip(files, images)):
         assert isinstance(image, GpuImage), image
-        assert image.channels == 1 and image.pixels.dtype == torch.uint8 and image.pixels.is_cuda
+        assert image.pixels.shape[0] == 1 and image.pixels.dtype == torch.uint8 and image.pixels.is_cuda
         most, mean = stats(f"gray {sizes[index]}", image.pixels[0].cpu().numpy(), decode_image(data).pixels)
         assert most <= 3 and mean < 0.2  # nvJPEG's IDCT against libjpeg-turbo's
 
@@ -88,7 +86,7 @@ def test_nvjpeg_color_decode_is_close_to_the_cpu_decode():
     verdicts = [triage(f) for f in files]
     images = NvjpegDecoder("cuda").decode(files, [v.info for v in verdicts])
     for data, image in zip(files, images):
-        assert image.channels == 3
+        assert image.pixels.shape[0] == 3
         ours = image.pixels.permute(1, 2, 0).cpu().numpy()
         most, mean = stats("colour", ours, np.ascontiguousarray(decode_image(data).pixels))
         assert mean < 1.0 and most <= 16  # chroma upsampling differs at edges
@@ -129,7 +127,7 @@ def test_cuda_pre_and_postprocess_are_the_cpu_math(bits):
     grays = [portrait(h, w, dtype, seed=i) for i, (h, w) in enumerate(shapes)]
     device = torch.device("cuda")
     images = [GpuImage(torch.from_numpy(g.astype(np.int32) if bits == 16 else g)[None].to(device), bits) for g in grays]
-    batch = GpuPreprocessor(128, device)(images)
+    batch = preprocess(images, 128)
     rng = np.random.default_rng(1)
     ab = np.tanh(rng.normal(size=(len(shapes), 2, 128, 128)).astype(np.float32) * 2)
     for index, gray in enumerate(grays):
@@ -139,7 +137,7 @@ def test_cuda_pre_and_postprocess_are_the_cpu_math(bits):
         assert diff < 1e-4
     print("triton available:", triton_available())
     for use_triton in (None, False):
-        outputs = GpuPostprocessor(use_triton=use_triton)(batch, torch.from_numpy(ab).to(device), layout="chw")
+        outputs = postprocess(batch, torch.from_numpy(ab).to(device), use_triton=use_triton)
         torch.cuda.synchronize()
         for index, gray in enumerate(grays):
             geometry = fit_geometry(*gray.shape, 128)

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageOps
+from runtime_helpers import read_comments
 
 from facecolor.color import join_lab, lightness, to_dtype
 from facecolor.runtime.decode import apply_orientation
@@ -28,14 +29,15 @@ from facecolor.runtime.geometry import fit_geometry
 from facecolor.runtime.render import lab_to_image, full_lightness, render_lightness, upsample_ab
 from facecolor.runtime.gpu.cuda import GpuError, GpuOutOfMemory, NvjpegError, cuda_errors
 from facecolor.runtime.decode import jpeg_is_truncated
-from facecolor.runtime.gpu.decode import is_truncated, orient, triage
-from facecolor.runtime.gpu.jpeg import JpegHeaderError, exif_orientation, read_comments, read_jpeg_info
+from facecolor.runtime.gpu.jpeg import JpegHeaderError, exif_orientation, is_truncated, read_jpeg_info, triage
+from facecolor.runtime.gpu.nvjpeg import orient
 from facecolor.runtime.write import jpeg_with_comment
-from facecolor.runtime.gpu.postprocess import GpuPostprocessor, colorize_torch
-from facecolor.runtime.gpu.preprocess import (
+from facecolor.runtime.gpu.render import (
     GpuImage,
-    GpuPreprocessor,
+    colorize_torch,
     lightness_from_pixels,
+    postprocess,
+    preprocess,
     render,
     resize_matrix,
 )
@@ -82,22 +84,24 @@ def cpu_colorize(light: np.ndarray, ab_norm: np.ndarray, size: int, bits: int = 
 
 def test_header_of_baseline_gray_and_color():
     gray = smooth_gray(48, 40)
-    info = read_jpeg_info(jpeg_bytes(gray, quality=90))
+    data = jpeg_bytes(gray, quality=90)
+    info = read_jpeg_info(data)
     assert (info.frame, info.precision, info.height, info.width, info.components) == ("baseline", 8, 48, 40, 1)
-    assert info.is_gray and info.gpu_rejection() is None and info.orientation == 1
-    color = read_jpeg_info(jpeg_bytes(np.dstack([gray, gray[::-1], gray[:, ::-1]])))
-    assert color.components == 3 and not color.is_gray and color.gpu_rejection() is None
+    assert info.is_gray and triage(data).on_gpu and info.orientation == 1
+    color_data = jpeg_bytes(np.dstack([gray, gray[::-1], gray[:, ::-1]]))
+    color = read_jpeg_info(color_data)
+    assert color.components == 3 and not color.is_gray and triage(color_data).on_gpu
 
 
 def test_header_rejects_what_nvjpeg_should_not_get():
     gray = smooth_gray(32, 32)
-    progressive = read_jpeg_info(jpeg_bytes(gray, progressive=True))
-    assert progressive.frame == "progressive" and "progressive" in progressive.gpu_rejection()
+    data = jpeg_bytes(gray, progressive=True)
+    assert read_jpeg_info(data).frame == "progressive" and "progressive" in triage(data).reason
     cmyk = Image.fromarray(np.dstack([gray] * 4), mode="CMYK")
     buffer = io.BytesIO()
     cmyk.save(buffer, format="JPEG")
     info = read_jpeg_info(buffer.getvalue())
-    assert info.components == 4 and "CMYK" in info.gpu_rejection()
+    assert info.components == 4 and "CMYK" in triage(buffer.getvalue()).reason
 
 
 @pytest.mark.parametrize("data", [b"", b"\x89PNG\r\n\x1a\n" + b"\0" * 32, b"\xff\xd8\xff\xe0\x00", b"\xff\xd8\xff\xd9"])
@@ -145,7 +149,7 @@ def test_exif_orientation_from_pillow_and_broken_blocks():
     exif[0x010E] = "a description before the orientation"
     data = jpeg_bytes(smooth_gray(16, 24), exif=exif.tobytes())
     info = read_jpeg_info(data)
-    assert info.orientation == 6 and info.oriented_size == (24, 16)
+    assert info.orientation == 6 and (info.height, info.width) == (16, 24)  # as stored; upright: test_gpu_pipeline
     for broken in (b"", b"II*\x00", b"XX*\x00\x08\x00\x00\x00", exif_with_orientation(9), b"II*\x00\xff\x00\x00\x00"):
         assert exif_orientation(broken) == 1
 
@@ -220,13 +224,13 @@ def test_preprocessor_groups_mixed_batches():
     gpu = [GpuImage(torch.from_numpy(images[0])[None]), GpuImage(torch.from_numpy(images[1])[None]),
            GpuImage(torch.from_numpy(np.dstack([images[2]] * 3)).permute(2, 0, 1).contiguous()),
            GpuImage(torch.from_numpy(images[3].astype(np.int32))[None], bits=16)]
-    batch = GpuPreprocessor(32, "cpu")(gpu)
+    batch = preprocess(gpu, 32)
     assert batch.l_norm.shape == (4, 1, 32, 32) and len(batch.groups) == 4
     assert sorted(i for g in batch.groups for i in g.indices) == [0, 1, 2, 3]
     for index, gray in enumerate(images):
         diff = np.abs(batch.l_norm[index, 0].numpy() - cpu_render(gray, 32)).max()
         assert diff < 2e-3 * (1 if index != 2 else 1), f"image {index}: {diff}"
-    same = GpuPreprocessor(32, "cpu")([gpu[0], gpu[1], gpu[0]])
+    same = preprocess([gpu[0], gpu[1], gpu[0]], 32)
     assert [g.indices for g in same.groups] == [[0, 2], [1]]
     torch.testing.assert_close(same.l_norm[2], same.l_norm[0])
 
@@ -242,7 +246,7 @@ def _ab(count: int, size: int) -> np.ndarray:
 
 def test_lab_to_srgb_agrees_with_the_cpu_conversion_everywhere():
     """Over the whole L*a*b* box the network can produce, in gamut or far outside it."""
-    from facecolor.runtime.gpu.postprocess import lab_to_srgb_torch
+    from facecolor.runtime.gpu.render import lab_to_srgb_torch
 
     grid = np.stack(np.meshgrid(np.linspace(0, 100, 41), np.linspace(-110, 110, 45), np.linspace(-110, 110, 45)), -1)
     lab = grid.reshape(-1, 45, 3).astype(np.float32)
@@ -258,45 +262,44 @@ def test_colorize_matches_the_cpu_path(shape):
     light = lightness(smooth_gray(*shape))
     ab = _ab(2, 32)
     geometry = fit_geometry(*shape, 32)
-    out = colorize_torch(torch.from_numpy(np.stack([light, light])), torch.from_numpy(ab), geometry, layout="hwc")
+    out = colorize_torch(torch.from_numpy(np.stack([light, light])), torch.from_numpy(ab), geometry)
+    out = out.permute(0, 2, 3, 1)  # HWC, as the CPU path's
     assert out.dtype == torch.uint8 and out.shape == (2, *shape, 3)
     for i in range(2):
         diff = np.abs(out[i].numpy().astype(int) - cpu_colorize(light, ab[i], 32).astype(int))
         assert diff.max() <= 1 and diff.mean() < 0.01, f"{shape}: max {diff.max()} mean {diff.mean():.4f}"
 
 
-def test_colorize_layouts_and_16_bit():
+def test_colorize_16_bit():
     light = lightness(smooth_gray(30, 20, np.uint16))
     ab = _ab(1, 16)
     geometry = fit_geometry(30, 20, 16)
     chw = colorize_torch(torch.from_numpy(light)[None], torch.from_numpy(ab), geometry, bits=16)
-    hwc = colorize_torch(torch.from_numpy(light)[None], torch.from_numpy(ab), geometry, bits=16, layout="hwc")
     assert chw.dtype == torch.int32 and chw.shape == (1, 3, 30, 20) and chw.is_contiguous()
-    torch.testing.assert_close(chw.permute(0, 2, 3, 1), hwc, rtol=0, atol=0)
     reference = cpu_colorize(light, ab[0], 16, bits=16).astype(int)
-    assert np.abs(hwc[0].numpy() - reference).max() <= 32  # 0.05% of 16-bit full scale
+    assert np.abs(chw[0].permute(1, 2, 0).numpy() - reference).max() <= 32  # 0.05% of 16-bit full scale
 
 
 def test_gray_output_keeps_the_input_lightness():
     gray = smooth_gray(64, 48)
     light = lightness(gray)
     zero_ab = torch.zeros(1, 2, 32, 32)
-    out = colorize_torch(torch.from_numpy(light)[None], zero_ab, fit_geometry(64, 48, 32), layout="hwc")[0].numpy()
+    out = colorize_torch(torch.from_numpy(light)[None], zero_ab, fit_geometry(64, 48, 32))[0].permute(1, 2, 0).numpy()
     assert np.abs(out.astype(int) - gray[:, :, None].astype(int)).max() <= 1
     assert np.abs(lightness(out) - light).mean() < 0.1
 
 
 def test_postprocessor_returns_images_in_batch_order():
     grays = [smooth_gray(60, 40), smooth_gray(50, 50), smooth_gray(60, 40)]
-    batch = GpuPreprocessor(32, "cpu")([GpuImage(torch.from_numpy(g)[None]) for g in grays])
+    batch = preprocess([GpuImage(torch.from_numpy(g)[None]) for g in grays], 32)
     ab = torch.from_numpy(_ab(3, 32))
-    outputs = GpuPostprocessor(use_triton=False)(batch, ab)
+    outputs = postprocess(batch, ab, use_triton=False)
     assert [tuple(o.shape) for o in outputs] == [(3, 60, 40), (3, 50, 50), (3, 60, 40)]
     for i, gray in enumerate(grays):
         reference = cpu_colorize(lightness(gray), ab[i].numpy(), 32).transpose(2, 0, 1)
         assert np.abs(outputs[i].numpy().astype(int) - reference.astype(int)).max() <= 1
     with pytest.raises(ValueError):
-        GpuPostprocessor(use_triton=False)(batch, ab[:2])
+        postprocess(batch, ab[:2], use_triton=False)
 
 
 def test_triton_kernel_matches_torch_under_the_interpreter():
@@ -306,29 +309,27 @@ def test_triton_kernel_matches_torch_under_the_interpreter():
         """
         import numpy as np, torch
         from facecolor.runtime.geometry import fit_geometry
-        from facecolor.runtime.gpu.postprocess import colorize_torch, colorize_triton
+        from facecolor.runtime.gpu.render import colorize_torch, colorize_triton
         rng = np.random.default_rng(3)
         worst = 0
-        for shape, bits, layout in (((45, 31), 8, "chw"), ((20, 52), 8, "hwc"), ((24, 24), 16, "chw")):
+        for shape, bits in (((45, 31), 8), ((20, 52), 8), ((24, 24), 16)):
             geometry = fit_geometry(*shape, 16)
             light = torch.from_numpy(rng.uniform(0, 100, (2, *shape)).astype(np.float32))
             ab = torch.from_numpy(np.tanh(rng.normal(size=(3, 2, 16, 16))).astype(np.float32))
-            rows = torch.tensor([2, 0], dtype=torch.int32)
-            ours = colorize_triton(light, ab, rows, geometry, bits=bits, layout=layout, block=512)
-            ref = colorize_torch(light, ab[[2, 0]], geometry, bits=bits, layout=layout)
+            ours = colorize_triton(light, ab[[2, 0]], geometry, bits=bits, block=512)
+            ref = colorize_torch(light, ab[[2, 0]], geometry, bits=bits)
             assert ours.shape == ref.shape and ours.dtype == ref.dtype, (ours.shape, ref.shape)
             diff = (ours.long() - ref.long()).abs().max().item()
-            assert diff <= (0 if bits == 8 else 2), (shape, bits, layout, diff)
+            assert diff <= (0 if bits == 8 else 2), (shape, bits, diff)
             worst = max(worst, diff)
         # The stage object's dispatch: mixed groups, interleaved rows, a small image (torch path).
-        from facecolor.runtime.gpu.postprocess import GpuPostprocessor
-        from facecolor.runtime.gpu.preprocess import GpuImage, GpuPreprocessor
+        from facecolor.runtime.gpu.render import GpuImage, postprocess, preprocess
         shapes = [(40, 30), (25, 25), (40, 30), (10, 12)]
         images = [GpuImage(torch.from_numpy(rng.integers(0, 256, (1, *s), dtype=np.uint8))) for s in shapes]
-        batch = GpuPreprocessor(16, "cpu")(images)
+        batch = preprocess(images, 16)
         ab = torch.from_numpy(np.tanh(rng.normal(size=(4, 2, 16, 16))).astype(np.float32))
-        fused = GpuPostprocessor(use_triton=True)(batch, ab)
-        plain = GpuPostprocessor(use_triton=False)(batch, ab)
+        fused = postprocess(batch, ab, use_triton=True)
+        plain = postprocess(batch, ab, use_triton=False)
         for a, b in zip(fused, plain):
             assert a.shape == b.shape and torch.equal(a, b), (a.shape, (a.long() - b.long()).abs().max())
         print("max diff", worst)
@@ -347,12 +348,11 @@ def test_triton_kernel_compiles_for_hopper_without_a_gpu():
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
-    from facecolor.runtime.gpu.postprocess import _colorize_kernel
+    from facecolor.runtime.gpu.render import _colorize_kernel
 
-    signature = {name: "i32" for name in (
-        "height", "width", "size", "top", "left", "inner_h", "inner_w", "out_sb", "out_sc", "out_sy", "out_sx")}
-    signature.update({"light_ptr": "*fp32", "ab_ptr": "*fp32", "rows_ptr": "*i32", "out_ptr": "*u8",
-                      "scale_y": "fp32", "scale_x": "fp32", "ab_limit": "fp32", "peak": "fp32", "BLOCK": "constexpr"})
+    signature = {name: "i32" for name in ("height", "width", "size", "top", "left", "inner_h", "inner_w")}
+    signature.update({"light_ptr": "*fp32", "ab_ptr": "*fp32", "out_ptr": "*u8",
+                      "scale_y": "fp32", "scale_x": "fp32", "peak": "fp32", "BLOCK": "constexpr"})
     # The color constants arrive from facecolor.color as arguments, never written in the kernel.
     signature.update({name: "fp32" for name in ("ab_scale", "white_x", "white_z", "kappa", "slope", "l_break")})
     signature.update({f"m{row}{col}": "fp32" for row in range(3) for col in range(3)})

@@ -1,0 +1,381 @@
+"""The GPU path's LAB math on both sides of the network, as ``runtime.render`` is the CPU path's,
+and to its results. Every function takes tensors on any device: the tests run them on the CPU.
+
+Preprocess: L* is the CPU path's (DESIGN §2): gray levels read it from a table made by
+``color.lightness`` itself, colour pixels go through per-channel sRGB -> Y tables and
+``116 f(Y) - 16`` (within 1e-3). OpenCV's resizes (INTER_AREA shrinking, INTER_LINEAR
+enlarging) are separable linear maps, so ``Rh @ L @ Rw^T`` resizes a group of same-size images
+in one batched GEMM, exactly (in true float32, torch's default: TF32 would cost 1e-3 of L/50-1).
+
+Postprocess: ab is cropped, clamped and resized as the CPU path does it, joined with the image's
+own L*, and converted with OpenCV's float Lab -> sRGB formula and constants as
+``color.join_lab`` runs it (f(Z) >= 0 far out of gamut; the exact transfer curve where OpenCV
+interpolates a table). For images larger than the render (all real photos) that is one Triton
+kernel on CUDA: 4 bytes of L* and a few cached ab taps read per pixel, 3 (or 12) written, where
+eager torch makes about twenty-five full-resolution float32 passes (notes/tensorrt-onnx.md
+measured them at more than half the codec's budget). ``colorize_torch`` is the same in plain
+torch: the kernel's reference (tested through Triton's interpreter) and the path for smaller
+images.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from facecolor.color import (
+    AB_SCALE, CIE_EPSILON, CIE_RGB_TO_XYZ, CIE_SLOPE, OPENCV_KAPPA, OPENCV_L_BREAK, OPENCV_WHITE_D65,
+    OPENCV_XYZ_TO_RGB, normalize_l,
+)
+from facecolor.color import lightness as cpu_lightness
+from facecolor.errors import Unavailable
+from facecolor.runtime.geometry import Geometry, fit_geometry
+
+# Triton is imported at module level so that the kernel's globals (``tl``) resolve when Triton
+# compiles it; without Triton the module still imports and the torch path is used.
+try:
+    import triton
+    import triton.language as tl
+except ImportError:  # pragma: no cover - Triton ships with torch's CUDA wheels
+    triton = tl = None
+
+#: sRGB (D65) -> Y weights, the middle row of the RGB->XYZ matrix of ``facecolor.color``.
+Y_WEIGHTS = CIE_RGB_TO_XYZ[1]
+WHITE_X, _, WHITE_Z = OPENCV_WHITE_D65
+F_THRESHOLD = 6.0 / 29.0  # f(t) at the break: the cube root of CIE_EPSILON
+OFFSET = 16.0 / 116.0
+
+
+@dataclass
+class GpuImage:
+    """One decoded upright image: ``pixels`` ``[1|3, H, W]`` on the device, uint8 for 8-bit
+    images, int32 holding 0..65535 for 16-bit ones (torch's uint16 has too few ops on CUDA)."""
+
+    pixels: torch.Tensor
+    bits: int = 8
+
+
+@dataclass
+class Group:
+    """Images of one size and kind: their ``indices`` in the batch and their ``lightness``, float32
+    ``[B, H, W]`` L* in [0, 100] on the device, kept for the postprocess to join with ab."""
+
+    indices: list[int]
+    geometry: Geometry
+    bits: int
+    lightness: torch.Tensor
+
+
+@dataclass
+class PreparedBatch:
+    """``l_norm``: the backend's input, float32 ``[N, 1, S, S]`` in ``[-1, 1]`` (L/50 - 1),
+    contiguous, on the device; ``groups`` cover indices 0..N-1 exactly once."""
+
+    l_norm: torch.Tensor
+    groups: list[Group]
+
+
+def batch_rows(indices: list[int], device: torch.device) -> slice | torch.Tensor:
+    """``indices`` as an index along the batch: a slice (a view, no host-to-device copy) when
+    they are one run, as in nearly every batch."""
+    first = indices[0]
+    if indices == list(range(first, first + len(indices))):
+        return slice(first, first + len(indices))
+    return torch.tensor(indices, device=device)
+
+
+# --------------------------------------------------------------------------- constants
+
+
+@functools.lru_cache(maxsize=2)
+def gray_table(bits: int) -> torch.Tensor:
+    """float32 ``[2**bits]``: L* of sRGB (g, g, g) for every level g."""
+    ramp = np.arange(1 << bits, dtype=np.uint8 if bits == 8 else np.uint16)[None]
+    return torch.from_numpy(cpu_lightness(ramp)[0].astype(np.float32))
+
+
+@functools.lru_cache(maxsize=2)
+def rgb_tables(bits: int) -> torch.Tensor:
+    """float32 ``[3, 2**bits]``: each channel's Y weight times the linear sRGB of every level,
+    decoded in float64."""
+    unit = np.arange(1 << bits, dtype=np.float64) / ((1 << bits) - 1)
+    linear = np.where(unit <= 0.04045, unit / 12.92, ((unit + 0.055) / 1.055) ** 2.4)
+    return torch.from_numpy(np.outer(Y_WEIGHTS, linear).astype(np.float32))
+
+
+@functools.lru_cache(maxsize=256)
+def resize_matrix(n_in: int, n_out: int) -> torch.Tensor:
+    """float32 ``[n_out, n_in]``: the linear map OpenCV's resize applies along one axis.
+
+    Shrinking: each output pixel averages the input interval ``[d s, (d+1) s)`` (s = n_in /
+    n_out), weighted by overlap, which is INTER_AREA exactly (its fast integer-scale path gives
+    the same averages). Enlarging or equal: bilinear with half-pixel centres and clamped edges,
+    which is INTER_LINEAR (and ``F.interpolate(mode="bilinear", align_corners=False)``).
+    """
+    matrix = np.zeros((n_out, n_in), dtype=np.float64)
+    scale = n_in / n_out
+    if n_in > n_out:
+        for d in range(n_out):
+            start, stop = d * scale, min((d + 1) * scale, n_in)
+            for s in range(int(np.floor(start)), int(np.ceil(stop))):
+                matrix[d, s] = min(stop, s + 1) - max(start, s)
+        matrix /= matrix.sum(axis=1, keepdims=True)
+    else:
+        for d in range(n_out):
+            src = max((d + 0.5) * scale - 0.5, 0.0)
+            s0 = min(int(np.floor(src)), n_in - 1)
+            s1 = min(s0 + 1, n_in - 1)
+            frac = src - s0
+            matrix[d, s0] += 1.0 - frac
+            matrix[d, s1] += frac
+    return torch.from_numpy(matrix.astype(np.float32))
+
+
+@functools.lru_cache(maxsize=512)
+def on_device(device: torch.device, build: Callable[..., torch.Tensor], *args: int) -> torch.Tensor:
+    """``build(*args)`` (one of the CPU tables above) on ``device``, uploaded once."""
+    return build(*args).to(device)
+
+
+# --------------------------------------------------------------------------- preprocess
+
+
+def lightness_from_pixels(pixels: torch.Tensor, bits: int) -> torch.Tensor:
+    """L* of a stack of images: ``pixels`` ``[B, 1|3, H, W]``, uint8 or int32 (see GpuImage), any
+    device -> float32 ``[B, H, W]`` in ``[0, 100]``, contiguous, on the same device."""
+    if pixels.ndim != 4 or pixels.shape[1] not in (1, 3):
+        raise ValueError(f"expected [B, 1|3, H, W] pixels, got {tuple(pixels.shape)}")
+    if bits not in (8, 16):
+        raise ValueError(f"bits must be 8 or 16, not {bits}")
+    index = pixels.to(torch.int32)
+    if pixels.shape[1] == 1:
+        return on_device(pixels.device, gray_table, bits)[index[:, 0]]
+    tables = on_device(pixels.device, rgb_tables, bits)
+    y = tables[0][index[:, 0]]
+    y += tables[1][index[:, 1]]
+    y += tables[2][index[:, 2]]
+    f = torch.where(y > CIE_EPSILON, torch.pow(y, 1.0 / 3.0), CIE_SLOPE * y + 16.0 / 116.0)
+    return 116.0 * f - 16.0
+
+
+def render(lightness: torch.Tensor, geometry: Geometry) -> torch.Tensor:
+    """Full-resolution L* (float32 ``[B, H, W]`` in ``[0, 100]``, geometry's size, any device) ->
+    the network input: float32 ``[B, 1, S, S]`` in ``[-1, 1]`` (L/50 - 1), contiguous, same
+    device; resized into the inner box, edge-padded to the square (``geometry.padding``)."""
+    rows = on_device(lightness.device, resize_matrix, geometry.height, geometry.inner_height)  # [h, H]
+    cols = on_device(lightness.device, resize_matrix, geometry.width, geometry.inner_width)  # [w, W]
+    inner = normalize_l(torch.matmul(torch.matmul(rows, lightness), cols.T)).unsqueeze(1)  # [B, 1, h, w]
+    top, bottom, left, right = geometry.padding
+    if top or bottom or left or right:
+        inner = F.pad(inner, (left, right, top, bottom), mode="replicate")
+    return inner.contiguous()
+
+
+def preprocess(images: Sequence[GpuImage], render_size: int) -> PreparedBatch:
+    """One batch, grouped by size and kind, on the images' device and the current stream."""
+    if not images:
+        raise ValueError("an empty batch has nothing to preprocess")
+    device = images[0].pixels.device
+    l_norm = torch.empty((len(images), 1, render_size, render_size), dtype=torch.float32, device=device)
+    kinds: dict[tuple[int, ...], list[int]] = {}
+    for index, image in enumerate(images):
+        kinds.setdefault((*image.pixels.shape, image.bits), []).append(index)
+    groups = []
+    for (_, height, width, bits), indices in kinds.items():
+        geometry = fit_geometry(height, width, render_size)
+        pixels = [images[i].pixels for i in indices]
+        stack = torch.stack(pixels) if len(pixels) > 1 else pixels[0].unsqueeze(0)  # one image: a view
+        lightness = lightness_from_pixels(stack, bits)
+        del stack
+        l_norm[batch_rows(indices, device)] = render(lightness, geometry)
+        groups.append(Group(indices, geometry, bits, lightness))
+    return PreparedBatch(l_norm, groups)
+
+
+# --------------------------------------------------------------------------- postprocess in torch
+
+
+def lab_to_srgb_torch(lightness: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """CIELAB (float32 tensors of one shape, any device; L* in [0, 100]) -> float32
+    ``[3, *shape]`` sRGB in [0, 1], with OpenCV's float formula."""
+    low = lightness <= OPENCV_L_BREAK
+    fy = torch.where(low, CIE_SLOPE * (lightness / OPENCV_KAPPA) + OFFSET, (lightness + 16.0) / 116.0)
+    y = torch.where(low, lightness / OPENCV_KAPPA, fy * fy * fy)
+    fx = fy + a / 500.0
+    fz = torch.clamp(fy - b / 200.0, min=0.0)  # facecolor.color: f(Z) >= 0 (far out of gamut)
+    x = torch.where(fx <= F_THRESHOLD, (fx - OFFSET) / CIE_SLOPE, fx * fx * fx) * WHITE_X
+    z = torch.where(fz <= F_THRESHOLD, (fz - OFFSET) / CIE_SLOPE, fz * fz * fz) * WHITE_Z
+    linear = torch.stack([m0 * x + m1 * y + m2 * z for m0, m1, m2 in OPENCV_XYZ_TO_RGB]).clamp_(0.0, 1.0)
+    return torch.where(linear <= 0.0031308, 12.92 * linear, 1.055 * torch.pow(linear, 1.0 / 2.4) - 0.055)
+
+
+def upsample_ab(ab_norm: torch.Tensor, geometry: Geometry) -> torch.Tensor:
+    """Network ab (float32 ``[B, 2, S, S]``, ab/110, any device) -> float32 ``[B, 2, H, W]`` a*b*
+    in CIELAB units, clamped to [-110, 110], same device, as ``runtime.render.upsample_ab``
+    resizes it. Clamping the small crop is enough: neither resize leaves its inputs' range."""
+    y0, y1, x0, x1 = geometry.crop
+    crop = (ab_norm[:, :, y0:y1, x0:x1] * AB_SCALE).clamp_(-AB_SCALE, AB_SCALE)
+    if geometry.shrinks:
+        return F.interpolate(crop, size=(geometry.height, geometry.width), mode="bilinear", align_corners=False)
+    rows = on_device(crop.device, resize_matrix, geometry.inner_height, geometry.height)  # [H, h]
+    cols = on_device(crop.device, resize_matrix, geometry.inner_width, geometry.width)  # [W, w]
+    return torch.matmul(torch.matmul(rows, crop), cols.T)
+
+
+def _output_kind(bits: int) -> tuple[float, torch.dtype]:
+    if bits == 8:
+        return 255.0, torch.uint8
+    if bits == 16:
+        return 65535.0, torch.int32
+    raise ValueError(f"output bits must be 8 or 16, not {bits}")
+
+
+def colorize_torch(
+    lightness: torch.Tensor, ab_norm: torch.Tensor, geometry: Geometry, *, bits: int = 8
+) -> torch.Tensor:
+    """One group: float32 L* ``[B, H, W]`` in [0, 100] and ab/110 ``[B, 2, S, S]`` on one device
+    -> ``[B, 3, H, W]`` contiguous, same device: uint8 for ``bits=8``, int32 in [0, 65535] for 16."""
+    ab = upsample_ab(ab_norm, geometry)
+    rgb = lab_to_srgb_torch(lightness, ab[:, 0], ab[:, 1])  # [3, B, H, W]
+    peak, dtype = _output_kind(bits)
+    return torch.floor(rgb * peak + 0.5).clamp_(0.0, peak).to(dtype).transpose(0, 1).contiguous()
+
+
+# --------------------------------------------------------------------------- postprocess in triton
+
+
+if triton is not None:
+
+    @triton.jit
+    def _ab_at(plane, i00, i01, i10, i11, wy, wx, mask, ab_scale):
+        """One ab/110 plane at the four bilinear taps of each pixel -> clamped CIELAB units."""
+        v00 = tl.load(plane + i00, mask=mask, other=0.0)
+        v01 = tl.load(plane + i01, mask=mask, other=0.0)
+        v10 = tl.load(plane + i10, mask=mask, other=0.0)
+        v11 = tl.load(plane + i11, mask=mask, other=0.0)
+        value = (1.0 - wy) * ((1.0 - wx) * v00 + wx * v01) + wy * ((1.0 - wx) * v10 + wx * v11)
+        return tl.minimum(tl.maximum(value * ab_scale, -ab_scale), ab_scale)
+
+    @triton.jit
+    def _colorize_kernel(
+        light_ptr,  # float32 [B, H, W], contiguous
+        ab_ptr,  # float32 [B, 2, S, S], contiguous
+        out_ptr,  # uint8 or int32 [B, 3, H, W], contiguous
+        height, width, size, top, left, inner_h, inner_w, scale_y, scale_x, peak,
+        ab_scale, white_x, white_z, kappa, slope, l_break,  # facecolor.color's, passed in
+        m00, m01, m02, m10, m11, m12, m20, m21, m22,  # OPENCV_XYZ_TO_RGB, row by row
+        BLOCK: tl.constexpr,
+    ):
+        image = tl.program_id(1).to(tl.int64)
+        offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        npix = height * width
+        mask = offs < npix
+        yy = offs // width
+        xx = offs - yy * width
+        light = tl.load(light_ptr + image * npix + offs, mask=mask, other=0.0)
+
+        # Bilinear taps in the crop, as torch's upsample_bilinear2d (align_corners=False).
+        sy = tl.maximum((yy.to(tl.float32) + 0.5) * scale_y - 0.5, 0.0)
+        sx = tl.maximum((xx.to(tl.float32) + 0.5) * scale_x - 0.5, 0.0)
+        y0 = sy.to(tl.int32)
+        x0 = sx.to(tl.int32)
+        wy = sy - y0.to(tl.float32)
+        wx = sx - x0.to(tl.float32)
+        y1 = tl.minimum(y0 + 1, inner_h - 1)
+        x1 = tl.minimum(x0 + 1, inner_w - 1)
+        plane = size * size
+        a_plane = ab_ptr + image * 2 * plane
+        i00 = (top + y0) * size + left + x0
+        i01 = (top + y0) * size + left + x1
+        i10 = (top + y1) * size + left + x0
+        i11 = (top + y1) * size + left + x1
+        a = _ab_at(a_plane, i00, i01, i10, i11, wy, wx, mask, ab_scale)
+        b = _ab_at(a_plane + plane, i00, i01, i10, i11, wy, wx, mask, ab_scale)
+
+        # CIELAB -> XYZ with OpenCV's constants.
+        low = light <= l_break
+        fy = tl.where(low, slope * (light / kappa) + 16.0 / 116.0, (light + 16.0) / 116.0)
+        y = tl.where(low, light / kappa, fy * fy * fy)
+        fx = fy + a / 500.0
+        fz = tl.maximum(fy - b / 200.0, 0.0)
+        x = tl.where(fx <= 6.0 / 29.0, (fx - 16.0 / 116.0) / slope, fx * fx * fx) * white_x
+        z = tl.where(fz <= 6.0 / 29.0, (fz - 16.0 / 116.0) / slope, fz * fz * fz) * white_z
+
+        out = out_ptr + image * 3 * npix + offs
+        for channel in tl.static_range(3):
+            if channel == 0:
+                linear = m00 * x + m01 * y + m02 * z
+            elif channel == 1:
+                linear = m10 * x + m11 * y + m12 * z
+            else:
+                linear = m20 * x + m21 * y + m22 * z
+            linear = tl.minimum(tl.maximum(linear, 0.0), 1.0)
+            curve = 1.055 * tl.exp2(tl.log2(tl.maximum(linear, 1e-12)) * (1.0 / 2.4)) - 0.055
+            encoded = tl.where(linear <= 0.0031308, 12.92 * linear, curve)
+            level = tl.minimum(tl.maximum(tl.floor(encoded * peak + 0.5), 0.0), peak)
+            tl.store(out + channel * npix, level.to(out_ptr.dtype.element_ty), mask=mask)
+
+
+def triton_available() -> bool:
+    return triton is not None
+
+
+def colorize_triton(
+    lightness: torch.Tensor, ab_norm: torch.Tensor, geometry: Geometry, *, bits: int = 8, block: int = 1024
+) -> torch.Tensor:
+    """``colorize_torch`` as one Triton kernel, on the current stream, for tensors on one CUDA
+    device (or the CPU under ``TRITON_INTERPRET=1``). Only for images larger than the render
+    (``geometry.shrinks``): the kernel samples ab bilinearly."""
+    if triton is None:
+        raise Unavailable("triton is not installed (it ships with torch's CUDA wheels); use colorize_torch")
+    count, height, width = (int(n) for n in lightness.shape)
+    if not geometry.shrinks:
+        raise ValueError("the kernel upsamples ab bilinearly: use colorize_torch for images smaller than the render")
+    if (height, width) != (geometry.height, geometry.width):
+        raise ValueError(f"lightness is {height}x{width}, the geometry says {geometry.height}x{geometry.width}")
+    peak, dtype = _output_kind(bits)
+    out = torch.empty((count, 3, height, width), dtype=dtype, device=lightness.device)
+    y0, _, x0, _ = geometry.crop
+    _colorize_kernel[(triton.cdiv(height * width, block), count)](
+        lightness.contiguous(), ab_norm.contiguous(), out,
+        height, width, geometry.render_size, y0, x0, geometry.inner_height, geometry.inner_width,
+        geometry.inner_height / height, geometry.inner_width / width, peak,
+        AB_SCALE, WHITE_X, WHITE_Z, OPENCV_KAPPA, CIE_SLOPE, OPENCV_L_BREAK,
+        *(float(m) for row in OPENCV_XYZ_TO_RGB for m in row),
+        BLOCK=block,
+    )
+    return out
+
+
+# --------------------------------------------------------------------------- postprocess
+
+
+def postprocess(
+    batch: PreparedBatch, ab_norm: torch.Tensor, *, use_triton: bool | None = None, max_bits: int = 16
+) -> list[torch.Tensor]:
+    """``ab_norm``: the backend's float32 ``[N, 2, S, S]`` ab/110 for ``batch.l_norm``, on its
+    device. Returns N contiguous ``[3, H, W]`` tensors on the device, in batch order: uint8 for
+    8-bit inputs (or ``max_bits=8``), int32 in [0, 65535] for 16-bit ones. ``use_triton``: None
+    runs the kernel on CUDA when Triton imports, True requires it, False never runs it."""
+    if use_triton and not triton_available():
+        raise Unavailable("use_triton=True, but triton cannot be imported: install torch's CUDA wheel or pass "
+                          "use_triton=None")
+    count = len(batch.l_norm)
+    if ab_norm.shape[0] != count or ab_norm.shape[1] != 2:
+        raise ValueError(f"ab has shape {tuple(ab_norm.shape)}, expected [{count}, 2, S, S]")
+    ab_norm = ab_norm.float().contiguous()
+    fused = ab_norm.is_cuda and triton_available() if use_triton is None else use_triton
+    results: list[torch.Tensor | None] = [None] * count
+    for group in batch.groups:
+        # Images smaller than the render need area resampling: plain torch.
+        colorize = colorize_triton if fused and group.geometry.shrinks else colorize_torch
+        ab = ab_norm[batch_rows(group.indices, ab_norm.device)]
+        stacked = colorize(group.lightness, ab, group.geometry, bits=min(group.bits, max_bits))
+        for position, index in enumerate(group.indices):
+            results[index] = stacked[position]
+    return results  # type: ignore[return-value]
