@@ -1,9 +1,8 @@
 """ONNX Runtime backends: CPU (numpy in and out) and CUDA (I/O binding on torch CUDA tensors).
 
-The model file is an fp32 ONNX with input ``L`` [N,1,S,S] and output ``ab`` [N,2,S,S]
-(DESIGN §4); names are read from the session, so other names work too. On CUDA the input and
-output stay on the GPU: ONNX Runtime reads and writes the torch tensors' memory directly
-through ``io_binding`` (notes/tensorrt-onnx.md), no host copies.
+The I/O names are read from the session, so any one-input, one-output graph works. On CUDA
+ONNX Runtime reads and writes the torch tensors' memory directly (``io_binding``,
+notes/tensorrt-onnx.md): no host copies.
 """
 
 from __future__ import annotations
@@ -122,8 +121,6 @@ class OnnxRuntimeBackend(BackendBase):
         self.path = onnx_path
 
     def predict_ab(self, l_norm):
-        """CPU: numpy float32 [N,1,S,S] (L/50-1) -> numpy float32 [N,2,S,S] (ab/110).
-        CUDA: torch float32 CUDA tensors, same shapes; see ``backends/base.py``."""
         if self._session is None:
             raise BackendError("the onnxruntime backend was closed")
         try:
