@@ -1,13 +1,9 @@
 """``colorize_tree``: a whole batch run from plain options, as ``facecolor-batch`` makes it.
 
-    from facecolor.runtime.batch import colorize_tree
-    report = colorize_tree("scans", "color")                                   # local folders
-    report = colorize_tree("s3://archive/scans", "s3://archive/color")         # object storage
     report = colorize_tree("s3://archive/scans", "s3://archive/color", ray=RaySettings("auto"))
 
 The library's policy lives here, not in the CLI: the default batch size per device, the
-worker count, the pixel limit, which executor runs the batches. The run itself is
-``run.run_batch``'s, the same for every kind of IN, OUT and executor.
+worker count, the pixel limit, which executor runs the batches.
 """
 
 from __future__ import annotations
@@ -50,14 +46,12 @@ def colorize_tree(
 
     Without ``ray`` the batches run in this process (``workers`` decode and encode threads,
     default one per core); with it, in a pool of Ray actors (``workers`` is then each actor's
-    CPUs; ``ray.device`` and ``ray.render_size`` are taken from ``device`` and
-    ``render_size``). ``storage_options`` go to fsspec for both (default:
-    ``FACECOLOR_STORAGE_OPTIONS``). ``announce`` gets the backend line (first line of the
-    CLI); ``echo`` each failure and first-use builds.
+    CPUs, and ``device`` and ``render_size`` override ``ray``'s). ``storage_options`` go to
+    fsspec (default: ``FACECOLOR_STORAGE_OPTIONS``). ``announce`` gets the backend line;
+    ``echo`` each failure and first-use builds.
 
     Raises ``ModelNotFound``/``Unavailable`` (no model or backend), ``LocationError`` /
-    ``DirectoryError`` (IN or OUT unusable), ``RayUnavailable``/``ClusterTooSmall`` and other
-    ``FatalError``s (the report is written before a fatal error of the run propagates).
+    ``DirectoryError`` (IN or OUT unusable), ``ClusterTooSmall`` and other ``FatalError``s.
     """
     in_store, out_store = open_storage(in_dir, storage_options), open_storage(out_dir, storage_options)
     check_locations(in_store, out_store)
