@@ -4,17 +4,17 @@ The stages are the runtime's own (``stages_for``), changed at the edges only, so
 byte-for-byte what a local run writes: a URL IN replaces ``read`` by a ranged fsspec read
 (same size guard); a URL OUT keeps ``write`` (encode, note, atomic write) writing into a
 private scratch folder and adds an ``upload`` stage that sends each file whole (one PUT:
-atomic on object stores). A :class:`StageExecutor` serves ``run_batch`` in this process
-(``ThreadExecutor``) and each Ray actor (one run per block of jobs).
+atomic on object stores).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -90,71 +90,42 @@ def stages_for(settings: Settings, backend) -> list[MapStage | BatchStage]:
     return build_stages(settings, backend)
 
 
-class StageExecutor:
-    """Colorizes jobs with one open backend, any number of runs (one per Ray block): ``stats``
-    adds up every run's stage numbers, ``last_stats`` holds the latest run's.
+@contextlib.contextmanager
+def _scratch_folder(out_store: Storage) -> Iterator[Path | None]:
+    """A private folder for the write stage when OUT is a URL (None when it is local), removed
+    afterwards; the folders of processes that died are pruned first."""
+    if out_store.is_local:
+        yield None
+        return
+    root = Path(tempfile.gettempdir())
+    _prune_stale_scratch(root)
+    scratch = Path(tempfile.mkdtemp(prefix=f"{_SCRATCH_PREFIX}{os.getpid()}-", dir=root))
+    try:
+        yield scratch
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _scratch_item(item: Item, scratch: Path | None) -> Item:
+    """Point a URL OUT's target at its scratch copy (the write stage writes local files)."""
+    job = item.job
+    if scratch is None or job.status is not None:
+        return item
+    target = scratch.joinpath(*PurePosixPath(job.target).parts)
+    item.job = Job(job.source, job.relative, target, job.out_format, job.status, job.reason)
+    return item
+
+
+class ThreadExecutor:
+    """One open backend, the stages in this process's threads: ``run_batch``'s executor here,
+    and each Ray actor's for its blocks. ``stats`` holds the latest run's stage numbers.
 
     ``stages`` (a callable ``settings -> stages``) replaces ``stages_for`` (tests, benchmarks).
     """
 
-    def __init__(self, settings: Settings, backend, in_store: Storage, out_store: Storage,
-                 stages: Callable[[Settings], list] | None = None) -> None:
-        self.settings, self.backend = settings, backend
-        self.in_store, self.out_store = in_store, out_store
-        self._make_stages = stages or (lambda s: stages_for(s, backend))
-        self.stats: dict[str, StageStats] = {}
-        self.last_stats: dict[str, StageStats] = {}
-        self._scratch: Path | None = None
-        if not out_store.is_local:
-            root = Path(tempfile.gettempdir())
-            _prune_stale_scratch(root)
-            self._scratch = Path(tempfile.mkdtemp(prefix=f"{_SCRATCH_PREFIX}{os.getpid()}-", dir=root))
-
-    def stages(self) -> list[MapStage | BatchStage]:
-        stages = list(self._make_stages(self.settings))
-        if not self.in_store.is_local:
-            index = next((i for i, s in enumerate(stages) if s.name == "read" and isinstance(s, MapStage)), None)
-            if index is None:
-                raise FatalError(  # no stage where object storage plugs in
-                    f"the {self.backend.device} pipeline has no 'read' stage to read object storage from; "
-                    "copy IN to a local folder or run on a CPU backend"
-                )
-            stages[index] = replace(stages[index], fn=storage_read_stage(self.settings, self.in_store))
-        if self._scratch is not None:
-            stages.append(MapStage("upload", upload_stage(self.out_store, self._scratch),
-                                   workers=max(2, self.settings.workers), queue_size=2 * max(2, self.settings.workers)))
-        return stages
-
-    def _local_item(self, item: Item) -> Item:
-        """Point a URL OUT's target at its scratch copy (the write stage writes local files)."""
-        job = item.job
-        if self._scratch is None or job.status is not None:
-            return item
-        target = self._scratch.joinpath(*PurePosixPath(job.target).parts)
-        item.job = Job(job.source, job.relative, target, job.out_format, job.status, job.reason)
-        return item
-
-    def run_items(self, items: Iterable[Item]) -> Iterator[Item]:
-        """Yield every item once finished, in no particular order (``StageRunner.run``)."""
-        runner = StageRunner(self.stages())
-        try:
-            yield from runner.run(self._local_item(item) for item in items)
-        finally:
-            self.last_stats = runner.stats
-            for name, stage in runner.stats.items():
-                self.stats.setdefault(name, StageStats()).add(asdict(stage))
-
-    def close(self) -> None:
-        if self._scratch is not None:
-            shutil.rmtree(self._scratch, ignore_errors=True)
-            self._scratch = None
-
-
-class ThreadExecutor:
-    """``run_batch``'s executor for this process: one open backend, the stages in threads."""
-
     def __init__(self, backend, reason: str, stages: Callable[[Settings], list] | None = None) -> None:
-        self.backend, self.reason, self._stages = backend, reason, stages
+        self.backend, self.reason = backend, reason
+        self._make_stages = stages or (lambda settings: stages_for(settings, backend))
         self.stats: dict[str, StageStats] = {}
 
     def describe(self) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -162,12 +133,29 @@ class ThreadExecutor:
 
     def run(self, settings: Settings, items: Iterable[Item], in_store: Storage, out_store: Storage,
             report=None) -> Iterator[Item]:
-        executor = StageExecutor(settings, self.backend, in_store, out_store, self._stages)
-        try:
-            yield from executor.run_items(items)
-        finally:
-            executor.close()  # before the report, so its stage statistics are final
-            self.stats = executor.stats
+        with _scratch_folder(out_store) as scratch:
+            runner = StageRunner(self._stages(settings, in_store, out_store, scratch))
+            try:
+                yield from runner.run(_scratch_item(item, scratch) for item in items)
+            finally:
+                self.stats = runner.stats
+
+    def _stages(self, settings: Settings, in_store: Storage, out_store: Storage,
+                scratch: Path | None) -> list[MapStage | BatchStage]:
+        stages = list(self._make_stages(settings))
+        if not in_store.is_local:
+            index = next((i for i, s in enumerate(stages) if s.name == "read" and isinstance(s, MapStage)), None)
+            if index is None:
+                raise FatalError(  # no stage where object storage plugs in
+                    f"the {self.backend.device} pipeline has no 'read' stage to read object storage from; "
+                    "copy IN to a local folder or run on a CPU backend"
+                )
+            stages[index] = replace(stages[index], fn=storage_read_stage(settings, in_store))
+        if scratch is not None:
+            workers = max(2, settings.workers)
+            stages.append(MapStage("upload", upload_stage(out_store, scratch), workers=workers,
+                                   queue_size=2 * workers))
+        return stages
 
 
 def backend_info(backend, reason: str) -> dict[str, Any]:

@@ -50,29 +50,25 @@ class Executor(Protocol):
         ...
 
 
-def check_directories(in_dir: Path, out_dir: Path) -> None:
-    """IN_DIR must be a readable folder; OUT_DIR must not be IN_DIR or contain it (outputs
-    mirror IN's paths, so they could land on inputs). OUT_DIR inside IN_DIR is fine."""
-    real_in, real_out = Path(in_dir).resolve(), Path(out_dir).resolve()
-    if not real_in.is_dir():
-        raise DirectoryError(f"IN_DIR {display(in_dir)} is not a folder")
-    try:
-        with os.scandir(real_in):
-            pass
-    except OSError as error:
-        raise DirectoryError(f"cannot read IN_DIR {display(in_dir)}: {error.strerror}") from error
-    if real_out == real_in or real_out in real_in.parents:
-        raise DirectoryError(
-            f"OUT_DIR {display(out_dir)} is IN_DIR or contains it: outputs could replace inputs; "
-            "choose a folder outside IN_DIR (or one inside it)"
-        )
-
-
 def check_locations(in_store: Storage, out_store: Storage) -> None:
-    """Local IN and OUT follow ``check_directories``; with a URL, IN must be a readable
-    prefix, OUT must not be IN or contain it, and must be writable (its bucket exists)."""
+    """IN must be a readable folder or prefix; OUT must not be IN or contain it (outputs mirror
+    IN's paths, so they could land on inputs; OUT inside IN is fine); a URL OUT must be
+    writable (its bucket exists)."""
     if in_store.is_local and out_store.is_local:
-        check_directories(in_store.root_path, out_store.root_path)
+        in_dir, out_dir = in_store.root_path, out_store.root_path
+        real_in, real_out = in_dir.resolve(), out_dir.resolve()
+        if not real_in.is_dir():
+            raise DirectoryError(f"IN_DIR {display(in_dir)} is not a folder")
+        try:
+            with os.scandir(real_in):
+                pass
+        except OSError as error:
+            raise DirectoryError(f"cannot read IN_DIR {display(in_dir)}: {error.strerror}") from error
+        if real_out == real_in or real_out in real_in.parents:
+            raise DirectoryError(
+                f"OUT_DIR {display(out_dir)} is IN_DIR or contains it: outputs could replace inputs; "
+                "choose a folder outside IN_DIR (or one inside it)"
+            )
         return
     if out_store.contains(in_store):
         raise LocationError(f"OUT {out_store.location} is IN or contains it: outputs could replace inputs; "

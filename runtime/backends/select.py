@@ -164,14 +164,19 @@ def missing_for(kind: str, device: str, requested: str) -> list[str]:
     return missing
 
 
-def open_kind(kind: str, artifact: Path, device: str, *, precision: str = "fp32", max_batch: int) -> Backend:
+def open_kind(kind: str, artifact: Path, device: str, *, precision: str | None = "fp32", max_batch: int,
+              render_size: int | None = None, threads: int | None = None, model: ModelInfo | None = None) -> Backend:
     """Backend ``kind`` on ``artifact`` (see ``artifact_for``) and ``device``, as asked: no
-    choosing, no falling back (the bench compares backends by name)."""
+    choosing, no falling back (the bench compares backends by name). ``model`` names the
+    checkpoint a derived ONNX or engine runs (default: what the file itself records)."""
     if kind == "torch":
-        return TorchBackend(artifact, device=device, precision=precision)
+        return TorchBackend(artifact, device=device, render_size=render_size, precision=precision)
     if kind == "onnxruntime":
-        return OnnxRuntimeBackend(artifact, device=device)
-    return TensorRTBackend(artifact, max_batch=max_batch)
+        return OnnxRuntimeBackend(artifact, device=device, render_size=render_size, threads=threads, model=model)
+    backend = TensorRTBackend(artifact, max_batch=max_batch)
+    if model is not None:
+        backend.model = model
+    return backend
 
 
 # --------------------------------------------------------------------------- choosing
@@ -198,8 +203,6 @@ CANDIDATES = (
 def _open_candidate(kind: str, device: str, model: Path, *, batch_size: int, render_size: int | None,
                     info: ModelInfo | None, notify: Notify | None, threads: int | None) -> Backend:
     """One candidate of ``open_backend``, or Unavailable with a short reason."""
-    if kind == "torch":
-        return TorchBackend(model, device=device, render_size=render_size)
     if kind == "tensorrt" and not _tensorrt_installed():
         raise Unavailable("TensorRT not installed")
     if kind == "onnxruntime" and device == "cuda" and not cuda_provider_available():
@@ -212,12 +215,8 @@ def _open_candidate(kind: str, device: str, model: Path, *, batch_size: int, ren
         if kind == "onnxruntime" and not isinstance(error, Unavailable):  # an export failure; torch still runs
             raise Unavailable(f"ONNX export failed ({type(error).__name__}: {error})") from error
         raise
-    if kind == "onnxruntime":
-        return OnnxRuntimeBackend(artifact, device=device, render_size=render_size, threads=threads, model=info)
-    backend = TensorRTBackend(artifact, max_batch=batch_size)
-    if info is not None:
-        backend.model = info
-    return backend
+    return open_kind(kind, artifact, device, precision=None, max_batch=batch_size, render_size=render_size,
+                     threads=threads, model=info)
 
 
 def open_backend(

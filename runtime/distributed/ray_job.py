@@ -3,7 +3,7 @@
 Only how batches execute changes (docs/ray.md): the driver's ``run_batch`` lists the jobs,
 and the ones still to do become Ray Data rows of paths that ``map_batches`` sends, a block of
 ``files_per_task`` at a time, to a fixed pool of actors, each with one backend opened once. An
-actor runs the runtime's own ``StageExecutor`` over its block, so its stages overlap as on one
+actor runs the runtime's own ``ThreadExecutor`` over its block, so its stages overlap as on one
 machine, and returns one row per input plus one record for the block (its actor, backend and
 stage numbers), which ``RayExecutor`` turns into the finished items and report sections of a
 single-machine run.
@@ -33,7 +33,7 @@ from facecolor.export.cache import cache_root
 from facecolor.files import sha256_file, write_atomically
 from facecolor.runtime.backends import open_backend, shipped_model
 from facecolor.runtime.backends.select import ModelNotFound
-from facecolor.runtime.executor import StageExecutor, backend_info, default_batch
+from facecolor.runtime.executor import ThreadExecutor, backend_info, default_batch
 from facecolor.runtime.pipeline import DONE, FatalError, Item, Settings, StageStats, failure_reason
 from facecolor.runtime.report import Report
 from facecolor.runtime.storage import Storage
@@ -113,12 +113,13 @@ class ColorizeActor:
             "backend": backend_info(self.backend, reason),
             "model": {"preset": self.backend.model.preset, "sha256": self.backend.model.sha256},
         }
-        self.runner = StageExecutor(settings, self.backend, in_store, out_store)
-        self._in_store, self._out_store = in_store, out_store
+        self.runner = ThreadExecutor(self.backend, reason)
+        self._settings, self._in_store, self._out_store = settings, in_store, out_store
 
     def finished_items(self, jobs: list) -> Iterator[Item]:
         """Every job of the block once finished (tests override this to kill the worker)."""
-        return self.runner.run_items(Item.from_job(job) for job in jobs)
+        items = (Item.from_job(job) for job in jobs)
+        return self.runner.run(self._settings, items, self._in_store, self._out_store)
 
     def __call__(self, batch: Mapping[str, Any]) -> dict[str, list]:
         rows = {bytes(relative): (bytes(output), str(fmt))
@@ -133,16 +134,11 @@ class ColorizeActor:
             for name, value in zip(RESULT_COLUMNS, values):
                 out[name].append(value)
         record = {**self.identity, "cpu_s": round(time.process_time() - cpu_start, 3),
-                  "stages": {name: asdict(stats) for name, stats in self.runner.last_stats.items()}}
+                  "stages": {name: asdict(stats) for name, stats in self.runner.stats.items()}}
         # The record rides on the first row only: Ray may merge blocks, the driver reads every row's.
         count = len(out["status"])
         out["block"] = [json.dumps(record)] + [""] * (count - 1) if count else []
         return out
-
-    def __del__(self) -> None:
-        runner = getattr(self, "runner", None)
-        if runner is not None:
-            runner.close()
 
 
 @dataclass(frozen=True)
