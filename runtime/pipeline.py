@@ -136,8 +136,9 @@ class StageRunner:
             raise ValueError("a pipeline needs at least one stage")
         self.stages = list(stages)
         self.stats = {stage.name: StageStats() for stage in self.stages}
-        self._queues = [queue.Queue(maxsize=max(1, s.queue_size)) for s in self.stages]
-        self._results: queue.Queue = queue.Queue()
+        # One inbox per stage, then the results (unbounded: the caller drains it)
+        self._queues = [queue.Queue(maxsize=max(1, s.queue_size)) for s in self.stages] + [queue.Queue()]
+        self._results = self._queues[-1]
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._fatal: BaseException | None = None
@@ -176,13 +177,12 @@ class StageRunner:
         self._results.put(item)
 
     def _forward(self, index: int, item: Item) -> None:
-        if item.status is not None:  # failed (or decided) on the way: straight to the results
+        if item.status is None and index + 1 == len(self.stages):
+            item.status = DONE
+        if item.status is not None:  # done, or failed (or decided) on the way: straight to the results
             self._finish(item)
-        elif index + 1 < len(self.stages):
-            self._put(self._queues[index + 1], item)
         else:
-            item.status = item.status or DONE
-            self._finish(item)
+            self._put(self._queues[index + 1], item)
 
     def _end_stage(self, index: int, remaining: list[int]) -> None:
         """Called by each thread of stage ``index`` as it exits; the last one passes the end on."""
@@ -190,10 +190,7 @@ class StageRunner:
             remaining[0] -= 1
             last = remaining[0] == 0
         if last:
-            if index + 1 < len(self.stages):
-                self._put(self._queues[index + 1], _END)
-            else:
-                self._results.put(_END)
+            self._put(self._queues[index + 1], _END)
 
     def _worker(self, index: int, stage: MapStage | BatchStage, remaining: list[int]) -> None:
         try:

@@ -10,7 +10,7 @@ import datetime as dt
 import json
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import facecolor
@@ -65,10 +65,8 @@ class Report:
         self.wall_s = time.perf_counter() - self._t0
         self.status, self.fatal_error = status, fatal_error
         if stages:
-            self.stages = {
-                name: {"busy_s": round(s.busy_s, 3), "cpu_s": round(s.cpu_s, 3), "items": s.items, "calls": s.calls}
-                for name, s in stages.items()
-            }
+            self.stages = {name: {key: round(value, 3) for key, value in asdict(numbers).items()}
+                           for name, numbers in stages.items()}
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -16,9 +16,6 @@
 - A URL IN is one fsspec listing under the same rules where they apply (object stores have
   no symlinks, and the reader sniffs a name without an image extension); existing outputs on
   a URL OUT are one listing of OUT, not one request per file.
-
-Jobs travel to Ray workers as rows of plain values (``job_row`` / ``row_job``): paths as
-bytes (``os.fsencode``), so local names that are not valid UTF-8 survive the trip.
 """
 
 from __future__ import annotations
@@ -128,20 +125,18 @@ def _walk_folder(folder, relative, real_root, real_out, out_root, out_format, ov
         try:
             if entry.is_symlink():
                 job = _symlink_job(path, rel, real_root, out_root, out_format)
-                if job is None:
-                    continue
             elif entry.is_dir(follow_symlinks=False):
                 if path.resolve() != real_out:  # OUT inside IN: never read back
                     subfolders.append((path, rel))
                 continue
             elif entry.is_file(follow_symlinks=False):
                 job = _file_job(path, rel, out_root, out_format)
-                if job is None:
-                    continue
             else:
                 continue  # sockets, fifos, devices
         except OSError as error:
             job = Job(path, rel, out_root / rel, None, FAILED, f"cannot read: {error.strerror}")
+        if job is None:  # neither an image nor named like one
+            continue
         if job.status is None:
             name = job.target.name
             if name in taken:
@@ -254,7 +249,8 @@ def needs_sniffing(job: Job) -> bool:
 
 def job_row(job: Job, out_store: Storage) -> dict[str, Any]:
     """A job still to do as a compact Ray Data row: its path relative to IN, its output's path
-    relative to OUT (empty when the same), the output format (empty: the content's)."""
+    relative to OUT (empty when the same), the output format (empty: the content's). Paths
+    travel as bytes (``os.fsencode``), so local names that are not valid UTF-8 survive."""
     relative = os.fsencode(str(job.relative))
     target = job.target.relative_to(out_store.root_path) if out_store.is_local else job.target
     output = os.fsencode(str(target))

@@ -42,6 +42,18 @@ class ModelInfo:
         return {"preset": self.preset, "sha256": self.sha256, "source": str(self.source or "")}
 
 
+def preset_in(*documents: Any) -> str:
+    """The preset the first of ``documents`` to name one records (``preset`` or
+    ``model_config.preset``, as facecolor-export writes sidecars and ONNX metadata), else "unknown"."""
+    for document in documents:
+        if isinstance(document, dict):
+            config = document.get("model_config")
+            preset = document.get("preset") or (config.get("preset") if isinstance(config, dict) else None)
+            if preset:
+                return str(preset)
+    return "unknown"
+
+
 @runtime_checkable
 class Backend(Protocol):
 

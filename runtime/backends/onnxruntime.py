@@ -16,7 +16,7 @@ import torch
 
 from facecolor.errors import Unavailable
 from facecolor.files import sha256_file
-from facecolor.runtime.backends.base import BackendBase, BackendError, ModelInfo
+from facecolor.runtime.backends.base import BackendBase, BackendError, ModelInfo, preset_in
 
 CUDA_PROVIDER = "CUDAExecutionProvider"
 CPU_PROVIDER = "CPUExecutionProvider"
@@ -41,17 +41,15 @@ def cuda_provider_available() -> bool:
 
 
 def onnx_model_info(path: Path, session: Any) -> ModelInfo:
-    """Preset from the ONNX metadata (``facecolor.preset`` as facecolor-export writes it,
-    ``preset``, or a ``facecolor`` JSON document), else ``"unknown"``; the hash is the file's own."""
+    """The preset from the ONNX metadata (``facecolor.preset``, ``preset``, or a ``facecolor``
+    JSON document); the hash is the file's own."""
     meta = session.get_modelmeta().custom_metadata_map or {}
-    preset = meta.get("facecolor.preset") or meta.get("preset")
-    if preset is None and "facecolor" in meta:
-        try:
-            document = json.loads(meta["facecolor"])
-            preset = document.get("preset") or document.get("model_config", {}).get("preset")
-        except (json.JSONDecodeError, AttributeError):
-            preset = None
-    return ModelInfo(preset=str(preset or "unknown"), sha256=sha256_file(path), source=path)
+    try:
+        document = json.loads(meta.get("facecolor", "{}"))
+    except json.JSONDecodeError:
+        document = None
+    preset = preset_in({"preset": meta.get("facecolor.preset") or meta.get("preset")}, document)
+    return ModelInfo(preset=preset, sha256=sha256_file(path), source=path)
 
 
 class OnnxRuntimeBackend(BackendBase):

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections import deque
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -24,7 +23,7 @@ from facecolor.errors import Unavailable
 from facecolor.export.errors import ExportError
 from facecolor.export.tensorrt import check_plan, import_tensorrt
 from facecolor.files import sha256_file
-from facecolor.runtime.backends.base import BackendBase, BackendError, ModelInfo
+from facecolor.runtime.backends.base import BackendBase, BackendError, ModelInfo, preset_in
 from facecolor.runtime.gpu.cuda import GpuError, cuda_errors
 
 
@@ -89,7 +88,7 @@ class TensorRTBackend(BackendBase):
         self.name = "tensorrt"
         self.device = "cuda"
         digest = sidecar.get("sha256") or sha256_file(plan_path)  # check_plan hashed it already
-        self.model = ModelInfo(_preset(sidecar), str(digest), plan_path)
+        self.model = ModelInfo(preset_in(sidecar.get("source_onnx"), sidecar), str(digest), plan_path)
 
     def _load(self, trt, plan_path: Path, max_batch: int | None) -> None:
         what = f"loading TensorRT plan {plan_path.name}"
@@ -200,15 +199,6 @@ class TensorRTBackend(BackendBase):
         self._input = None
         self._output = None
         self._stream = None
-
-
-def _preset(sidecar: dict[str, Any]) -> str:
-    """The model preset the sidecar names (``source_onnx.model_config.preset`` as
-    ``facecolor.export.tensorrt`` writes it, or a top-level ``preset``), else "unknown"."""
-    source = sidecar.get("source_onnx")
-    config = source.get("model_config") if isinstance(source, dict) else None
-    preset = config.get("preset") if isinstance(config, dict) else None
-    return str(preset or sidecar.get("preset") or "unknown")
 
 
 def _torch_dtype(trt, dtype, name: str):

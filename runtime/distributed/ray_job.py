@@ -273,7 +273,7 @@ class RaySettings:
     """How a run uses Ray (everything else is the run's ``Settings``).
 
     ``address`` None uses ``RAY_ADDRESS`` or starts a local instance (a process already
-    connected keeps its connection); the pool defaults to ``plan_actors``'; ``files_per_task``
+    connected keeps its connection); the pool defaults to ``plan_actors``'s; ``files_per_task``
     to ``BATCHES_PER_TASK`` batches.
     """
 
