@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -60,15 +61,14 @@ def colorize_tree(
                         max_pixels=max_pixels or DEFAULT_MAX_PIXELS)
     common = dict(in_store=in_store, out_store=out_store, progress=progress, echo=echo)
     if ray is not None:  # batch size and workers follow the actor plan unless given
-        options = RaySettings(**{**ray.__dict__, "device": device, "render_size": render_size,
-                                 "cpus_per_actor": workers or ray.cpus_per_actor})
-        return run_batch(settings, RayExecutor(options, model, announce), **common)
+        ray = replace(ray, device=device, render_size=render_size, cpus_per_actor=workers or ray.cpus_per_actor)
+        return run_batch(settings, RayExecutor(ray, model, announce), **common)
     backend, reason = open_backend(Path(model) if model else None, device,
                                    batch_size=batch_size or DEFAULT_BATCH["cuda"], render_size=render_size,
                                    notify=echo)
     if announce is not None:
         announce(reason)
-    settings = Settings(**{**settings.__dict__, "batch_size": batch_size or default_batch(backend.device),
-                           "workers": workers or max(1, os.cpu_count() or 1)})
+    settings = replace(settings, batch_size=batch_size or default_batch(backend.device),
+                       workers=workers or max(1, os.cpu_count() or 1))
     with backend:
         return run_batch(settings, ThreadExecutor(backend, reason), **common)
