@@ -205,11 +205,11 @@ class StageRunner:
         finally:
             self._end_stage(index, remaining)
 
-    def _timed(self, stage: MapStage | BatchStage, fn: Callable, arg: Any, items: int) -> Any:
-        """``fn(arg)``, its wall and thread CPU time added to the stage's numbers."""
+    def _timed(self, stage: MapStage | BatchStage, arg: Any, items: int) -> Any:
+        """``stage.fn(arg)``, its wall and thread CPU time added to the stage's numbers."""
         start, cpu = time.perf_counter(), time.thread_time()
         try:
-            return fn(arg)
+            return stage.fn(arg)
         finally:
             with self._lock:
                 stats = self.stats[stage.name]
@@ -226,7 +226,7 @@ class StageRunner:
                 self._put(inbox, _END)  # let this stage's other threads see it too
                 break
             try:
-                item = self._timed(stage, stage.fn, item, 1)
+                item = self._timed(stage, item, 1)
             except FatalError as error:
                 self._fatal_error(error)
                 break
@@ -251,7 +251,7 @@ class StageRunner:
                     ended = True
                     break
                 batch.append(item)
-            for item in self._timed(stage, stage.fn, batch, len(batch)):
+            for item in self._timed(stage, batch, len(batch)):
                 self._forward(index, item)
 
     def _feed(self, items: Iterable[Item]) -> None:
