@@ -1,19 +1,16 @@
 """``colorize_tree``: a whole batch run from plain options, as ``facecolor-batch`` makes it.
 
-    from facecolor.runtime.batch import colorize_tree
-    report = colorize_tree("scans", "color")                                   # local folders
-    report = colorize_tree("s3://archive/scans", "s3://archive/color")         # object storage
     report = colorize_tree("s3://archive/scans", "s3://archive/color", ray=RaySettings("auto"))
 
 The library's policy lives here, not in the CLI: the default batch size per device, the
-worker count, the pixel limit, which executor runs the batches. The run itself is
-``run.run_batch``'s, the same for every kind of IN, OUT and executor.
+worker count, the pixel limit, which executor runs the batches.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -50,14 +47,12 @@ def colorize_tree(
 
     Without ``ray`` the batches run in this process (``workers`` decode and encode threads,
     default one per core); with it, in a pool of Ray actors (``workers`` is then each actor's
-    CPUs; ``ray.device`` and ``ray.render_size`` are taken from ``device`` and
-    ``render_size``). ``storage_options`` go to fsspec for both (default:
-    ``FACECOLOR_STORAGE_OPTIONS``). ``announce`` gets the backend line (first line of the
-    CLI); ``echo`` each failure and first-use builds.
+    CPUs, and ``device`` and ``render_size`` override ``ray``'s). ``storage_options`` go to
+    fsspec (default: ``FACECOLOR_STORAGE_OPTIONS``). ``announce`` gets the backend line;
+    ``echo`` each failure and first-use builds.
 
     Raises ``ModelNotFound``/``Unavailable`` (no model or backend), ``LocationError`` /
-    ``DirectoryError`` (IN or OUT unusable), ``RayUnavailable``/``ClusterTooSmall`` and other
-    ``FatalError``s (the report is written before a fatal error of the run propagates).
+    ``DirectoryError`` (IN or OUT unusable), ``ClusterTooSmall`` and other ``FatalError``s.
     """
     in_store, out_store = open_storage(in_dir, storage_options), open_storage(out_dir, storage_options)
     check_locations(in_store, out_store)
@@ -66,15 +61,14 @@ def colorize_tree(
                         max_pixels=max_pixels or DEFAULT_MAX_PIXELS)
     common = dict(in_store=in_store, out_store=out_store, progress=progress, echo=echo)
     if ray is not None:  # batch size and workers follow the actor plan unless given
-        options = RaySettings(**{**ray.__dict__, "device": device, "render_size": render_size,
-                                 "cpus_per_actor": workers or ray.cpus_per_actor})
-        return run_batch(settings, RayExecutor(options, model, announce), **common)
+        ray = replace(ray, device=device, render_size=render_size, cpus_per_actor=workers or ray.cpus_per_actor)
+        return run_batch(settings, RayExecutor(ray, model, announce), **common)
     backend, reason = open_backend(Path(model) if model else None, device,
                                    batch_size=batch_size or DEFAULT_BATCH["cuda"], render_size=render_size,
                                    notify=echo)
     if announce is not None:
         announce(reason)
-    settings = Settings(**{**settings.__dict__, "batch_size": batch_size or default_batch(backend.device),
-                           "workers": workers or max(1, os.cpu_count() or 1)})
+    settings = replace(settings, batch_size=batch_size or default_batch(backend.device),
+                       workers=workers or max(1, os.cpu_count() or 1))
     with backend:
         return run_batch(settings, ThreadExecutor(backend, reason), **common)

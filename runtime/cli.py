@@ -1,11 +1,8 @@
-"""``facecolor-batch IN_DIR OUT_DIR``: colorize a whole folder tree (also ``facecolor batch``
-and ``python -m facecolor.runtime``).
+"""``facecolor-batch IN_DIR OUT_DIR`` (also ``facecolor batch``, ``python -m facecolor.runtime``).
 
-Output: the first line names the backend and why it was chosen; a progress bar on stderr
-(when stderr is a terminal); each failed input on stderr as it happens; then the summary.
-Exit codes (DESIGN §5): 0 all done or skipped; 1 fatal (no model, no usable backend,
-unreadable IN_DIR, OUT_DIR locked by another run); 2 usage; 3 finished, but some inputs failed
-(listed in OUT_DIR/facecolor-report.json and on stderr).
+Only parsing and printing: the run is ``batch.colorize_tree``'s. Exit codes (DESIGN §5): 0 all
+done or skipped; 1 fatal; 2 usage; 3 finished, but some inputs failed (named in
+OUT_DIR/facecolor-report.json and on stderr).
 """
 
 from __future__ import annotations
@@ -76,8 +73,7 @@ OUT_LOCATION = Location(exists=False)
                    "without it.")
 @click.option("--num-actors", type=click.IntRange(min=1), default=None,
               help="With --ray: actors in the pool (default: one per GPU, else one per --workers CPUs).")
-def main(in_dir, out_dir, model, device, batch_size, render_size, overwrite, out_format, quality, workers, max_pixels,
-         ray_address, num_actors):
+def main(in_dir, out_dir, ray_address, num_actors, **options):
     """Colorize every black-and-white image under IN_DIR into OUT_DIR.
 
     OUT_DIR mirrors IN_DIR's folders and names, at full resolution, keeping each file's format
@@ -86,20 +82,15 @@ def main(in_dir, out_dir, model, device, batch_size, render_size, overwrite, out
     """
     if num_actors is not None and ray_address is None and not (is_url(str(in_dir)) or is_url(str(out_dir))):
         raise click.UsageError("--num-actors needs --ray")
-    raise click.exceptions.Exit(run_cli(
-        in_dir, out_dir, ray_address=ray_address, model=model, device=device, batch_size=batch_size,
-        render_size=render_size, overwrite=overwrite, out_format=out_format, quality=quality, workers=workers,
-        max_pixels=max_pixels, num_actors=num_actors))
+    raise click.exceptions.Exit(run_cli(in_dir, out_dir, ray_address=ray_address, num_actors=num_actors, **options))
 
 
 def run_cli(in_dir: str | Path, out_dir: str | Path, *, ray_address: str | None = None,
             num_actors: int | None = None, files_per_task: int | None = None, **options) -> int:
     """Run ``facecolor-batch`` and print its lines; return the exit code (0, or 3 when some
     inputs failed). Library errors become ``click.ClickException`` (exit 1), an unusable
-    OUT_DIR next to a good IN_DIR ``click.BadParameter`` (exit 2).
-
-    ``ray_address`` None: on this machine; ``"local"``: Ray at ``RAY_ADDRESS`` or a new local
-    instance; anything else: that cluster. ``options`` are ``colorize_tree``'s.
+    OUT_DIR next to a good IN_DIR ``click.BadParameter`` (exit 2). ``ray_address`` is
+    ``--ray``'s value; ``options`` are ``colorize_tree``'s.
     """
     ray = None
     if ray_address is not None:

@@ -1,18 +1,14 @@
 """Decode one image file's bytes on the CPU into upright 8- or 16-bit pixels.
 
-Which library decodes what, and why:
-
 - **Pillow parses every header first** (no pixels yet): the true size for the pixel limit,
-  the mode, and the EXIF orientation, uniformly for JPEG, PNG, TIFF and WebP.
-- **OpenCV decodes the pixels** of gray, RGB and RGBA images, 8 or 16 bit: it is faster than
-  Pillow, releases the GIL (so decode threads run in parallel) and keeps 16-bit RGB, which
-  Pillow truncates to 8 bit. It is called with ``IMREAD_UNCHANGED`` (no channel conversion, no
-  implicit rotation) and the orientation is then applied here, once, as a numpy view.
-- **Pillow decodes palette, CMYK (including Adobe's inverted CMYK JPEGs), 1-bit, LA and other
-  modes**, converting them to RGB or L.
+  the mode and the EXIF orientation, uniformly for every format.
+- **OpenCV decodes the pixels** of gray, RGB and RGBA images, 8 or 16 bit: it is faster,
+  releases the GIL (so decode threads run in parallel) and keeps 16-bit RGB, which Pillow
+  truncates to 8 bit. ``IMREAD_UNCHANGED`` keeps it from rotating; the orientation is applied
+  here, once, as a numpy view.
+- **Pillow decodes palette, CMYK (Adobe's inverted CMYK JPEGs too), 1-bit, LA and other modes.**
 
-Content decides the format (magic bytes), never the extension. Every problem with a file
-raises ``DecodeError`` (or ``TooManyPixels``) with a one-line reason for the report.
+Content decides the format (magic bytes), never the extension.
 """
 
 from __future__ import annotations
@@ -52,12 +48,8 @@ class TooManyPixels(DecodeError):
 
 @dataclass(frozen=True)
 class Decoded:
-    """An upright image.
-
-    ``pixels``: uint8 or uint16, host memory, HxW (gray) or HxWx3 in **RGB** order, values in
-    the full range of the dtype; alpha is dropped. It may be a non-contiguous view (the
-    orientation and BGR->RGB are applied as views); call ``np.ascontiguousarray`` before
-    handing it to torch.
+    """An upright image. ``pixels``: uint8 or uint16 HxW (gray) or HxWx3 **RGB**, host memory,
+    alpha dropped; possibly a non-contiguous view (make it contiguous before torch takes it).
     """
 
     pixels: np.ndarray
@@ -103,7 +95,6 @@ def jpeg_is_truncated(data: bytes) -> bool:
 
 
 def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
-    """Decode a whole file's bytes (see the module docstring for the rules)."""
     if not data:
         raise DecodeError("empty file (0 bytes)")
     fmt = sniff_format(data[:16])

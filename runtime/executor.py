@@ -1,45 +1,37 @@
 """Run the runtime's stages in this process's threads, with IN and OUT as any storage.
 
-No second colorizer: the stages are the runtime's (``stages_for``: the CPU pipeline for CPU
-backends, the GPU pipeline for CUDA ones) run by its ``StageRunner``, with two changes at the
-edges only:
-
-- a URL IN replaces the ``read`` stage by one that reads the object through fsspec (same size
-  guard, same bytes handed to ``decode``); an object without an image extension is read
-  16 bytes first, and dropped when it is no image, as the local walk drops ``notes.txt``;
-- a URL OUT keeps the runtime's ``write`` stage (encode, metadata note, atomic write) writing
-  into a private scratch folder, and adds an ``upload`` stage that sends each finished file
-  whole to OUT (one PUT: atomic on object stores) and deletes the scratch copy.
-
-So outputs are byte-for-byte what ``facecolor-batch`` writes for the same input and backend.
-A :class:`StageExecutor` serves ``run_batch`` in this process (``ThreadExecutor``) and each
-Ray actor (one ``run`` per block of jobs).
+The stages are the runtime's own (``stages_for``), changed at the edges only, so outputs are
+byte-for-byte what a local run writes: a URL IN replaces ``read`` by a ranged fsspec read
+(same size guard); a URL OUT keeps ``write`` (encode, note, atomic write) writing into a
+private scratch folder and adds an ``upload`` stage that sends each file whole (one PUT:
+atomic on object stores).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, fields, replace
+from dataclasses import replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from facecolor.runtime.decode import DecodeError
-from facecolor.runtime.jobs import NOT_AN_IMAGE, needs_sniffing
 from facecolor.runtime.pipeline import BatchStage, FatalError, Item, MapStage, Settings, StageRunner, StageStats
 from facecolor.runtime.pipeline_cpu import read_limit
 from facecolor.runtime.pipeline_cpu import build_stages as build_cpu_stages
 from facecolor.runtime.pipeline_gpu import build_stages as build_gpu_stages
 from facecolor.runtime.storage import Storage
-from facecolor.runtime.walk import SKIPPED, Job, sniff_format, unsupported_reason
+from facecolor.runtime.walk import NOT_AN_IMAGE, SKIPPED, Job, needs_sniffing, sniff_format, unsupported_reason
 
 _SCRATCH_PREFIX = "facecolor-upload-"
 
 
 def storage_read_stage(settings: Settings, in_store: Storage) -> Callable[[Item], Item]:
-    """``read`` for a URL IN: ``item.payload`` = the object's bytes (what ``decode`` takes)."""
+    """``read`` for a URL IN; an object without an image extension is read 16 bytes first and
+    dropped when it is no image, as the local walk drops ``notes.txt``."""
     limit = read_limit(settings)
 
     def read(item: Item) -> Item:
@@ -75,19 +67,12 @@ def upload_stage(out_store: Storage, scratch: Path) -> Callable[[Item], Item]:
 
 def _prune_stale_scratch(root: Path) -> None:
     """Remove scratch folders of processes that died (a killed Ray worker leaves its own)."""
-    try:
-        entries = list(root.iterdir())
-    except OSError:
-        return
-    for entry in entries:
-        if not entry.name.startswith(_SCRATCH_PREFIX):
-            continue
+    for entry in root.glob(f"{_SCRATCH_PREFIX}*"):
         try:
-            pid = int(entry.name[len(_SCRATCH_PREFIX):].split("-", 1)[0])
-            os.kill(pid, 0)
+            os.kill(int(entry.name[len(_SCRATCH_PREFIX):].split("-", 1)[0]), 0)  # is its process alive?
         except ProcessLookupError:
             shutil.rmtree(entry, ignore_errors=True)
-        except (ValueError, PermissionError, OSError):
+        except (ValueError, OSError):
             continue
 
 
@@ -105,79 +90,42 @@ def stages_for(settings: Settings, backend) -> list[MapStage | BatchStage]:
     return build_stages(settings, backend)
 
 
-class StageExecutor:
-    """Colorizes jobs with one open backend; ``run_jobs`` may be called many times (one per
-    block), and ``stats`` adds up each stage's numbers over every call.
+@contextlib.contextmanager
+def _scratch_folder(out_store: Storage) -> Iterator[Path | None]:
+    """A private folder for the write stage when OUT is a URL (None when it is local), removed
+    afterwards; the folders of processes that died are pruned first."""
+    if out_store.is_local:
+        yield None
+        return
+    root = Path(tempfile.gettempdir())
+    _prune_stale_scratch(root)
+    scratch = Path(tempfile.mkdtemp(prefix=f"{_SCRATCH_PREFIX}{os.getpid()}-", dir=root))
+    try:
+        yield scratch
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _scratch_item(item: Item, scratch: Path | None) -> Item:
+    """Point a URL OUT's target at its scratch copy (the write stage writes local files)."""
+    job = item.job
+    if scratch is None or job.status is not None:
+        return item
+    target = scratch.joinpath(*PurePosixPath(job.target).parts)
+    item.job = Job(job.source, job.relative, target, job.out_format, job.status, job.reason)
+    return item
+
+
+class ThreadExecutor:
+    """One open backend, the stages in this process's threads: ``run_batch``'s executor here,
+    and each Ray actor's for its blocks. ``stats`` holds the latest run's stage numbers.
 
     ``stages`` (a callable ``settings -> stages``) replaces ``stages_for`` (tests, benchmarks).
     """
 
-    def __init__(self, settings: Settings, backend, in_store: Storage, out_store: Storage,
-                 stages: Callable[[Settings], list] | None = None) -> None:
-        self.settings, self.backend = settings, backend
-        self.in_store, self.out_store = in_store, out_store
-        self._make_stages = stages or (lambda s: stages_for(s, backend))
-        self.stats: dict[str, StageStats] = {}  # every run so far
-        self.last_stats: dict[str, StageStats] = {}  # the latest run only
-        self._scratch: Path | None = None
-        if not out_store.is_local:
-            root = Path(tempfile.gettempdir())
-            _prune_stale_scratch(root)
-            self._scratch = Path(tempfile.mkdtemp(prefix=f"{_SCRATCH_PREFIX}{os.getpid()}-", dir=root))
-
-    def stages(self) -> list[MapStage | BatchStage]:
-        stages = list(self._make_stages(self.settings))
-        if not self.in_store.is_local:
-            index = next((i for i, s in enumerate(stages) if s.name == "read" and isinstance(s, MapStage)), None)
-            if index is None:
-                raise FatalError(  # no stage where object storage plugs in
-                    f"the {self.backend.device} pipeline has no 'read' stage to read object storage from; "
-                    "copy IN to a local folder or run on a CPU backend"
-                )
-            stages[index] = replace(stages[index], fn=storage_read_stage(self.settings, self.in_store))
-        if self._scratch is not None:
-            stages.append(MapStage("upload", upload_stage(self.out_store, self._scratch),
-                                   workers=max(2, self.settings.workers), queue_size=2 * max(2, self.settings.workers)))
-        return stages
-
-    def _local_item(self, item: Item) -> Item:
-        """Point a URL OUT's target at its scratch copy (the write stage writes local files)."""
-        job = item.job
-        if self._scratch is None or job.status is not None:
-            return item
-        target = self._scratch.joinpath(*PurePosixPath(job.target).parts)
-        item.job = Job(job.source, job.relative, target, job.out_format, job.status, job.reason)
-        return item
-
-    def run_items(self, items: Iterable[Item]) -> Iterator[Item]:
-        """Yield every item once finished (done, skipped or failed), in no particular order.
-
-        A fatal error (backend failure) propagates after every thread has stopped.
-        """
-        runner = StageRunner(self.stages())
-        try:
-            yield from runner.run(self._local_item(item) for item in items)
-        finally:
-            self.last_stats = runner.stats
-            for name, stage in runner.stats.items():
-                add_stats(self.stats.setdefault(name, StageStats()), asdict(stage))
-
-    def run_jobs(self, jobs: Iterable[Job]) -> Iterator[Item]:
-        """``run_items`` for bare jobs (a Ray block)."""
-        return self.run_items(Item(job, status=job.status, reason=job.reason,
-                                   stage="walk" if job.status else "") for job in jobs)
-
-    def close(self) -> None:
-        if self._scratch is not None:
-            shutil.rmtree(self._scratch, ignore_errors=True)
-            self._scratch = None
-
-
-class ThreadExecutor:
-    """``run_batch``'s executor for this process: one open backend, the stages in threads."""
-
     def __init__(self, backend, reason: str, stages: Callable[[Settings], list] | None = None) -> None:
-        self.backend, self.reason, self._stages = backend, reason, stages
+        self.backend, self.reason = backend, reason
+        self._make_stages = stages or (lambda settings: stages_for(settings, backend))
         self.stats: dict[str, StageStats] = {}
 
     def describe(self) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -185,22 +133,32 @@ class ThreadExecutor:
 
     def run(self, settings: Settings, items: Iterable[Item], in_store: Storage, out_store: Storage,
             report=None) -> Iterator[Item]:
-        executor = StageExecutor(settings, self.backend, in_store, out_store, self._stages)
-        try:
-            yield from executor.run_items(items)
-        finally:
-            executor.close()  # before the report, so its stage statistics are final
-            self.stats = executor.stats
+        with _scratch_folder(out_store) as scratch:
+            runner = StageRunner(self._stages(settings, in_store, out_store, scratch))
+            try:
+                yield from runner.run(_scratch_item(item, scratch) for item in items)
+            finally:
+                self.stats = runner.stats
+
+    def _stages(self, settings: Settings, in_store: Storage, out_store: Storage,
+                scratch: Path | None) -> list[MapStage | BatchStage]:
+        stages = list(self._make_stages(settings))
+        if not in_store.is_local:
+            index = next((i for i, s in enumerate(stages) if s.name == "read" and isinstance(s, MapStage)), None)
+            if index is None:
+                raise FatalError(  # no stage where object storage plugs in
+                    f"the {self.backend.device} pipeline has no 'read' stage to read object storage from; "
+                    "copy IN to a local folder or run on a CPU backend"
+                )
+            stages[index] = replace(stages[index], fn=storage_read_stage(settings, in_store))
+        if scratch is not None:
+            workers = max(2, settings.workers)
+            stages.append(MapStage("upload", upload_stage(out_store, scratch), workers=workers,
+                                   queue_size=2 * workers))
+        return stages
 
 
 def backend_info(backend, reason: str) -> dict[str, Any]:
     """The report's ``backend`` section."""
     return {"name": backend.name, "device": backend.device, "render_size": backend.render_size,
             "max_batch": backend.max_batch, "reason": reason}
-
-
-def add_stats(total: StageStats, numbers: dict) -> None:
-    """Add one run's stage numbers (``asdict(StageStats)``, possibly from another process)."""
-    for field in fields(StageStats):
-        if field.name in numbers:
-            setattr(total, field.name, getattr(total, field.name) + numbers[field.name])

@@ -1,20 +1,14 @@
 """Where a full-resolution image sits inside the network's square render (DESIGN §2).
 
-The network sees a square ``render_size`` x ``render_size`` view of the image's L*: the long
-side is resized to ``render_size`` (aspect ratio kept, so faces are never squashed) and the
-short side is padded, centred, to a square. The predicted ab is then cropped back to the
-valid box and upsampled to the full size. The CPU path (``runtime/preprocess.py``) and the
-GPU path use this one computation, so both see exactly the same render.
+The long side is resized to ``render_size`` (aspect ratio kept, so faces are never squashed)
+and the short side padded, centred, to a square; the predicted ab is cropped back to the valid
+box and upsampled. The CPU and GPU paths share this one computation, so both see the same
+render.
 
-Padding is **edge replication** (OpenCV ``BORDER_REPLICATE``, torch ``mode="replicate"``),
-not reflection: it works for any aspect ratio (reflection needs the pad to be smaller than
-the image, which a 1x1000 strip breaks), and it continues the border's tone instead of
-mirroring a face into the margin, so the colors predicted near the edge of the valid area
-do not borrow from a mirrored copy of the subject.
-
-Resizing the long side uses area averaging when shrinking (anti-aliased; OpenCV
-``INTER_AREA``, torch ``interpolate(..., mode="bilinear", antialias=True)``) and bilinear when
-enlarging images smaller than the render.
+Padding replicates the edge rather than reflecting: it works for any aspect ratio (reflection
+needs a pad smaller than the image, which a 1x1000 strip breaks) and continues the border's
+tone instead of mirroring a face into the margin, where the colors predicted near the edge
+would borrow from it. Shrinking averages areas (anti-aliased); enlarging is bilinear.
 """
 
 from __future__ import annotations
@@ -30,12 +24,8 @@ class GeometryError(FacecolorError, ValueError):
 
 @dataclass(frozen=True)
 class Geometry:
-    """One image's placement in the render; all sizes in pixels.
-
-    ``height`` x ``width`` is the full-resolution image; ``inner_height`` x ``inner_width`` its
-    resized copy inside the ``render_size`` square, which has ``top``/``bottom``/``left``/
-    ``right`` pixels of edge padding around it.
-    """
+    """One image's placement in pixels: the full ``height`` x ``width`` image resized to
+    ``inner_height`` x ``inner_width`` inside the ``render_size`` square, with edge padding."""
 
     height: int
     width: int
@@ -64,10 +54,8 @@ class Geometry:
 
 
 def fit_geometry(height: int, width: int, render_size: int) -> Geometry:
-    """Place a ``height`` x ``width`` image in a ``render_size`` square: scale the long side to
-    ``render_size``, keep the aspect ratio (the short side rounds to at least 1 px) and split
-    the padding evenly, the odd pixel going to the bottom or right.
-    """
+    """The short side rounds to at least 1 px; the odd pixel of padding goes to the bottom or
+    right."""
     if height < 1 or width < 1:
         raise GeometryError(f"image size {height}x{width} is empty")
     if render_size < 1:

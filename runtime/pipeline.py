@@ -1,21 +1,10 @@
-"""The stage runner both pipelines share, and the run around it (DESIGN §7).
+"""The stage runner both pipelines share (DESIGN §7).
 
-A pipeline is a list of stages over ``Item``s, each stage in its own threads, joined by
-bounded queues, so reading, decoding, inference and writing overlap and memory stays bounded
-by the queue sizes whatever the number of files:
-
-    walk -> [MapStage read] -> [MapStage decode] -> [BatchStage infer] -> [MapStage write] -> results
-
-- ``MapStage(fn, workers)``: ``fn(item) -> item`` in ``workers`` threads. An exception fails
-  that item only (its reason goes to the report) and the item skips the remaining stages:
-  one broken file never stops the run. ``FatalError`` subclasses stop the whole run.
-- ``BatchStage(fn, batch_size)``: one thread gathers up to ``batch_size`` items (waiting at
-  most ``linger_s`` for more once the queue runs dry) and calls ``fn(items) -> items``. Its
-  exceptions are fatal: a backend failure is never one file's fault.
-
-``runtime.run.run_batch`` adds the rest of a run: the lock on OUT_DIR, the walk, the progress
-bar, the report, and the summary. ``pipeline_cpu.build_stages`` and ``pipeline_gpu.build_stages``
-(``(settings, backend) -> list of stages``) differ only in their stages.
+A pipeline is a list of stages over ``Item``s, each in its own threads, joined by bounded
+queues, so reading, decoding, inference and writing overlap and memory stays bounded by the
+queue sizes whatever the number of files. An exception in a ``MapStage`` fails that item only
+(one broken file never stops the run); one in a ``BatchStage`` is fatal, since a backend
+failure is never one file's fault; ``FatalError`` from any stage stops the whole run.
 """
 
 from __future__ import annotations
@@ -71,6 +60,11 @@ class Item:
     stage: str = ""  # the stage that failed it
     size: int = 0  # bytes written, once done
 
+    @classmethod
+    def from_job(cls, job: Job) -> Item:
+        """A job's item; one the walk already decided (skipped, failed) is finished as it is."""
+        return cls(job, status=job.status, reason=job.reason, stage="walk" if job.status else "")
+
     def fail(self, stage: str, reason: str) -> None:
         self.status, self.stage, self.reason, self.payload = FAILED, stage, reason, None
 
@@ -89,6 +83,9 @@ class MapStage:
 
 @dataclass
 class BatchStage:
+    """One thread gathers up to ``batch_size`` items, waiting at most ``linger_s`` for more
+    once its queue runs dry."""
+
     name: str
     fn: Callable[[list[Item]], list[Item]]
     batch_size: int = 8
@@ -106,6 +103,11 @@ class StageStats:
     cpu_s: float = 0.0
     items: int = 0
     calls: int = 0
+
+    def add(self, numbers: dict[str, Any]) -> None:
+        """Add another run's numbers (``asdict`` of one, possibly from another process)."""
+        for name, value in numbers.items():
+            setattr(self, name, getattr(self, name) + value)
 
 
 def failure_reason(error: BaseException) -> str:
@@ -134,8 +136,9 @@ class StageRunner:
             raise ValueError("a pipeline needs at least one stage")
         self.stages = list(stages)
         self.stats = {stage.name: StageStats() for stage in self.stages}
-        self._queues = [queue.Queue(maxsize=max(1, s.queue_size)) for s in self.stages]
-        self._results: queue.Queue = queue.Queue()
+        # One inbox per stage, then the results (unbounded: the caller drains it)
+        self._queues = [queue.Queue(maxsize=max(1, s.queue_size)) for s in self.stages] + [queue.Queue()]
+        self._results = self._queues[-1]
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._fatal: BaseException | None = None
@@ -174,13 +177,12 @@ class StageRunner:
         self._results.put(item)
 
     def _forward(self, index: int, item: Item) -> None:
-        if item.status is not None:  # failed (or decided) on the way: straight to the results
+        if item.status is None and index + 1 == len(self.stages):
+            item.status = DONE
+        if item.status is not None:  # done, or failed (or decided) on the way: straight to the results
             self._finish(item)
-        elif index + 1 < len(self.stages):
-            self._put(self._queues[index + 1], item)
         else:
-            item.status = item.status or DONE
-            self._finish(item)
+            self._put(self._queues[index + 1], item)
 
     def _end_stage(self, index: int, remaining: list[int]) -> None:
         """Called by each thread of stage ``index`` as it exits; the last one passes the end on."""
@@ -188,54 +190,52 @@ class StageRunner:
             remaining[0] -= 1
             last = remaining[0] == 0
         if last:
-            if index + 1 < len(self.stages):
-                self._put(self._queues[index + 1], _END)
-            else:
-                self._results.put(_END)
+            self._put(self._queues[index + 1], _END)
 
-    # -- the two kinds of stage
-    def _map_worker(self, index: int, stage: MapStage, remaining: list[int]) -> None:
+    def _worker(self, index: int, stage: MapStage | BatchStage, remaining: list[int]) -> None:
         try:
-            if stage.nice > 0:
-                _lower_thread_priority(stage.nice)
-            self._map_loop(index, stage)
-        except BaseException as error:  # a bug in the runner itself: stop, never hang
+            if isinstance(stage, BatchStage):
+                self._batch_loop(index, stage)
+            else:
+                if stage.nice > 0:
+                    _lower_thread_priority(stage.nice)
+                self._map_loop(index, stage)
+        except BaseException as error:  # the backend failed, or a bug in the runner: stop, never hang
             self._fatal_error(error)
         finally:
             self._end_stage(index, remaining)
 
+    def _timed(self, stage: MapStage | BatchStage, arg: Any, items: int) -> Any:
+        """``stage.fn(arg)``, its wall and thread CPU time added to the stage's numbers."""
+        start, cpu = time.perf_counter(), time.thread_time()
+        try:
+            return stage.fn(arg)
+        finally:
+            with self._lock:
+                stats = self.stats[stage.name]
+                stats.busy_s += time.perf_counter() - start
+                stats.cpu_s += time.thread_time() - cpu
+                stats.items += items
+                stats.calls += 1
+
     def _map_loop(self, index: int, stage: MapStage) -> None:
-        stats, inbox = self.stats[stage.name], self._queues[index]
+        inbox = self._queues[index]
         while True:
             item = self._get(inbox)
             if item is _END:
                 self._put(inbox, _END)  # let this stage's other threads see it too
                 break
-            start, cpu = time.perf_counter(), time.thread_time()
             try:
-                item = stage.fn(item)
+                item = self._timed(stage, item, 1)
             except FatalError as error:
                 self._fatal_error(error)
                 break
             except Exception as error:  # one file's problem: report it and go on
                 item.fail(stage.name, failure_reason(error))
-            with self._lock:
-                stats.busy_s += time.perf_counter() - start
-                stats.cpu_s += time.thread_time() - cpu
-                stats.items += 1
-                stats.calls += 1
             self._forward(index, item)
 
-    def _batch_worker(self, index: int, stage: BatchStage, remaining: list[int]) -> None:
-        try:
-            self._batch_loop(index, stage)
-        except BaseException as error:  # the backend failed: a batch is never one file's fault
-            self._fatal_error(error)
-        finally:
-            self._end_stage(index, remaining)
-
     def _batch_loop(self, index: int, stage: BatchStage) -> None:
-        stats, inbox = self.stats[stage.name], self._queues[index]
+        inbox = self._queues[index]
         ended = False
         while not ended:
             first = self._get(inbox)
@@ -251,14 +251,7 @@ class StageRunner:
                     ended = True
                     break
                 batch.append(item)
-            start, cpu = time.perf_counter(), time.thread_time()
-            batch = stage.fn(batch)
-            with self._lock:
-                stats.busy_s += time.perf_counter() - start
-                stats.cpu_s += time.thread_time() - cpu
-                stats.items += len(batch)
-                stats.calls += 1
-            for item in batch:
+            for item in self._timed(stage, batch, len(batch)):
                 self._forward(index, item)
 
     def _feed(self, items: Iterable[Item]) -> None:
@@ -304,10 +297,9 @@ class StageRunner:
             self._threads.append(thread)
 
         for index, stage in enumerate(self.stages):
-            if isinstance(stage, BatchStage):
-                spawn(self._batch_worker, index, stage, [1], name=f"facecolor-{stage.name}")
-            else:
-                remaining = [max(1, stage.workers)]
-                for n in range(remaining[0]):
-                    spawn(self._map_worker, index, stage, remaining, name=f"facecolor-{stage.name}-{n}")
+            threads = 1 if isinstance(stage, BatchStage) else max(1, stage.workers)
+            remaining = [threads]
+            for n in range(threads):
+                suffix = "" if isinstance(stage, BatchStage) else f"-{n}"
+                spawn(self._worker, index, stage, remaining, name=f"facecolor-{stage.name}{suffix}")
         spawn(self._feed, items, name="facecolor-walk")

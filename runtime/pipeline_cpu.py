@@ -3,17 +3,13 @@
     read (1 thread)            file bytes; size guard
     decode (N threads)         bytes -> upright pixels -> full-res L* -> render L/50-1 (SxS)
     infer (1 thread, batches)  backend.predict_ab on [B,1,S,S] -> [B,2,S,S]
-    write (N threads)          crop + upsample ab, join with the full-res L*, sRGB, encode,
-                               stamp metadata, atomic write
+    write (N threads)          colorize at full resolution, encode, stamp metadata, atomic write
 
-OpenCV and numpy release the GIL, so the N decode and write threads use N cores while the
-backend runs. On the CPU the backend is the bottleneck and its threads share the cores with
-these: the read, decode and write threads therefore run at a lower priority (nice +10, Linux),
-taking the cycles the model leaves idle instead of slowing the model's parallel sections
-(measured on 2 busy cores: 0.73 -> 0.91 images/s end to end, model alone about 1.1). The queues hold 2N files' bytes before decoding, then 2 batches before and 2
-after inference, so at most ``5 * batch_size + 2 * N`` decoded images are in memory at once
-(as float32 L*, 4 bytes per pixel), whatever the number of files. Each write thread also keeps
-its work arrays between images (``facecolor.scratch``: at most 256 MB a thread).
+OpenCV and numpy release the GIL, so N decode and write threads use N cores. The backend is
+the bottleneck and shares those cores, so the other stages run at a lower priority (nice +10,
+Linux) and take only the cycles it leaves idle (measured on 2 busy cores: 0.73 -> 0.91
+images/s end to end, model alone about 1.1). The queues bound memory to about
+``5 * batch_size + 2 * N`` decoded images (float32 L*), whatever the number of files.
 """
 
 from __future__ import annotations
@@ -35,24 +31,19 @@ from facecolor.scratch import Scratch
 #: Bytes per pixel of the largest uncompressed input (16-bit RGBA) plus headroom, so a file
 #: larger than this for the pixel limit cannot be an image we would decode.
 MAX_BYTES_PER_PIXEL = 10
-#: Priority drop of the read/decode/write threads relative to the backend's (see above).
 CODEC_NICE = 10
 
 
 @dataclass
 class CpuWork:
-    """What travels between the CPU stages for one image (host memory throughout).
-
-    ``lightness``: float32 HxW L* in [0, 100]; ``render``: float32 SxS L/50-1 in [-1, 1];
-    ``ab``: float32 2xSxS ab/110 in [-1, 1] once inferred.
-    """
+    """What travels between the CPU stages for one image (host memory throughout)."""
 
     format: str
     bit_depth: int
     geometry: Geometry
-    lightness: np.ndarray
-    render: np.ndarray
-    ab: np.ndarray | None = None
+    lightness: np.ndarray  # float32 HxW L* in [0, 100]
+    render: np.ndarray  # float32 SxS L/50-1 in [-1, 1]
+    ab: np.ndarray | None = None  # float32 2xSxS ab/110 in [-1, 1], once inferred
 
 
 def read_limit(settings: Settings) -> int:
@@ -104,7 +95,7 @@ def infer_stage(backend):
 
 def write_stage(settings: Settings, model_label: str):
     note = metadata_note(model_label)
-    per_thread = threading.local()  # each writer thread reuses its own full-size work arrays
+    per_thread = threading.local()  # each writer thread reuses its full-size work arrays (<= 256 MB)
 
     def write(item: Item) -> Item:
         work: CpuWork = item.payload

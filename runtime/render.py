@@ -5,9 +5,7 @@
     (the runtime's hot path does both at once, on reused arrays: colorize_image)
 
 Only the render goes through the network; the output keeps the input's own full-resolution
-L*, so sharpness is never lost and the output's L* equals the input's (up to 8/16-bit rounding
-and clipping of out-of-gamut colors). All full-size work is OpenCV/numpy on float32 in host
-memory; the color formulas come from ``facecolor.color``.
+L*, so sharpness is never lost. Full-size work is OpenCV/numpy on float32 in host memory.
 """
 
 from __future__ import annotations
@@ -31,10 +29,9 @@ def _gray8_lightness() -> np.ndarray:
 def full_lightness(pixels: np.ndarray) -> np.ndarray:
     """uint8/uint16 HxW or HxWx3 RGB (any strides) -> L* float32 HxW in [0, 100], contiguous.
 
-    Color files that hold a gray picture (R == G == B, common for scans) take the exact and
-    cheaper gray lookup table, like 1-channel files. 8-bit gray, the common case, goes through
-    ``cv2.LUT`` with ``color.lightness``'s own 256 values: the same result, 4x faster than
-    numpy's gather.
+    Color files holding a gray picture (common for scans) are read as gray; 8-bit gray goes
+    through ``cv2.LUT`` on ``color.lightness``'s own 256 values: the same result, 4x faster
+    than numpy's gather.
     """
     if pixels.ndim == 3 and np.array_equal(pixels[:, :, 0], pixels[:, :, 1]) and np.array_equal(
         pixels[:, :, 1], pixels[:, :, 2]
@@ -46,11 +43,7 @@ def full_lightness(pixels: np.ndarray) -> np.ndarray:
 
 
 def render_lightness(lightness: np.ndarray, geometry: Geometry) -> np.ndarray:
-    """L* float32 HxW [0, 100] -> network input float32 SxS in [-1, 1] (L/50-1), edge-padded.
-
-    Shrinking averages areas (anti-aliased); enlarging (images smaller than the render) is
-    bilinear. See ``geometry`` for the placement.
-    """
+    """L* float32 HxW [0, 100] -> network input float32 SxS in [-1, 1] (L/50-1), edge-padded."""
     g = geometry
     interpolation = cv2.INTER_AREA if g.shrinks else cv2.INTER_LINEAR
     small = cv2.resize(lightness, (g.inner_width, g.inner_height), interpolation=interpolation)
@@ -61,14 +54,12 @@ def render_lightness(lightness: np.ndarray, geometry: Geometry) -> np.ndarray:
 def upsample_ab_planes(
     ab_norm: np.ndarray, geometry: Geometry, scratch: Scratch = FRESH
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Network output float32 2xSxS (ab/110) -> a* and b* as two float32 HxW planes, CIELAB
-    units, clamped.
+    """Network output float32 2xSxS (ab/110) -> a* and b* as two clamped float32 HxW planes.
 
-    The padding is cropped off first, so no border color leaks in; the valid box is then
-    resized bilinearly to the full size (OpenCV's half-pixel centres map the box's edges onto
-    the image's edges). Clamping to [-110, 110] on the small crop is the same as clamping after
-    a bilinear upsample, which cannot leave the range of its inputs, and 1000x cheaper. Separate
-    planes are what the Lab->sRGB step needs, so no full-size split is spent on them.
+    The padding is cropped off first, so no border color leaks in. Clamping the small crop is
+    the same as clamping after a bilinear upsample, which cannot leave the range of its
+    inputs, and 1000x cheaper. Separate planes are what the Lab->sRGB step takes, so no
+    full-size split is spent on them.
     """
     g = geometry
     y0, y1, x0, x1 = g.crop
@@ -109,8 +100,8 @@ def colorize_image(
     lightness: np.ndarray, ab_norm: np.ndarray, geometry: Geometry, dtype: np.dtype = np.uint8,
     scratch: Scratch = FRESH,
 ) -> np.ndarray:
-    """Full-res L* float32 HxW and the network's 2xSxS output -> sRGB HxWx3 of ``dtype``: the
-    runtime's whole output step. With a ``scratch``, the result is one of its arrays."""
+    """Full-res L* float32 HxW and the network's 2xSxS output -> sRGB HxWx3 of ``dtype``; with a
+    ``scratch``, the result is one of its arrays."""
     a, b = upsample_ab_planes(ab_norm, geometry, scratch)
     lightness = np.ascontiguousarray(lightness, dtype=np.float32)
     rgb = color.lab_planes_to_rgb(lightness, a, b, clip=False, scratch=scratch)  # quantize saturates

@@ -1,9 +1,7 @@
 """What a run did: counts, every failure with its reason, timings; ``facecolor-report.json``.
 
-The report is written atomically into OUT_DIR at the end of every run, including runs that
-stopped on a fatal error or an interrupt (``status`` says which), so it always describes the
-latest run. Skipped outputs that already existed are counted, not listed; every other skip
-(symlinks, ...) and every failure is listed by its path relative to IN_DIR.
+Skipped outputs that already existed are counted, not listed (a rerun would list the whole
+tree); every other skip and every failure is listed by its path relative to IN_DIR.
 """
 
 from __future__ import annotations
@@ -12,7 +10,7 @@ import datetime as dt
 import json
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import facecolor
@@ -27,7 +25,6 @@ def _now() -> str:
 
 @dataclass
 class Report:
-    """Collects finished items (``add``) and renders the JSON and the summary lines."""
 
     settings: dict[str, Any]
     backend: dict[str, Any]
@@ -45,7 +42,6 @@ class Report:
     wall_s: float = 0.0
 
     def add(self, item) -> None:
-        """Count one finished pipeline item (anything with job, status, reason, stage)."""
         path = display(item.job.relative)
         if item.status == FAILED:
             self.failures.append({"path": path, "reason": item.reason, "stage": item.stage})
@@ -69,10 +65,8 @@ class Report:
         self.wall_s = time.perf_counter() - self._t0
         self.status, self.fatal_error = status, fatal_error
         if stages:
-            self.stages = {
-                name: {"busy_s": round(s.busy_s, 3), "cpu_s": round(s.cpu_s, 3), "items": s.items, "calls": s.calls}
-                for name, s in stages.items()
-            }
+            self.stages = {name: {key: round(value, 3) for key, value in asdict(numbers).items()}
+                           for name, numbers in stages.items()}
 
     def as_dict(self) -> dict[str, Any]:
         return {

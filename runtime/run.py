@@ -3,35 +3,26 @@
     report = run_batch(settings, ThreadExecutor(backend, reason))
 
 IN and OUT are :class:`~facecolor.runtime.storage.Storage` roots, so a local folder and an
-``s3://`` prefix go through the same lines here. What differs between ways of running lives
-in the executor that is passed in:
-
-- ``ThreadExecutor`` (``runtime.executor``): the runtime's stages in this process's threads;
-- ``RayExecutor`` (``runtime.distributed.ray_job``): the same stages in a pool of Ray actors.
-
-Everything else (the location checks, the advisory lock on a local OUT, the job list with
-existing outputs skipped, the progress bar, the "failed:" line per input and the report that
-is written however the run ends) is this module's, once.
+``s3://`` prefix go through the same lines here. Only how batches execute differs, in the
+executor passed in (``executor.ThreadExecutor`` in this process, ``distributed.ray_job.
+RayExecutor`` on Ray); everything around them is this module's, once.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Protocol
 
 from tqdm import tqdm
 
-from facecolor.runtime.jobs import list_jobs
 from facecolor.runtime.pipeline import FatalError, Item, Settings, StageStats, failure_reason
 from facecolor.runtime.report import REPORT_NAME, Report
 from facecolor.runtime.storage import Storage, StorageError, is_url, open_storage
-from facecolor.runtime.walk import FAILED, display
+from facecolor.runtime.walk import FAILED, display, list_jobs
 
 
 class DirectoryError(FatalError):
@@ -56,33 +47,28 @@ class Executor(Protocol):
 
     @property
     def stats(self) -> dict[str, StageStats]:
-        """Each stage's numbers so far (for the report's timings)."""
         ...
 
 
-def check_directories(in_dir: Path, out_dir: Path) -> None:
-    """IN_DIR must be a readable folder; OUT_DIR must not be IN_DIR or contain it (outputs
-    mirror IN's paths, so they could land on inputs). OUT_DIR inside IN_DIR is fine."""
-    real_in, real_out = Path(in_dir).resolve(), Path(out_dir).resolve()
-    if not real_in.is_dir():
-        raise DirectoryError(f"IN_DIR {display(in_dir)} is not a folder")
-    try:
-        with os.scandir(real_in):
-            pass
-    except OSError as error:
-        raise DirectoryError(f"cannot read IN_DIR {display(in_dir)}: {error.strerror}") from error
-    if real_out == real_in or real_out in real_in.parents:
-        raise DirectoryError(
-            f"OUT_DIR {display(out_dir)} is IN_DIR or contains it: outputs could replace inputs; "
-            "choose a folder outside IN_DIR (or one inside it)"
-        )
-
-
 def check_locations(in_store: Storage, out_store: Storage) -> None:
-    """Local IN and OUT follow ``check_directories``; with a URL, IN must be a readable
-    prefix, OUT must not be IN or contain it, and must be writable (its bucket exists)."""
+    """IN must be a readable folder or prefix; OUT must not be IN or contain it (outputs mirror
+    IN's paths, so they could land on inputs; OUT inside IN is fine); a URL OUT must be
+    writable (its bucket exists)."""
     if in_store.is_local and out_store.is_local:
-        check_directories(in_store.root_path, out_store.root_path)
+        in_dir, out_dir = in_store.root_path, out_store.root_path
+        real_in, real_out = in_dir.resolve(), out_dir.resolve()
+        if not real_in.is_dir():
+            raise DirectoryError(f"IN_DIR {display(in_dir)} is not a folder")
+        try:
+            with os.scandir(real_in):
+                pass
+        except OSError as error:
+            raise DirectoryError(f"cannot read IN_DIR {display(in_dir)}: {error.strerror}") from error
+        if real_out == real_in or real_out in real_in.parents:
+            raise DirectoryError(
+                f"OUT_DIR {display(out_dir)} is IN_DIR or contains it: outputs could replace inputs; "
+                "choose a folder outside IN_DIR (or one inside it)"
+            )
         return
     if out_store.contains(in_store):
         raise LocationError(f"OUT {out_store.location} is IN or contains it: outputs could replace inputs; "
@@ -95,29 +81,32 @@ def check_locations(in_store: Storage, out_store: Storage) -> None:
 
 
 class OutputLock:
-    """An advisory lock on a local OUT, held for the run; freed by the OS if the process dies.
-
-    Object stores have none (see docs/ray.md): two runs into one prefix write the same bytes.
-    """
+    """An advisory lock on a local OUT (created first), held for the run and freed by the OS
+    if the process dies. Object stores have none (see docs/ray.md): two runs into one prefix
+    write the same bytes."""
 
     NAME = ".facecolor-lock"
 
-    def __init__(self, out_dir: Path) -> None:
-        self.path = Path(out_dir) / self.NAME
+    def __init__(self, out_store: Storage) -> None:
+        self.out_store = out_store
         self._handle = None
 
     def __enter__(self):
+        if not self.out_store.is_local:
+            return self
+        self.out_store.makedirs()
         try:
             import fcntl
         except ImportError:  # Windows: no advisory lock, runs must not share OUT_DIR
             return self
+        self.path = self.out_store.root_path / self.NAME
         self._handle = open(self.path, "a+")
         try:
             fcntl.flock(self._handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as error:
             self._handle.close()
             raise FatalError(  # another run holds the lock
-                f"another facecolor-batch is writing into {display(self.path.parent)}; "
+                f"another facecolor-batch is writing into {display(self.out_store.root_path)}; "
                 "wait for it to finish or choose another OUT_DIR"
             ) from error
         return self
@@ -128,41 +117,10 @@ class OutputLock:
             self._handle.close()  # closing releases the lock
 
 
-def output_lock(out_store: Storage):
-    """``OutputLock`` on a local OUT (created first); nothing on an object store."""
-    if not out_store.is_local:
-        return nullcontext()
-    out_store.makedirs()
-    return OutputLock(out_store.root_path)
-
-
-def write_report(report: Report, out_store: Storage) -> str:
-    """Write ``facecolor-report.json`` into OUT atomically; return where it went."""
-    return out_store.write_bytes(REPORT_NAME, report.to_json().encode("utf-8", "backslashreplace"))
-
-
 def report_location(out_dir: str | Path) -> str:
     """Where the report of a run into ``out_dir`` is, as the user wrote OUT (for messages)."""
     text = str(out_dir)
     return f"{text.rstrip('/')}/{REPORT_NAME}" if is_url(text) else os.path.join(text, REPORT_NAME)
-
-
-@contextlib.contextmanager
-def finishing(report: Report, stats: Callable[[], dict[str, Any]], write: Callable[[Report], object]) -> Iterator[None]:
-    """However the block ends, the report is finished and written, then the exception (if any)
-    propagates: status 'complete', 'interrupted' (Ctrl-C) or 'fatal' with its reason."""
-    status, fatal = "complete", None
-    try:
-        yield
-    except KeyboardInterrupt:
-        status = "interrupted"
-        raise
-    except BaseException as error:
-        status, fatal = "fatal", failure_reason(error)
-        raise
-    finally:
-        report.finish(status, stats(), fatal)
-        write(report)
 
 
 def _count_jobs(in_store: Storage, out_store: Storage, settings: Settings, box: list[int | None],
@@ -186,18 +144,17 @@ def run_batch(
     echo: Callable[[str], None] | None = None,
 ) -> Report:
     """Colorize every job under ``settings.in_dir`` into ``settings.out_dir`` with ``executor``;
-    return the Report (also written into OUT).
+    return the Report, also written into OUT however the run ends (status 'complete',
+    'interrupted' on Ctrl-C, or 'fatal' with its reason, the error then propagating).
 
-    ``in_store``/``out_store`` default to the settings' locations with the environment's
-    storage options. ``echo`` prints a line to stderr (each failed input as it happens); the
-    progress bar goes to stderr too, drawn only on a terminal. Fatal errors and
-    KeyboardInterrupt propagate after the report is written.
+    ``echo`` prints a line to stderr (each failed input as it happens); the progress bar is
+    drawn on stderr only when it is a terminal.
     """
     in_store = in_store or open_storage(settings.in_dir)
     out_store = out_store or open_storage(settings.out_dir)
     check_locations(in_store, out_store)
     echo = echo or (lambda line: print(line, file=sys.stderr))
-    with output_lock(out_store):
+    with OutputLock(out_store):
         backend, model = executor.describe()
         report = Report(settings=settings.as_dict(), backend=backend, model=model)
         jobs = list_jobs(in_store, out_store, settings.out_format, overwrite=settings.overwrite)
@@ -209,21 +166,29 @@ def run_batch(
         elif out_store.is_local:  # a second walk costs only local metadata; never a second OUT listing
             threading.Thread(target=_count_jobs, args=(in_store, out_store, settings, total, stop_count),
                              daemon=True).start()
-        items = (Item(job, status=job.status, reason=job.reason, stage="walk" if job.status else "") for job in jobs)
+        items = (Item.from_job(job) for job in jobs)
         # disable=None: tqdm draws only when stderr is a terminal, so logs get no \r-lines
         bar = tqdm(total=None, unit="img", file=sys.stderr, disable=None if progress else True, dynamic_ncols=True)
+        status, fatal = "complete", None
         try:
-            with finishing(report, lambda: executor.stats, lambda done: write_report(done, out_store)):
-                for item in executor.run(settings, items, in_store, out_store, report):
-                    report.add(item)
-                    if item.status == FAILED:
-                        bar.clear()
-                        echo(f"failed: {display(item.job.relative)}: {item.reason}")
-                    if bar.total is None and total[0] is not None:
-                        bar.total = total[0]
-                        bar.refresh()
-                    bar.update(1)
+            for item in executor.run(settings, items, in_store, out_store, report):
+                report.add(item)
+                if item.status == FAILED:
+                    bar.clear()
+                    echo(f"failed: {display(item.job.relative)}: {item.reason}")
+                if bar.total is None and total[0] is not None:
+                    bar.total = total[0]
+                    bar.refresh()
+                bar.update(1)
+        except KeyboardInterrupt:
+            status = "interrupted"
+            raise
+        except BaseException as error:
+            status, fatal = "fatal", failure_reason(error)
+            raise
         finally:
+            report.finish(status, executor.stats, fatal)
+            out_store.write_bytes(REPORT_NAME, report.to_json().encode("utf-8", "backslashreplace"))
             stop_count.set()
             bar.close()
     return report

@@ -1,31 +1,21 @@
 """Where inputs are read and outputs written: a local folder or an object-storage prefix.
 
-``IN`` and ``OUT`` of ``facecolor-batch`` are either local folders or URLs that fsspec
-understands (``s3://bucket/prefix`` through s3fs; ``gs://``, ``az://``, ``memory://`` ... when
-their fsspec package is installed). A :class:`Storage` is one such root; every file under it
-is named by its ``/``-separated path relative to the root, the same relative path the
-single-machine runtime mirrors from IN to OUT.
+A :class:`Storage` is one root: a local folder or a URL fsspec understands (``s3://`` through
+s3fs; ``gs://``, ``az://``, ``memory://`` ... with their fsspec package). Files under it are
+named by their ``/``-separated path relative to the root, the path a run mirrors from IN to
+OUT. Credentials come from the standard places (for S3 the AWS variables or an instance
+role) or from fsspec ``storage_options`` (the command line reads them as JSON from
+``FACECOLOR_STORAGE_OPTIONS``).
 
-Endpoints and credentials come from the standard places: for S3 the AWS variables
-(``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_PROFILE``,
-``AWS_REGION``) or an instance role, or explicit fsspec ``storage_options`` (for s3fs e.g.
-``{"endpoint_url": "http://127.0.0.1:9000", "key": ..., "secret": ...}``). The command line
-also reads ``storage_options`` as JSON from ``FACECOLOR_STORAGE_OPTIONS``.
-
-Writes never leave a broken file behind:
-
-- local folders: a temporary file in the target's folder, renamed over the target;
-- object stores (S3, GCS, Azure, memory): the object is sent whole, in one PUT (or one
-  multipart upload, which S3 makes visible only when it completes), so a reader sees the
-  old object, nothing, or the whole new one;
-- any other fsspec filesystem: a hidden temporary name, then a move.
-
-A :class:`Storage` pickles as its URL and options (not as a live connection), so it can be
-sent to Ray workers, each of which opens its own client.
+Writes never leave a broken file behind: a local write renames a temporary file; an object
+store takes the object whole, in one PUT (or one multipart upload, visible only once
+complete); any other fsspec filesystem gets a hidden temporary name, then a move. A Storage
+pickles as its URL and options, so each Ray worker opens its own client.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import posixpath
@@ -79,8 +69,17 @@ def _clean_relpath(rel: str) -> str:
     return "/".join(parts)
 
 
+@contextlib.contextmanager
+def _explained(what: str) -> Iterator[None]:
+    """Turn a client's own error (botocore and aiohttp raise their own types) into a
+    StorageError that says what to do."""
+    try:
+        yield
+    except Exception as error:
+        raise _explain(error, what) from error
+
+
 def _explain(error: BaseException, what: str) -> StorageError:
-    """Turn a client's own error into a StorageError that says what to do."""
     name = type(error).__name__
     text = f"{what}: {name}: {error}"
     if name in ("NoCredentialsError", "PartialCredentialsError") or "credential" in str(error).lower():
@@ -116,8 +115,7 @@ class Storage:
             self._fs = self._open_filesystem()
             self.root = self._fs._strip_protocol(self.location).rstrip("/")
 
-    # -- pickling: URL and options, never a live client -------------------------------------
-    def __reduce__(self):
+    def __reduce__(self):  # URL and options, never a live client
         return (Storage, (self.location, self.storage_options))
 
     def __repr__(self) -> str:
@@ -182,10 +180,8 @@ class Storage:
             if not self.root_path.is_dir():
                 raise StorageError(f"{self.location} is not a folder")
             return
-        try:
+        with _explained(f"cannot list {self.location}"):
             exists = self.fs.isdir(self.root)
-        except Exception as error:  # botocore/aiohttp raise their own types
-            raise _explain(error, f"cannot list {self.location}") from error
         if not exists:
             raise StorageError(f"{self.location}: no such bucket or prefix (or it holds no objects)")
 
@@ -198,31 +194,23 @@ class Storage:
                 raise StorageError(f"{self.location} is not writable")
             return
         bucket = self.root.split("/", 1)[0]
-        try:
+        with _explained(f"cannot reach {self.protocol}://{bucket}"):
             exists = self.fs.exists(bucket)
-        except Exception as error:
-            raise _explain(error, f"cannot reach {self.protocol}://{bucket}") from error
         if not exists:
             raise StorageError(f"{self.protocol}://{bucket} does not exist (or these credentials cannot see it): "
                                "create the bucket first")
 
     def iter_files(self, exclude_prefix: str | None = None) -> Iterator[str]:
-        """The relative path of every file below the root, sorted.
-
-        Hidden names (a part starting with ``.``, e.g. temporary files) are left out, and so
-        is everything under ``exclude_prefix`` (OUT inside IN is never re-read). An object
-        store is listed by name only (no per-object details), about 100 bytes per object in
-        memory. For a local folder the runtime's own walk is the one to use for inputs
-        (symlink rules, image sniffing); this listing serves URLs and existing outputs.
-        """
+        """The relative path of every file below the root, sorted, but for hidden names
+        (temporary files) and ``exclude_prefix`` (OUT inside IN is never re-read). An object
+        store is listed by name only: about 100 bytes per object in memory. Local inputs go
+        through ``walk`` instead (symlink rules, image sniffing)."""
         if self.is_local:
             names = self._local_files()
         else:
-            try:
+            with _explained(f"cannot list {self.location}"):
                 self.fs.invalidate_cache(self.root)
                 found = self.fs.find(self.root, withdirs=False, detail=False)
-            except Exception as error:
-                raise _explain(error, f"cannot list {self.location}") from error
             names = (name[len(self.root):].lstrip("/") for name in found if not name.endswith("/"))
         excluded = exclude_prefix.strip("/") + "/" if exclude_prefix else None
         for rel in sorted(names):
@@ -245,20 +233,16 @@ class Storage:
         if self.is_local and not self.root_path.exists():
             return set()
         if not self.is_local:
-            try:
+            with _explained(f"cannot list {self.location}"):
                 if not self.fs.exists(self.root):
                     return set()
-            except Exception as error:
-                raise _explain(error, f"cannot list {self.location}") from error
         return set(self.iter_files())
 
     def exists(self, rel: str) -> bool:
         if self.is_local:
             return os.path.isfile(self.full(rel))
-        try:
+        with _explained(f"cannot check {self.url(rel)}"):
             return bool(self.fs.exists(self.full(rel)))
-        except Exception as error:
-            raise _explain(error, f"cannot check {self.url(rel)}") from error
 
     def read_bytes(self, rel: str, max_bytes: int | None = None) -> bytes:
         """The file's bytes, or only its first ``max_bytes + 1`` when ``max_bytes`` is given
@@ -284,7 +268,7 @@ class Storage:
         if self.is_local:
             write_atomically(target, data, fixed_temp=True)  # the runtime's temp file + rename
             return target
-        try:
+        with _explained(f"cannot write {self.url(rel)}"):
             if self.protocol in OBJECT_STORES:
                 self.fs.pipe_file(target, data)
             else:
@@ -293,8 +277,6 @@ class Storage:
                 self.fs.makedirs(parent, exist_ok=True)
                 self.fs.pipe_file(tmp, data)
                 self.fs.mv(tmp, target)
-        except Exception as error:
-            raise _explain(error, f"cannot write {self.url(rel)}") from error
         return self.url(rel)
 
     def makedirs(self) -> None:

@@ -1,8 +1,8 @@
-"""Turn IN_DIR into a lazy, deterministic stream of jobs: one input file -> one output path.
+"""The job list: every input under IN as a Job (one input -> one output path), lazily.
 
-- Recursive, sorted (files of a folder first, then its subfolders), one folder's listing in
-  memory at a time, so a tree of millions of files costs no more memory than its largest
-  folder.
+- A local IN is walked recursively and sorted (files of a folder first, then its
+  subfolders), one folder's listing in memory at a time, so a tree of millions of files costs
+  no more memory than its largest folder.
 - Inputs are recognised by extension (JPEG, PNG, TIFF, BMP, WebP) or, for any other name, by
   their first bytes; other files (``notes.txt``) are ignored and only counted. A file with an
   image extension and content that is not an image still becomes a job, so the decoder
@@ -10,17 +10,24 @@
   skipped with a reason that names the format, so they never vanish from a run unnoticed.
 - Symlinks: a link to a file inside IN_DIR is an input under the link's name; a link to a
   file outside IN_DIR and any link to a folder are never followed (skipped, with the reason).
-- OUT_DIR inside IN_DIR is pruned, so outputs are never read back as inputs.
+- OUT inside IN is pruned, so outputs are never read back as inputs.
 - Outputs mirror the relative path; ``--format jpg|png`` changes the suffix, and two inputs
   that would then share one output (``a.png`` and ``a.jpg``) make the second one fail.
+- A URL IN is one fsspec listing under the same rules where they apply (object stores have
+  no symlinks, and the reader sniffs a name without an image extension); existing outputs on
+  a URL OUT are one listing of OUT, not one request per file.
 """
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path, PurePath
+from pathlib import Path, PurePath, PurePosixPath
+from typing import Any
+
+from facecolor.runtime.storage import Storage
 
 #: extension -> format name (the names ``decode.sniff_format`` returns).
 EXTENSION_FORMATS = {
@@ -39,6 +46,11 @@ UNSUPPORTED_IMAGES = {
 OUTPUT_FORMATS = {"jpg": ("jpeg", ".jpg"), "png": ("png", ".png")}
 SKIPPED, FAILED = "skipped", "failed"
 OUTPUT_EXISTS = "output exists (pass --overwrite to redo it)"
+#: A URL input with no image extension whose content is no image either: dropped by the
+#: reader, as the local walk drops ``notes.txt`` (counted as skipped with this reason).
+NOT_AN_IMAGE = "not an image (no image extension, content not JPEG/PNG/TIFF/BMP/WebP): ignored"
+#: Placeholder OUT for walking a local IN when OUT is a URL (never created).
+_NO_LOCAL_OUT = ".facecolor-url-output"
 
 
 def sniff_format(head: bytes) -> str | None:
@@ -71,12 +83,9 @@ def display(path: PurePath | str) -> str:
 
 @dataclass(frozen=True)
 class Job:
-    """One input and where its output goes.
-
-    ``out_format`` is the output's format ('jpeg', 'png', 'tiff', 'bmp', 'webp') or None when
-    the name has no image extension: then the decoded content's format is kept. ``status`` is
-    set when the walk already decided the outcome ('skipped' or 'failed', with ``reason``).
-    """
+    """One input and where its output goes. ``out_format`` None (a name with no image
+    extension) keeps the decoded content's format; ``status`` is set when the walk already
+    decided the outcome ('skipped' or 'failed', with ``reason``)."""
 
     source: Path
     relative: PurePath
@@ -86,23 +95,19 @@ class Job:
     reason: str = ""
 
 
-def _is_within(path: Path, root: Path) -> bool:
-    return path == root or root in path.parents
-
-
 def walk(in_dir: Path, out_dir: Path, out_format: str = "keep", *, overwrite: bool = False) -> Iterator[Job]:
-    """Yield a Job for every input under ``in_dir`` (see the module docstring for the rules).
-
-    An output that already exists is a skipped job unless ``overwrite``. ``in_dir`` must be an
-    existing folder (the CLI checks); unreadable subfolders become failed jobs.
-    """
+    """Every input under the existing folder ``in_dir`` as a Job (the rules: module docstring)."""
     root = Path(os.path.abspath(in_dir))
     real_root = root.resolve()
     out_root = Path(os.path.abspath(out_dir))
     real_out = out_root.resolve()
+    _check_out_format(out_format)
+    yield from _walk_folder(root, PurePath(), real_root, real_out, out_root, out_format, overwrite)
+
+
+def _check_out_format(out_format: str) -> None:
     if out_format != "keep" and out_format not in OUTPUT_FORMATS:
         raise ValueError(f"out_format must be 'keep' or one of {sorted(OUTPUT_FORMATS)}")
-    yield from _walk_folder(root, PurePath(), real_root, real_out, out_root, out_format, overwrite)
 
 
 def _walk_folder(folder, relative, real_root, real_out, out_root, out_format, overwrite) -> Iterator[Job]:
@@ -120,20 +125,18 @@ def _walk_folder(folder, relative, real_root, real_out, out_root, out_format, ov
         try:
             if entry.is_symlink():
                 job = _symlink_job(path, rel, real_root, out_root, out_format)
-                if job is None:
-                    continue
             elif entry.is_dir(follow_symlinks=False):
                 if path.resolve() != real_out:  # OUT inside IN: never read back
                     subfolders.append((path, rel))
                 continue
             elif entry.is_file(follow_symlinks=False):
                 job = _file_job(path, rel, out_root, out_format)
-                if job is None:
-                    continue
             else:
                 continue  # sockets, fifos, devices
         except OSError as error:
             job = Job(path, rel, out_root / rel, None, FAILED, f"cannot read: {error.strerror}")
+        if job is None:  # neither an image nor named like one
+            continue
         if job.status is None:
             name = job.target.name
             if name in taken:
@@ -151,33 +154,113 @@ def _with(job: Job, status: str, reason: str) -> Job:
     return Job(job.source, job.relative, job.target, job.out_format, status, reason)
 
 
-def _target(rel: PurePath, out_root: Path, out_format: str, content_format: str | None) -> tuple[Path, str | None]:
+def output_name(rel: PurePath, out_format: str, content_format: str | None = None) -> tuple[PurePath, str | None]:
+    """The output's path relative to OUT and its format: ``keep`` keeps the name (format from
+    the extension, else ``content_format``); ``jpg`` and ``png`` change the suffix."""
     if out_format != "keep":
         fmt, suffix = OUTPUT_FORMATS[out_format]
-        return out_root / rel.with_suffix(suffix), fmt
-    return out_root / rel, EXTENSION_FORMATS.get(rel.suffix.lower(), content_format)
+        return rel.with_suffix(suffix), fmt
+    return rel, EXTENSION_FORMATS.get(rel.suffix.lower(), content_format)
 
 
 def _file_job(path: Path, rel: PurePath, out_root: Path, out_format: str) -> Job | None:
     """A job for a regular file that is an image by extension or by content, else None."""
     if rel.suffix.lower() in EXTENSION_FORMATS:
-        target, fmt = _target(rel, out_root, out_format, None)
-        return Job(path, rel, target, fmt)
+        name, fmt = output_name(rel, out_format)
+        return Job(path, rel, out_root / name, fmt)
     with open(path, "rb") as handle:
         content_format = sniff_format(handle.read(16))
     if content_format is None:
         reason = unsupported_reason(rel)
         return None if reason is None else Job(path, rel, out_root / rel, None, SKIPPED, reason)
-    target, fmt = _target(rel, out_root, out_format, content_format)
-    return Job(path, rel, target, fmt)
+    name, fmt = output_name(rel, out_format, content_format)
+    return Job(path, rel, out_root / name, fmt)
 
 
 def _symlink_job(path: Path, rel: PurePath, real_root: Path, out_root: Path, out_format: str) -> Job | None:
     target = path.resolve()
     if target.is_dir():
         return Job(path, rel, out_root / rel, None, SKIPPED, "symlink to a folder (not followed)")
-    if not _is_within(target, real_root):
+    if target != real_root and real_root not in target.parents:
         return Job(path, rel, out_root / rel, None, SKIPPED, "symlink to a file outside IN_DIR (not followed)")
     if not target.is_file():
         return Job(path, rel, out_root / rel, None, FAILED, "broken symlink")
     return _file_job(path, rel, out_root, out_format)
+
+
+# --------------------------------------------------------------------------- IN and OUT as any storage
+
+
+def list_jobs(
+    in_store: Storage, out_store: Storage, out_format: str = "keep", *, overwrite: bool = False
+) -> Iterator[Job]:
+    """``walk`` for IN and OUT as any storage: ``job.target`` is a local ``Path`` when OUT is
+    local, else the output's path relative to OUT (``PurePosixPath``)."""
+    _check_out_format(out_format)
+    if in_store.is_local and out_store.is_local:  # the walk itself skips existing outputs
+        yield from walk(in_store.root_path, out_store.root_path, out_format, overwrite=overwrite)
+        return
+    exists = _output_exists(out_store, overwrite)
+    if in_store.is_local:
+        jobs = _local_jobs(in_store.root_path, out_format)
+    else:
+        jobs = _url_jobs(in_store, out_store, out_format)
+    for job in jobs:
+        yield _with(job, SKIPPED, OUTPUT_EXISTS) if job.status is None and exists(job) else job
+
+
+def _output_exists(out_store: Storage, overwrite: bool) -> Callable[[Job], bool]:
+    """Whether a job's output is there already: ``lexists`` on a local OUT, one listing of a URL OUT."""
+    if overwrite:
+        return lambda job: False
+    if out_store.is_local:
+        return lambda job: os.path.lexists(job.target)
+    listing = functools.cache(out_store.existing)
+    return lambda job: str(job.target) in listing()
+
+
+def _local_jobs(in_root: Path, out_format: str) -> Iterator[Job]:
+    """The walk of a local IN for a URL OUT, targets made relative to OUT."""
+    placeholder = in_root / _NO_LOCAL_OUT
+    for job in walk(in_root, placeholder, out_format, overwrite=True):
+        target = PurePosixPath(job.target.relative_to(placeholder).as_posix())
+        yield Job(job.source, job.relative, target, job.out_format, job.status, job.reason)
+
+
+def _url_jobs(in_store: Storage, out_store: Storage, out_format: str) -> Iterator[Job]:
+    exclude = in_store.relative_to_me(out_store)  # OUT inside IN: never read back
+    taken: dict[str, str] = {}  # output -> input name
+    for rel in in_store.iter_files(exclude_prefix=exclude):
+        relative = PurePosixPath(rel)
+        name, fmt = output_name(relative, out_format)
+        rel_out = str(name)
+        job = Job(relative, relative, Path(out_store.full(rel_out)) if out_store.is_local else name, fmt)
+        if rel_out in taken:
+            job = _with(job, FAILED, f"its output {name.name} is already written from {taken[rel_out]}")
+        else:
+            taken[rel_out] = relative.name
+        yield job
+
+
+def needs_sniffing(job: Job) -> bool:
+    """True for a URL input whose name has no image extension: its content decides."""
+    return PurePosixPath(job.relative).suffix.lower() not in EXTENSION_FORMATS
+
+
+def job_row(job: Job, out_store: Storage) -> dict[str, Any]:
+    """A job still to do as a compact Ray Data row: its path relative to IN, its output's path
+    relative to OUT (empty when the same), the output format (empty: the content's). Paths
+    travel as bytes (``os.fsencode``), so local names that are not valid UTF-8 survive."""
+    relative = os.fsencode(str(job.relative))
+    target = job.target.relative_to(out_store.root_path) if out_store.is_local else job.target
+    output = os.fsencode(str(target))
+    return {"relative": relative, "output": b"" if output == relative else output, "out_format": job.out_format or ""}
+
+
+def row_job(relative: bytes, output: bytes, out_format: str, in_store: Storage, out_store: Storage) -> Job:
+    """The inverse of ``job_row``: the same Job the walk (or the URL listing) made."""
+    rel = os.fsdecode(bytes(relative))
+    out = os.fsdecode(bytes(output)) or rel
+    source = in_store.root_path / rel if in_store.is_local else PurePosixPath(rel)
+    target = out_store.root_path / out if out_store.is_local else PurePosixPath(out)
+    return Job(source, PurePath(rel), target, str(out_format) or None)

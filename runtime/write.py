@@ -1,16 +1,12 @@
-"""Encode colorized pixels, stamp a note in their metadata, and write them atomically.
+"""Encode colorized pixels and stamp a note in their metadata.
 
-Encoding is OpenCV's (fast, releases the GIL, writes 16-bit PNG and TIFF). The note
-``colorized by facecolor VERSION, model PRESET (sha256:...)`` is then spliced into the bytes:
-a PNG ``tEXt`` chunk (keyword ``Comment``), a JPEG ``COM`` segment, a TIFF
-``ImageDescription`` tag. WebP is encoded by Pillow, which writes the note as the EXIF
-ImageDescription (WebP's ``EXIF`` chunk; OpenCV writes no WebP metadata). BMP has no metadata
-block at all, so BMP outputs carry no note.
-
-Writes go through ``facecolor.files.write_atomically`` with a fixed temporary name per
-target (``.NAME.facecolor-tmp`` in the output's own folder, then ``os.replace``): a reader sees
-either no file or a whole one, a run killed at any moment leaves no partial output under a
-real name, and a restarted run reuses and removes what a killed one left (``write_output``).
+OpenCV encodes (fast, releases the GIL, writes 16-bit PNG and TIFF); the note ``colorized by
+facecolor VERSION, model PRESET (sha256:...)`` is then spliced into the bytes: a PNG ``tEXt``
+chunk, a JPEG ``COM`` segment, a TIFF ``ImageDescription`` tag. WebP is encoded by Pillow,
+which writes the note as the EXIF ImageDescription (OpenCV writes no WebP metadata). BMP has
+no metadata block, so BMP outputs carry no note. The pipelines write the bytes with
+``facecolor.files.write_atomically`` under a fixed temporary name per target, so a restarted
+run reuses and removes what a killed one left.
 """
 
 from __future__ import annotations

@@ -9,8 +9,7 @@ A backend turns a batch of normalised render-size lightness into normalised ab (
   tensors, in and out, on the current device; the output is valid once the current torch
   stream reaches it (backends synchronise their own streams with it).
 
-``S`` is ``render_size``; ``N`` is at most ``max_batch`` when that is not None. A backend owns
-its session/engine/buffers and frees them in ``close()``; it is also a context manager.
+``S`` is ``render_size``; ``N`` is at most ``max_batch`` when that is not None.
 """
 
 from __future__ import annotations
@@ -43,9 +42,20 @@ class ModelInfo:
         return {"preset": self.preset, "sha256": self.sha256, "source": str(self.source or "")}
 
 
+def preset_in(*documents: Any) -> str:
+    """The preset the first of ``documents`` to name one records (``preset`` or
+    ``model_config.preset``, as facecolor-export writes sidecars and ONNX metadata), else "unknown"."""
+    for document in documents:
+        if isinstance(document, dict):
+            config = document.get("model_config")
+            preset = document.get("preset") or (config.get("preset") if isinstance(config, dict) else None)
+            if preset:
+                return str(preset)
+    return "unknown"
+
+
 @runtime_checkable
 class Backend(Protocol):
-    """See the module docstring for the tensor contract of ``predict_ab``."""
 
     name: str  # 'tensorrt', 'onnxruntime-cuda', 'torch-cuda', 'onnxruntime-cpu', 'torch-cpu'
     device: str  # 'cpu' or 'cuda'
@@ -54,7 +64,6 @@ class Backend(Protocol):
     model: ModelInfo
 
     def predict_ab(self, l_norm: Any) -> Any:
-        """``[N, 1, S, S]`` float32 L/50-1 -> ``[N, 2, S, S]`` float32 ab/110 (see module)."""
         ...
 
     def close(self) -> None:

@@ -1,9 +1,8 @@
 """ONNX Runtime backends: CPU (numpy in and out) and CUDA (I/O binding on torch CUDA tensors).
 
-The model file is an fp32 ONNX with input ``L`` [N,1,S,S] and output ``ab`` [N,2,S,S]
-(DESIGN §4); names are read from the session, so other names work too. On CUDA the input and
-output stay on the GPU: ONNX Runtime reads and writes the torch tensors' memory directly
-through ``io_binding`` (notes/tensorrt-onnx.md), no host copies.
+The I/O names are read from the session, so any one-input, one-output graph works. On CUDA
+ONNX Runtime reads and writes the torch tensors' memory directly (``io_binding``,
+notes/tensorrt-onnx.md): no host copies.
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ import torch
 
 from facecolor.errors import Unavailable
 from facecolor.files import sha256_file
-from facecolor.runtime.backends.base import BackendBase, BackendError, ModelInfo
+from facecolor.runtime.backends.base import BackendBase, BackendError, ModelInfo, preset_in
 
 CUDA_PROVIDER = "CUDAExecutionProvider"
 CPU_PROVIDER = "CPUExecutionProvider"
@@ -42,17 +41,15 @@ def cuda_provider_available() -> bool:
 
 
 def onnx_model_info(path: Path, session: Any) -> ModelInfo:
-    """Preset from the ONNX metadata (``facecolor.preset`` as facecolor-export writes it,
-    ``preset``, or a ``facecolor`` JSON document), else ``"unknown"``; the hash is the file's own."""
+    """The preset from the ONNX metadata (``facecolor.preset``, ``preset``, or a ``facecolor``
+    JSON document); the hash is the file's own."""
     meta = session.get_modelmeta().custom_metadata_map or {}
-    preset = meta.get("facecolor.preset") or meta.get("preset")
-    if preset is None and "facecolor" in meta:
-        try:
-            document = json.loads(meta["facecolor"])
-            preset = document.get("preset") or document.get("model_config", {}).get("preset")
-        except (json.JSONDecodeError, AttributeError):
-            preset = None
-    return ModelInfo(preset=str(preset or "unknown"), sha256=sha256_file(path), source=path)
+    try:
+        document = json.loads(meta.get("facecolor", "{}"))
+    except json.JSONDecodeError:
+        document = None
+    preset = preset_in({"preset": meta.get("facecolor.preset") or meta.get("preset")}, document)
+    return ModelInfo(preset=preset, sha256=sha256_file(path), source=path)
 
 
 class OnnxRuntimeBackend(BackendBase):
@@ -122,8 +119,6 @@ class OnnxRuntimeBackend(BackendBase):
         self.path = onnx_path
 
     def predict_ab(self, l_norm):
-        """CPU: numpy float32 [N,1,S,S] (L/50-1) -> numpy float32 [N,2,S,S] (ab/110).
-        CUDA: torch float32 CUDA tensors, same shapes; see ``backends/base.py``."""
         if self._session is None:
             raise BackendError("the onnxruntime backend was closed")
         try:

@@ -1,32 +1,21 @@
 """The one place that chooses the inference backend (DESIGN §5), and says why.
 
-``--device auto`` takes the first that works, in this order:
+``--device auto`` takes the first that works: TensorRT, ONNX Runtime CUDA, PyTorch CUDA, ONNX
+Runtime CPU (PyTorch CPU only if the ONNX export itself fails). The model file narrows the
+list: a ``.plan`` runs only on TensorRT, an ``.onnx`` only on ONNX Runtime, a checkpoint on
+any (its ONNX and engine come from the per-machine cache of ``facecolor.export.cache``). A
+``--render-size`` other than the model's own needs PyTorch. ``--device cuda`` never falls
+back to the CPU. Each candidate passed over adds its reason to the line printed first, e.g.
+``backend: onnxruntime-cpu on CPU (no CUDA device; TensorRT not installed)``.
 
-1. TensorRT engine   (``tensorrt`` importable and a CUDA device)
-2. ONNX Runtime CUDA (``CUDAExecutionProvider`` available and a CUDA device)
-3. PyTorch CUDA      (a CUDA device)
-4. ONNX Runtime CPU  (always; PyTorch CPU only if the ONNX export itself fails)
-
-What the model file allows narrows the list: a ``.plan`` runs only on TensorRT, an ``.onnx``
-only on ONNX Runtime, a ``.safetensors`` checkpoint on any of them (its ONNX and engine come
-from the per-machine cache of ``facecolor.export.cache``, built on first use). A
-``--render-size`` other than the model's own needs a backend that can take any size, so it
-selects PyTorch. ``--device cuda`` never falls back to the CPU; ``--device cpu`` never uses
-CUDA. Each backend that was passed over adds its reason to the line the CLI prints first,
-e.g. ``backend: onnxruntime-cpu on CPU (no CUDA device; TensorRT not installed)``.
-
-The bench opens backends by name instead (``open_kind``), through the same resolution: which
-file a backend kind runs for a model (``artifact_for``: a plan's sidecar names its ONNX, a
-checkpoint is exported through the per-machine cache), at which precision (``precision_of``),
-and what this machine lacks for it (``missing_for``). ``resolve_device`` turns ``auto`` into
-``cuda`` or ``cpu`` for every stage.
+The bench opens backends by name instead (``open_kind``), through the same resolution:
+``artifact_for`` (which file), ``precision_of`` and ``missing_for`` (what this machine lacks).
 """
 
 from __future__ import annotations
 
 import importlib.resources
 import importlib.util
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -69,13 +58,6 @@ def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if cuda_available() else "cpu"
     return device
-
-
-def _cuda_device() -> str | None:
-    """The CUDA device's name, or None when torch sees none."""
-    if not cuda_available():
-        return None
-    return torch.cuda.get_device_name(torch.cuda.current_device())
 
 
 def _tensorrt_installed() -> bool:
@@ -182,14 +164,19 @@ def missing_for(kind: str, device: str, requested: str) -> list[str]:
     return missing
 
 
-def open_kind(kind: str, artifact: Path, device: str, *, precision: str = "fp32", max_batch: int) -> Backend:
+def open_kind(kind: str, artifact: Path, device: str, *, precision: str | None = "fp32", max_batch: int,
+              render_size: int | None = None, threads: int | None = None, model: ModelInfo | None = None) -> Backend:
     """Backend ``kind`` on ``artifact`` (see ``artifact_for``) and ``device``, as asked: no
-    choosing, no falling back (the bench compares backends by name)."""
+    choosing, no falling back (the bench compares backends by name). ``model`` names the
+    checkpoint a derived ONNX or engine runs (default: what the file itself records)."""
     if kind == "torch":
-        return TorchBackend(artifact, device=device, precision=precision)
+        return TorchBackend(artifact, device=device, render_size=render_size, precision=precision)
     if kind == "onnxruntime":
-        return OnnxRuntimeBackend(artifact, device=device)
-    return TensorRTBackend(artifact, max_batch=max_batch)
+        return OnnxRuntimeBackend(artifact, device=device, render_size=render_size, threads=threads, model=model)
+    backend = TensorRTBackend(artifact, max_batch=max_batch)
+    if model is not None:
+        backend.model = model
+    return backend
 
 
 # --------------------------------------------------------------------------- choosing
@@ -203,38 +190,33 @@ def _checkpoint_info(path: Path) -> tuple[ModelInfo, int]:
     return ModelInfo(checkpoint.preset, sha256_file(path), path), checkpoint.render_size
 
 
-# Each opener returns a backend or raises Unavailable with a short reason.
+#: What ``--device auto`` tries, in order: (kind, device, the model files it runs).
+CANDIDATES = (
+    ("tensorrt", "cuda", (".plan", ".safetensors")),
+    ("onnxruntime", "cuda", (".onnx", ".safetensors")),
+    ("torch", "cuda", (".safetensors",)),
+    ("onnxruntime", "cpu", (".onnx", ".safetensors")),
+    ("torch", "cpu", (".safetensors",)),
+)
 
 
-def _tensorrt(model: Path, suffix: str, batch_size: int, info: ModelInfo | None, notify: Notify | None) -> Backend:
-    if not _tensorrt_installed():
+def _open_candidate(kind: str, device: str, model: Path, *, batch_size: int, render_size: int | None,
+                    info: ModelInfo | None, notify: Notify | None, threads: int | None) -> Backend:
+    """One candidate of ``open_backend``, or Unavailable with a short reason."""
+    if kind == "tensorrt" and not _tensorrt_installed():
         raise Unavailable("TensorRT not installed")
-    try:
-        plan = artifact_for("tensorrt", model, max_batch=batch_size, notify=notify)
-    except (ExportError, Unavailable) as error:  # no GPU match, build failure: the next backend runs
-        raise Unavailable(f"engine build failed ({error})") from error
-    backend = open_kind("tensorrt", plan, "cuda", max_batch=batch_size)
-    if info is not None:
-        backend.model = info
-    return backend
-
-
-def _onnxruntime(
-    model: Path, suffix: str, device: str, render_size: int | None, info, notify: Notify | None
-) -> Backend:
-    if device == "cuda" and not cuda_provider_available():
+    if kind == "onnxruntime" and device == "cuda" and not cuda_provider_available():
         raise Unavailable("onnxruntime-gpu not installed")
     try:
-        onnx = artifact_for("onnxruntime", model, max_batch=0, notify=notify)
-    except Unavailable:
+        artifact = artifact_for(kind, model, max_batch=batch_size, notify=notify)
+    except Exception as error:
+        if kind == "tensorrt" and isinstance(error, (ExportError, Unavailable)):  # no GPU match, build failure
+            raise Unavailable(f"engine build failed ({error})") from error
+        if kind == "onnxruntime" and not isinstance(error, Unavailable):  # an export failure; torch still runs
+            raise Unavailable(f"ONNX export failed ({type(error).__name__}: {error})") from error
         raise
-    except Exception as error:  # an export failure names itself; torch still runs
-        raise Unavailable(f"ONNX export failed ({type(error).__name__}: {error})") from error
-    return OnnxRuntimeBackend(onnx, device=device, render_size=render_size, model=info)
-
-
-def _torch(model: Path, device: str, render_size: int | None) -> Backend:
-    return TorchBackend(model, device=device, render_size=render_size)
+    return open_kind(kind, artifact, device, precision=None, max_batch=batch_size, render_size=render_size,
+                     threads=threads, model=info)
 
 
 def open_backend(
@@ -244,10 +226,12 @@ def open_backend(
     batch_size: int,
     render_size: int | None = None,
     notify: Notify | None = None,
+    threads: int | None = None,
 ) -> tuple[Backend, str]:
     """Open the best backend for ``model`` on ``device``; return it and the reason line.
 
-    ``notify`` hears about first-use builds (ONNX export, TensorRT engine) while they run.
+    ``notify`` hears about first-use builds (ONNX export, TensorRT engine) while they run;
+    ``threads`` bounds ONNX Runtime's CPU pool (default: one per core).
 
     Raises ModelNotFound (no such model, or no shipped model) and Unavailable (nothing
     can run this model on this device; the message lists what each candidate lacked).
@@ -261,7 +245,9 @@ def open_backend(
     if suffix not in MODEL_SUFFIXES:
         raise ModelNotFound(f"{model}: a model is a .safetensors checkpoint, an .onnx or a .plan file")
 
-    gpu_name = _cuda_device() if device != "cpu" else None
+    gpu_name = None
+    if device != "cpu" and cuda_available():
+        gpu_name = torch.cuda.get_device_name(torch.cuda.current_device())
     if device == "cuda" and gpu_name is None:
         raise Unavailable("--device cuda, but torch sees no CUDA device: use --device cpu or auto")
     passed_over: list[str] = []
@@ -276,37 +262,24 @@ def open_backend(
     if suffix == ".safetensors":
         info, native_size = _checkpoint_info(model)
     resized = render_size is not None and native_size is not None and render_size != native_size
-    fixed_size_reason = f"--render-size {render_size} differs from the model's {native_size}"
-
-    candidates: list[tuple[str, Callable[[], Backend]]] = []
-    if gpu_name is not None:
-        if suffix in (".plan", ".safetensors") and not resized:
-            candidates.append(("tensorrt", lambda: _tensorrt(model, suffix, batch_size, info, notify)))
-        if suffix in (".onnx", ".safetensors") and not resized:
-            candidates.append(
-                ("onnxruntime-cuda", lambda: _onnxruntime(model, suffix, "cuda", render_size, info, notify))
-            )
-        if suffix == ".safetensors":
-            candidates.append(("torch-cuda", lambda: _torch(model, "cuda", render_size)))
-    if device != "cuda":
-        if suffix in (".onnx", ".safetensors") and not resized:
-            candidates.append(
-                ("onnxruntime-cpu", lambda: _onnxruntime(model, suffix, "cpu", render_size, info, notify))
-            )
-        if suffix == ".safetensors":
-            candidates.append(("torch-cpu", lambda: _torch(model, "cpu", render_size)))
     if resized:
-        passed_over.append(f"{fixed_size_reason}, so no ONNX or TensorRT")
+        passed_over.append(f"--render-size {render_size} differs from the model's {native_size}, "
+                           "so no ONNX or TensorRT")
 
-    for name, opener in candidates:
-        try:
-            backend = opener()
-        except Unavailable as error:
-            passed_over.append(f"{name}: {error}")
+    for kind, where, suffixes in CANDIDATES:
+        if suffix not in suffixes or (resized and kind != "torch"):
             continue
-        where = f"CUDA ({gpu_name})" if backend.device == "cuda" else "CPU"
+        if (where == "cuda" and gpu_name is None) or (where == "cpu" and device == "cuda"):
+            continue
+        try:
+            backend = _open_candidate(kind, where, model, batch_size=batch_size, render_size=render_size, info=info,
+                                      notify=notify, threads=threads)
+        except Unavailable as error:
+            passed_over.append(f"{kind if kind == 'tensorrt' else f'{kind}-{where}'}: {error}")
+            continue
+        place = f"CUDA ({gpu_name})" if backend.device == "cuda" else "CPU"
         why = "; ".join(passed_over) or "fastest available"
-        return backend, f"backend: {backend.name} on {where} ({why})"
+        return backend, f"backend: {backend.name} on {place} ({why})"
 
     if suffix == ".plan":
         hint = "a .plan runs only with TensorRT on a CUDA device: pass the .onnx or .safetensors"

@@ -1,33 +1,21 @@
 """TensorRT backend: a serialized engine (``.plan``) run on torch CUDA tensors.
 
-The engine comes from ``facecolor-export ... --engine NAME.plan`` with its ``NAME.plan.json``
-sidecar (DESIGN §4); ``facecolor.export.tensorrt.check_plan`` refuses a plan built for another
-TensorRT version or GPU before any deserialisation, with the command that rebuilds it.
-
-Running it follows notes/tensorrt-onnx.md, with torch owning every buffer and stream (no pycuda,
-no cuda-python, so no second CUDA context):
-
-- the engine's one input (``L``, ``[N, 1, S, S]``) and one output (``ab``, ``[N, 2, S, S]``)
-  are found by I/O mode; ``S`` is the input's static height, the batch bounds come from
-  optimisation profile 0;
-- the backend owns one input and one output buffer sized for the largest batch it runs, fresh
-  torch allocations (256-byte aligned, which TensorRT requires), in the engine's own dtypes:
-  an fp16 engine (strongly typed from an fp16 ONNX) gets its float32 input cast on the way in
-  and its output cast back to float32 on the way out;
-- ``set_input_shape`` / ``set_tensor_address`` / ``execute_async_v3`` on the backend's own
-  non-default CUDA stream, which waits for the caller's stream before it reads the input and
-  which the caller's stream waits for before it reads the result: no host synchronisation;
-- batches above the profile's maximum run in chunks; a chunk below its minimum is zero-padded;
-- every TensorRT or CUDA failure becomes BackendError (while running) or Unavailable
-  (while loading), with TensorRT's own last error messages attached; ``close()`` frees the
-  context, engine, runtime and buffers, in that order.
+``facecolor.export.tensorrt.check_plan`` first refuses a plan built for another TensorRT
+version or GPU (its ``NAME.plan.json`` sidecar, DESIGN §4), with the command that rebuilds
+it. Running follows notes/tensorrt-onnx.md with torch owning every buffer and stream (no
+pycuda or cuda-python, so no second CUDA context): one input and one output buffer in the
+engine's own dtypes (an fp16 engine's I/O is cast on the way in and out), fresh torch
+allocations so they are aligned as TensorRT requires, and ``execute_async_v3`` on the
+backend's own stream, which waits for the caller's stream and is waited for by it: no host
+synchronisation. Batches above the profile's maximum run in chunks; a chunk below its minimum
+is zero-padded. TensorRT and CUDA failures become BackendError (running) or Unavailable
+(loading), with TensorRT's last error messages attached.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -35,7 +23,7 @@ from facecolor.errors import Unavailable
 from facecolor.export.errors import ExportError
 from facecolor.export.tensorrt import check_plan, import_tensorrt
 from facecolor.files import sha256_file
-from facecolor.runtime.backends.base import BackendBase, BackendError, ModelInfo
+from facecolor.runtime.backends.base import BackendBase, BackendError, ModelInfo, preset_in
 from facecolor.runtime.gpu.cuda import GpuError, cuda_errors
 
 
@@ -55,15 +43,6 @@ def _make_logger(trt):
             return "; ".join(self.errors) if self.errors else "no message from TensorRT"
 
     return Logger()
-
-
-def _verify_plan(plan_path: Path) -> dict[str, Any]:
-    """The plan's sidecar after ``check_plan`` accepted it; Unavailable otherwise."""
-    try:
-        sidecar = check_plan(plan_path)
-    except (ExportError, Unavailable) as error:  # PlanError, PlanMismatchError, no TensorRT, ...
-        raise Unavailable(str(error)) from error
-    return sidecar if isinstance(sidecar, dict) else {}
 
 
 class TensorRTBackend(BackendBase):
@@ -89,8 +68,12 @@ class TensorRTBackend(BackendBase):
         plan_path = Path(plan_path)
         if not plan_path.is_file():
             raise Unavailable(f"no TensorRT plan at {plan_path}")
-        sidecar = _verify_plan(plan_path) if verify else {}
-        self._torch = torch
+        sidecar = {}
+        if verify:
+            try:
+                sidecar = check_plan(plan_path)
+            except (ExportError, Unavailable) as error:  # PlanError, PlanMismatchError, no TensorRT, ...
+                raise Unavailable(str(error)) from error
         self._device = torch.device(device)
         if self._device.index is None:
             self._device = torch.device("cuda", torch.cuda.current_device())
@@ -105,12 +88,9 @@ class TensorRTBackend(BackendBase):
         self.name = "tensorrt"
         self.device = "cuda"
         digest = sidecar.get("sha256") or sha256_file(plan_path)  # check_plan hashed it already
-        self.model = ModelInfo(_preset(sidecar), str(digest), plan_path)
-
-    # ------------------------------------------------------------------ loading
+        self.model = ModelInfo(preset_in(sidecar.get("source_onnx"), sidecar), str(digest), plan_path)
 
     def _load(self, trt, plan_path: Path, max_batch: int | None) -> None:
-        torch = self._torch
         what = f"loading TensorRT plan {plan_path.name}"
         with torch.cuda.device(self._device), cuda_errors(what, Unavailable):
             self._runtime = trt.Runtime(self._logger)
@@ -127,7 +107,6 @@ class TensorRTBackend(BackendBase):
             self._stream = torch.cuda.Stream(self._device)
 
     def _bind_io(self, trt, max_batch: int | None) -> None:
-        torch = self._torch
         engine = self._engine
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
         inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
@@ -146,8 +125,8 @@ class TensorRTBackend(BackendBase):
         low, _, high = engine.get_tensor_profile_shape(self._in_name, 0)
         self._profile_min, profile_max = max(1, int(low[0])), int(high[0])
         self.max_batch = profile_max if max_batch is None else max(1, min(int(max_batch), profile_max))
-        self._in_dtype = _torch_dtype(trt, torch, engine.get_tensor_dtype(self._in_name), self._in_name)
-        self._out_dtype = _torch_dtype(trt, torch, engine.get_tensor_dtype(self._out_name), self._out_name)
+        self._in_dtype = _torch_dtype(trt, engine.get_tensor_dtype(self._in_name), self._in_name)
+        self._out_dtype = _torch_dtype(trt, engine.get_tensor_dtype(self._out_name), self._out_name)
         rows = max(self.max_batch, self._profile_min)
         size = self.render_size
         # Fresh allocations: the caching allocator aligns blocks to 512 bytes (>= TensorRT's 256).
@@ -157,14 +136,9 @@ class TensorRTBackend(BackendBase):
             if buffer.data_ptr() % 256:
                 raise Unavailable(f"the buffer for {name} is not 256-byte aligned")
 
-    # ------------------------------------------------------------------ running
-
     def predict_ab(self, l_norm):
-        """torch float32 CUDA ``[N, 1, S, S]`` (L/50-1) -> float32 CUDA ``[N, 2, S, S]`` (ab/110).
-
-        The result is valid once the caller's current stream reaches it (see module docstring).
-        """
-        torch = self._torch
+        """torch float32 CUDA ``[N, 1, S, S]`` (L/50-1) -> float32 CUDA ``[N, 2, S, S]`` (ab/110),
+        valid once the caller's current stream reaches it."""
         if self._context is None:
             raise BackendError("the TensorRT backend was closed")
         size = self.render_size
@@ -214,8 +188,6 @@ class TensorRTBackend(BackendBase):
             raise BackendError(f"TensorRT execute_async_v3 failed ({self._logger.last_errors()})")
         target.copy_(self._output[:count])
 
-    # ------------------------------------------------------------------ cleanup
-
     def close(self) -> None:
         """Free the context, engine, runtime and buffers (in that order); idempotent."""
         stream = getattr(self, "_stream", None)
@@ -229,16 +201,7 @@ class TensorRTBackend(BackendBase):
         self._stream = None
 
 
-def _preset(sidecar: dict[str, Any]) -> str:
-    """The model preset the sidecar names (``source_onnx.model_config.preset`` as
-    ``facecolor.export.tensorrt`` writes it, or a top-level ``preset``), else "unknown"."""
-    source = sidecar.get("source_onnx")
-    config = source.get("model_config") if isinstance(source, dict) else None
-    preset = config.get("preset") if isinstance(config, dict) else None
-    return str(preset or sidecar.get("preset") or "unknown")
-
-
-def _torch_dtype(trt, torch, dtype, name: str):
+def _torch_dtype(trt, dtype, name: str):
     """TensorRT FLOAT/HALF -> torch float32/float16; Unavailable for anything else."""
     if dtype == trt.DataType.FLOAT:
         return torch.float32

@@ -43,7 +43,6 @@ class TorchBackend(BackendBase):
             self._model, checkpoint = load_generator(checkpoint_path, device)
         except CheckpointError as error:
             raise Unavailable(str(error)) from error
-        self._torch = torch
         self.precision = precision
         self.name = f"torch-{device}" if precision == ("fp16" if device == "cuda" else "fp32") \
             else f"torch-{device}-{precision}"
@@ -53,9 +52,6 @@ class TorchBackend(BackendBase):
         self.model = ModelInfo(checkpoint.preset, sha256_file(checkpoint_path), checkpoint_path)
 
     def predict_ab(self, l_norm):
-        """CPU: numpy float32 [N,1,S,S] (L/50-1) -> numpy float32 [N,2,S,S] (ab/110).
-        CUDA: torch float32 CUDA tensors, same shapes; see ``backends/base.py``."""
-        torch = self._torch
         if self._model is None:
             raise BackendError("the torch backend was closed")
         try:

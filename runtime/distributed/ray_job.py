@@ -1,38 +1,28 @@
-"""``facecolor-batch IN OUT --ray [ADDRESS]``: the runtime's pipeline on a Ray cluster.
+"""``facecolor-batch IN OUT --ray [ADDRESS]``: the runtime's stages on a Ray cluster.
 
-    from facecolor.runtime.batch import colorize_tree
-    report = colorize_tree("s3://archive/scans", "s3://archive/color", ray=RaySettings(address="auto"))
+Only how batches execute changes (docs/ray.md): the driver's ``run_batch`` lists the jobs,
+and the ones still to do become Ray Data rows of paths that ``map_batches`` sends, a block of
+``files_per_task`` at a time, to a fixed pool of actors, each with one backend opened once. An
+actor runs the runtime's own ``ThreadExecutor`` over its block, so its stages overlap as on one
+machine, and returns one row per input plus one record for the block (its actor, backend and
+stage numbers), which ``RayExecutor`` turns into the finished items and report sections of a
+single-machine run.
 
-The driver (this process) lists the jobs (the runtime's walk for a local IN, one fsspec
-listing for a URL IN), skips existing outputs, and hands the rest to Ray Data as rows of
-paths. ``map_batches`` sends blocks of ``files_per_task`` rows to a fixed pool of actors
-(``ActorPoolStrategy``), each holding one backend opened once: one GPU per actor when the
-cluster has GPUs, ``cpus_per_actor`` CPUs otherwise. An actor runs the runtime's own stages
-over its block (``StageExecutor``: read from IN, decode, infer, encode, atomic write, upload to
-a URL OUT), so reading, decoding and inference overlap inside every actor while all actors read
-in parallel. It returns one row per input (status, reason, bytes written) with the block's stage numbers
-and its actor in their own columns; ``RayExecutor`` hands the rows to ``run_batch`` as
-finished items, so the report, the lines and the exit codes are a single-machine run's.
-
-Nothing is lost when a worker dies: actors restart (``max_restarts``) and the block they held
-is retried on the new one (``max_task_retries``); outputs it had already written are written
-again (atomically, so never half a file), and the result rows come from the attempt that
-finished. A rerun skips every output that exists.
-
-The model travels with the job: the driver reads the file once into Ray's object store and
-each node writes it into its facecolor cache (keyed by SHA-256), so workers need the package,
-not the model file.
+Nothing is lost when a worker dies: actors restart and the block they held is retried
+(outputs are written atomically, so a retried block rewrites whole files only). The model
+travels through Ray's object store, so workers need the package, not the model file.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,20 +32,19 @@ from facecolor.errors import Unavailable
 from facecolor.export.cache import cache_root
 from facecolor.files import sha256_file, write_atomically
 from facecolor.runtime.backends import open_backend, shipped_model
-from facecolor.runtime.backends.onnxruntime import OnnxRuntimeBackend
 from facecolor.runtime.backends.select import ModelNotFound
-from facecolor.runtime.executor import StageExecutor, backend_info, default_batch
-from facecolor.runtime.jobs import job_row, row_job
+from facecolor.runtime.executor import ThreadExecutor, backend_info, default_batch
 from facecolor.runtime.pipeline import DONE, FatalError, Item, Settings, StageStats, failure_reason
 from facecolor.runtime.report import Report
 from facecolor.runtime.storage import Storage
+from facecolor.runtime.walk import job_row, row_job
 
 #: Files per Ray task, in inference batches: large enough that the stages inside an actor
 #: overlap for most of a task, small enough that a retried task redoes little.
 BATCHES_PER_TASK = 8
 DEFAULT_MAX_RESTARTS = 4
-#: Result columns that carry one block's stage numbers: ``stage:NAME:FIELD`` (see ``StageStats``).
-_STAGE_COLUMN = "stage:"
+#: An actor's columns: one row per input; ``block`` holds the block's JSON record on its first row.
+RESULT_COLUMNS = ("relative", "output", "out_format", "status", "reason", "stage", "size")
 
 
 class ClusterTooSmall(FatalError):
@@ -69,9 +58,6 @@ def _import_ray():
     except ImportError as error:
         raise Unavailable("--ray needs Ray Data: pip install 'facecolor[ray]' (ray[data], fsspec, s3fs)") from error
     return ray
-
-
-# --------------------------------------------------------------------------- the model
 
 
 @dataclass(frozen=True)
@@ -104,89 +90,55 @@ def ship_model(path: Path) -> ModelShipment:
     return ModelShipment(path.name, sha256_file(path), [ray.put(path.read_bytes())])
 
 
-# --------------------------------------------------------------------------- the actor
-
-
-def _limit_threads(backend, threads: int):
-    """Keep a CPU backend to the actor's own CPUs (two actors on two cores must not each
-    start a pool as wide as the machine). ONNX Runtime's pool is fixed when its session is
-    built, so the session is rebuilt with the same file, size and model info."""
-    if backend.device != "cpu":
-        return backend
-    if backend.name == "onnxruntime-cpu":
-        limited = OnnxRuntimeBackend(backend.path, device="cpu", render_size=backend.render_size,
-                                     threads=threads, model=backend.model)
-        backend.close()
-        return limited
-    torch.set_num_threads(threads)
-    return backend
-
-
 class ColorizeActor:
     """One Ray Data actor: a backend opened once, the runtime's stages run per block of jobs."""
 
-    def __init__(self, *, model: ModelShipment, device: str, render_size: int | None, threads: int,
-                 settings: Settings, in_store: Storage, out_store: Storage) -> None:
+    def __init__(self, *, model: ModelShipment, device: str, render_size: int | None, settings: Settings,
+                 in_store: Storage, out_store: Storage) -> None:
         import ray
 
         context = ray.get_runtime_context()
         with warnings.catch_warnings():  # Ray 2.6x warns about an attribute it reads inside
             warnings.simplefilter("ignore", DeprecationWarning)
             self.restarted = bool(context.was_current_actor_reconstructed)
-        backend, reason = open_backend(model.materialize(), device, batch_size=settings.batch_size,
-                                       render_size=render_size)
-        self.backend = _limit_threads(backend, threads)
-        info = backend_info(self.backend, reason)
+        # The backend keeps to the actor's own CPUs: two actors on two cores must not each start
+        # a thread pool as wide as the machine.
+        self.backend, reason = open_backend(model.materialize(), device, batch_size=settings.batch_size,
+                                            render_size=render_size, threads=settings.workers)
+        if self.backend.device == "cpu":
+            torch.set_num_threads(settings.workers)
         self.identity = {
             "actor": context.get_actor_id()[:12], "node": context.get_node_id()[:12], "restarted": self.restarted,
             "ready_at": round(time.time(), 3),  # epoch seconds: when this actor could start
-            **{f"backend_{key}": info[key] for key in ("name", "device", "reason")},
-            "render_size": info["render_size"], "max_batch": info["max_batch"] or 0,
-            "model_preset": self.backend.model.preset, "model_sha256": self.backend.model.sha256,
+            "backend": backend_info(self.backend, reason),
+            "model": {"preset": self.backend.model.preset, "sha256": self.backend.model.sha256},
         }
-        self.runner = StageExecutor(settings, self.backend, in_store, out_store)
-        self._in_store, self._out_store = in_store, out_store
+        self.runner = ThreadExecutor(self.backend, reason)
+        self._settings, self._in_store, self._out_store = settings, in_store, out_store
 
     def finished_items(self, jobs: list) -> Iterator[Item]:
         """Every job of the block once finished (tests override this to kill the worker)."""
-        return self.runner.run_jobs(jobs)
+        items = (Item.from_job(job) for job in jobs)
+        return self.runner.run(self._settings, items, self._in_store, self._out_store)
 
     def __call__(self, batch: Mapping[str, Any]) -> dict[str, list]:
         rows = {bytes(relative): (bytes(output), str(fmt))
                 for relative, output, fmt in zip(batch["relative"], batch["output"], batch["out_format"])}
         jobs = [row_job(relative, output, fmt, self._in_store, self._out_store)
                 for relative, (output, fmt) in rows.items()]
-        columns = ("relative", "output", "out_format", "status", "reason", "stage", "size")
-        out: dict[str, list] = {name: [] for name in columns}
+        out: dict[str, list] = {name: [] for name in RESULT_COLUMNS}
         cpu_start = time.process_time()  # this actor's CPU time, all its threads
         for item in self.finished_items(jobs):
             relative = os.fsencode(str(item.job.relative))
-            output, fmt = rows[relative]
-            out["relative"].append(relative)
-            out["output"].append(output)
-            out["out_format"].append(fmt)
-            out["status"].append(item.status or DONE)
-            out["reason"].append(item.reason)
-            out["stage"].append(item.stage)
-            out["size"].append(int(item.size))
+            values = (relative, *rows[relative], item.status or DONE, item.reason, item.stage, int(item.size))
+            for name, value in zip(RESULT_COLUMNS, values):
+                out[name].append(value)
+        record = {**self.identity, "cpu_s": round(time.process_time() - cpu_start, 3),
+                  "stages": {name: asdict(stats) for name, stats in self.runner.stats.items()}}
+        # The record rides on the first row only: Ray may merge blocks, the driver reads every row's.
         count = len(out["status"])
-        for key, value in self.identity.items():
-            out[key] = [value] * count
-        # The block's numbers sit on its first row, zeros below: the driver sums every row.
-        numbers = {f"{_STAGE_COLUMN}{name}:{field.name}": getattr(stats, field.name)
-                   for name, stats in self.runner.last_stats.items() for field in fields(StageStats)}
-        numbers["cpu_s"] = round(time.process_time() - cpu_start, 3)
-        for key, value in numbers.items():
-            out[key] = [value] + [0] * (count - 1) if count else []
+        out["block"] = [json.dumps(record)] + [""] * (count - 1) if count else []
         return out
-
-    def __del__(self) -> None:
-        runner = getattr(self, "runner", None)
-        if runner is not None:
-            runner.close()
-
-
-# --------------------------------------------------------------------------- the driver
 
 
 @dataclass(frozen=True)
@@ -208,13 +160,9 @@ class ActorPlan:
 def plan_actors(
     resources: Mapping[str, float], device: str, num_actors: int | None, cpus_per_actor: float | None
 ) -> ActorPlan:
-    """Actors for a cluster with ``resources`` (``ray.cluster_resources()``).
-
-    GPUs present (and ``device`` auto or cuda): one actor per GPU by default, each with
-    ``cpus_per_actor`` CPUs for its decode and encode threads (default: the cluster's CPUs
-    per GPU, less one for Ray Data, at most 8). No GPUs or ``device`` cpu: CPU actors of
-    ``cpus_per_actor`` CPUs (default 1), as many as fit.
-    """
+    """Actors for a cluster with ``resources`` (``ray.cluster_resources()``): by default one
+    per GPU, with the CPUs per GPU less one (left to Ray Data), at most 8, for its decode and
+    encode threads; without GPUs (or on ``device`` cpu), as many 1-CPU actors as fit."""
     cpus, gpus = float(resources.get("CPU", 0)), float(resources.get("GPU", 0))
     if device not in ("auto", "cpu", "cuda"):
         raise ValueError(f"device must be auto, cpu or cuda, not {device!r}")
@@ -283,8 +231,7 @@ ROWS_PER_CHUNK = 65536
 
 
 def _dataset(ray, rows: list[tuple], files_per_task: int):
-    """Blocks of ``files_per_task`` rows (one Ray task each), built chunk by chunk; ``rows`` is
-    emptied on the way."""
+    """Blocks of ``files_per_task`` rows (one Ray task each); empties ``rows``."""
     chunk = max(files_per_task, ROWS_PER_CHUNK // files_per_task * files_per_task)
     parts = []
     for start in range(0, len(rows), chunk):
@@ -298,8 +245,7 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def _ray_failure(error: BaseException) -> BaseException:
-    """The error to report for a failed Ray Data run: our own fatal error when an actor raised
-    one, else a FatalError whose message names the real cause, not Ray's wrappers."""
+    """An actor's own fatal error, else a FatalError that names the real cause, not Ray's wrappers."""
     chain, seen = [], set()
     while error is not None and id(error) not in seen:
         seen.add(id(error))
@@ -326,11 +272,9 @@ def _ray_failure(error: BaseException) -> BaseException:
 class RaySettings:
     """How a run uses Ray (everything else is the run's ``Settings``).
 
-    ``address``: a cluster (``"auto"``, ``"ray://head:10001"``, ``"head:6379"``); None uses
-    ``RAY_ADDRESS`` or starts a local instance; a process already connected keeps its
-    connection. ``num_actors``/``cpus_per_actor``: the pool (default: ``plan_actors``);
-    ``files_per_task``: files in each Ray task (default ``BATCHES_PER_TASK`` batches);
-    ``max_restarts``: how often an actor may be restarted and its block retried.
+    ``address`` None uses ``RAY_ADDRESS`` or starts a local instance (a process already
+    connected keeps its connection); the pool defaults to ``plan_actors``'s; ``files_per_task``
+    to ``BATCHES_PER_TASK`` batches.
     """
 
     address: str | None = None
@@ -343,12 +287,9 @@ class RaySettings:
 
 
 class RayExecutor:
-    """``run_batch``'s executor on Ray: the jobs still to do go to a pool of ColorizeActors.
-
-    Jobs the walk decided pass straight through; Ray is not contacted when no job is left.
+    """``run_batch``'s executor on Ray. Ray is not contacted when no job is left to do;
     ``announce`` gets the plan line, then the backend line once the first actor has opened its
-    backend (the single-machine run's first line).
-    """
+    backend (the single-machine run's first line)."""
 
     actor_class = ColorizeActor
 
@@ -388,71 +329,53 @@ class RayExecutor:
             report.settings = {**settings.as_dict(), "ray": plan.__dict__, "files_per_task": files_per_task}
             self.announce(f"ray: {plan.describe()}, {settings.batch_size} images per batch, "
                           f"{files_per_task} per task, model {self.model_path.name}")
-            yield from self._results(ray, plan, settings, rows, files_per_task, in_store, out_store, report)
+            from ray.data import DataContext
+
+            context = DataContext.get_current()
+            context.enable_progress_bars = False  # the driver draws its own bar
+            context.print_on_execution_start = False
+            shipment = ship_model(self.model_path)  # referenced here until the last block is in
+            constructor = {"model": shipment, "device": plan.device, "render_size": self.options.render_size,
+                           "settings": settings, "in_store": in_store, "out_store": out_store}
+            dataset = _map_with_actors(_dataset(ray, rows, files_per_task), self.actor_class, plan, files_per_task,
+                                       constructor, self.options.max_restarts)
+            backends: dict[str, dict] = {}
+            try:
+                for block in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+                    for record in block["block"]:
+                        if record:
+                            self._merge_block(json.loads(record), report, backends)
+                    for relative, output, fmt, status, reason, stage, size in zip(
+                            *(block[name] for name in RESULT_COLUMNS)):
+                        job = row_job(relative, output, fmt, in_store, out_store)
+                        yield Item(job, status=str(status), reason=str(reason), stage=str(stage), size=int(size))
+            except Exception as error:
+                raise _ray_failure(error) from error
         finally:
             if started:
                 ray.shutdown()
 
-    def _results(self, ray, plan: ActorPlan, settings: Settings, rows, files_per_task: int, in_store: Storage,
-                 out_store: Storage, report: Report) -> Iterator[Item]:
-        """Yield an Item per row, as the actors finish their blocks."""
-        from ray.data import DataContext
-
-        context = DataContext.get_current()
-        context.enable_progress_bars = False  # the driver draws its own bar
-        context.print_on_execution_start = False
-        shipment = ship_model(self.model_path)  # referenced here until the last block is in
-        dataset = _dataset(ray, rows, files_per_task)
-        constructor = {"model": shipment, "device": plan.device, "render_size": self.options.render_size,
-                       "threads": max(1, int(plan.num_cpus)), "settings": settings, "in_store": in_store,
-                       "out_store": out_store}
-        dataset = _map_with_actors(dataset, self.actor_class, plan, files_per_task, constructor,
-                                   self.options.max_restarts)
-        backends: dict[str, dict] = {}
-        try:
-            for block in dataset.iter_batches(batch_size=None, batch_format="numpy"):
-                if len(block["status"]):
-                    self._merge_block(block, report, backends)
-                for relative, output, fmt, status, reason, stage, size in zip(
-                    block["relative"], block["output"], block["out_format"], block["status"], block["reason"],
-                    block["stage"], block["size"]
-                ):
-                    job = row_job(relative, output, fmt, in_store, out_store)
-                    yield Item(job, status=str(status), reason=str(reason), stage=str(stage), size=int(size))
-        except Exception as error:
-            raise _ray_failure(error) from error
-
-    def _merge_block(self, block: Mapping[str, Any], report: Report, backends: dict) -> None:
-        """Fold one block's stage numbers into the run's; record each actor (node, when it was
-        ready, whether it was restarted, CPU seconds its blocks took) and announce the backend
-        the first one chose."""
-        for column, values in block.items():
-            if column.startswith(_STAGE_COLUMN):
-                name, field = column[len(_STAGE_COLUMN):].rsplit(":", 1)
-                stats = self.stats.setdefault(name, StageStats())
-                setattr(stats, field, getattr(stats, field) + type(getattr(stats, field))(sum(values)))
-        first = {column: values[0].item() if hasattr(values[0], "item") else values[0]
-                 for column, values in block.items()}
-        info = {"name": str(first["backend_name"]), "device": str(first["backend_device"]),
-                "render_size": int(first["render_size"]), "max_batch": int(first["max_batch"]) or None,
-                "reason": str(first["backend_reason"])}
-        model = {"preset": str(first["model_preset"]), "sha256": str(first["model_sha256"])}
-        actors = report.backend.setdefault("actors", {}) if report.backend else {}
+    def _merge_block(self, record: dict[str, Any], report: Report, backends: dict) -> None:
+        """Fold one block's record into the run's: its stage numbers, its actor (node, when it
+        was ready, restarts, CPU seconds of its blocks) and, from the first actor to answer, the
+        backend line the single-machine run prints first."""
+        for name, numbers in record["stages"].items():
+            self.stats.setdefault(name, StageStats()).add(numbers)
+        info, model = record["backend"], record["model"]
         key = f"{info['name']}|{info['reason']}|{model['sha256']}"
         if key not in backends:
             backends[key] = info
-            if len(backends) == 1:  # the first actor to answer names the backend, as the CLI's first line
+            if len(backends) == 1:
                 self.announce(info["reason"])
-                report.backend = dict(info)
+                report.backend = {**info, "actors": {}}
                 report.model = {**model, "source": report.model.get("source", "")}
-                actors = report.backend.setdefault("actors", actors)
             else:  # nodes that chose differently (e.g. a node without TensorRT) are listed too
                 report.backend["other_backends"] = list(backends.values())[1:]
-        actor, restarted, ready_at = str(first["actor"]), bool(first["restarted"]), float(first["ready_at"])
-        known = actors.get(actor)
-        if known is None or (restarted and ready_at > known["ready_at"]):
-            restarts = known["restarts"] + 1 if known is not None else int(restarted)
+        actors = report.backend["actors"]
+        known = actors.get(record["actor"])
+        if known is None or (record["restarted"] and record["ready_at"] > known["ready_at"]):
+            restarts = known["restarts"] + 1 if known is not None else int(record["restarted"])
             cpu_s = known["cpu_s"] if known is not None else 0.0
-            known = actors[actor] = {"node": str(first["node"]), "ready_at": ready_at, "restarts": restarts,
-                                     "cpu_s": cpu_s}
-        known["cpu_s"] = round(known["cpu_s"] + float(sum(block["cpu_s"])), 3)  # CPU time spent on blocks
+            known = actors[record["actor"]] = {"node": record["node"], "ready_at": record["ready_at"],
+                                               "restarts": restarts, "cpu_s": cpu_s}
+        known["cpu_s"] = round(known["cpu_s"] + record["cpu_s"], 3)
