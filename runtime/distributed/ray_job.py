@@ -15,7 +15,6 @@ travels through Ray's object store, so workers need the package, not the model f
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -43,8 +42,10 @@ from facecolor.runtime.walk import job_row, row_job
 #: overlap for most of a task, small enough that a retried task redoes little.
 BATCHES_PER_TASK = 8
 DEFAULT_MAX_RESTARTS = 4
-#: An actor's columns: one row per input; ``block`` holds the block's JSON record on its first row.
+#: An actor's columns, one row per input; beside them, the actor's identity on every row and the
+#: block's numbers (``cpu_s`` and ``stage:NAME:FIELD`` per ``StageStats`` field) on its first row.
 RESULT_COLUMNS = ("relative", "output", "out_format", "status", "reason", "stage", "size")
+_STAGE_COLUMN = "stage:"
 
 
 class ClusterTooSmall(FatalError):
@@ -107,11 +108,13 @@ class ColorizeActor:
                                             render_size=render_size, threads=settings.workers)
         if self.backend.device == "cpu":
             torch.set_num_threads(settings.workers)
+        info = backend_info(self.backend, reason)
+        # One column each (strings and numbers Arrow can hold); max_batch 0 means no limit.
         self.identity = {
             "actor": context.get_actor_id()[:12], "node": context.get_node_id()[:12], "restarted": self.restarted,
             "ready_at": round(time.time(), 3),  # epoch seconds: when this actor could start
-            "backend": backend_info(self.backend, reason),
-            "model": {"preset": self.backend.model.preset, "sha256": self.backend.model.sha256},
+            **{f"backend_{key}": value or 0 if key == "max_batch" else value for key, value in info.items()},
+            "model_preset": self.backend.model.preset, "model_sha256": self.backend.model.sha256,
         }
         self.runner = ThreadExecutor(self.backend, reason)
         self._settings, self._in_store, self._out_store = settings, in_store, out_store
@@ -133,11 +136,16 @@ class ColorizeActor:
             values = (relative, *rows[relative], item.status or DONE, item.reason, item.stage, int(item.size))
             for name, value in zip(RESULT_COLUMNS, values):
                 out[name].append(value)
-        record = {**self.identity, "cpu_s": round(time.process_time() - cpu_start, 3),
-                  "stages": {name: asdict(stats) for name, stats in self.runner.stats.items()}}
-        # The record rides on the first row only: Ray may merge blocks, the driver reads every row's.
         count = len(out["status"])
-        out["block"] = [json.dumps(record)] + [""] * (count - 1) if count else []
+        for key, value in self.identity.items():
+            out[key] = [value] * count
+        # The block's numbers sit on its first row, zeros below: Ray may merge blocks, and the
+        # driver sums every row of what it receives.
+        numbers = {f"{_STAGE_COLUMN}{name}:{key}": value
+                   for name, stats in self.runner.stats.items() for key, value in asdict(stats).items()}
+        numbers["cpu_s"] = round(time.process_time() - cpu_start, 3)
+        for key, value in numbers.items():
+            out[key] = [value] + [0] * (count - 1) if count else []
         return out
 
 
@@ -342,9 +350,8 @@ class RayExecutor:
             backends: dict[str, dict] = {}
             try:
                 for block in dataset.iter_batches(batch_size=None, batch_format="numpy"):
-                    for record in block["block"]:
-                        if record:
-                            self._merge_block(json.loads(record), report, backends)
+                    if len(block["status"]):
+                        self._merge_block(block, report, backends)
                     for relative, output, fmt, status, reason, stage, size in zip(
                             *(block[name] for name in RESULT_COLUMNS)):
                         job = row_job(relative, output, fmt, in_store, out_store)
@@ -355,13 +362,20 @@ class RayExecutor:
             if started:
                 ray.shutdown()
 
-    def _merge_block(self, record: dict[str, Any], report: Report, backends: dict) -> None:
-        """Fold one block's record into the run's: its stage numbers, its actor (node, when it
+    def _merge_block(self, block: Mapping[str, Any], report: Report, backends: dict) -> None:
+        """Fold one block's columns into the run's: its stage numbers, its actor (node, when it
         was ready, restarts, CPU seconds of its blocks) and, from the first actor to answer, the
         backend line the single-machine run prints first."""
-        for name, numbers in record["stages"].items():
-            self.stats.setdefault(name, StageStats()).add(numbers)
-        info, model = record["backend"], record["model"]
+        for column, values in block.items():
+            if column.startswith(_STAGE_COLUMN):
+                name, key = column[len(_STAGE_COLUMN):].rsplit(":", 1)
+                stats = self.stats.setdefault(name, StageStats())
+                stats.add({key: type(getattr(stats, key))(sum(values))})  # numpy sums -> int/float
+        first = {column: values[0].item() if hasattr(values[0], "item") else values[0]
+                 for column, values in block.items()}
+        info = {key: first[f"backend_{key}"] for key in ("name", "device", "render_size", "max_batch", "reason")}
+        info["max_batch"] = int(info["max_batch"]) or None
+        model = {"preset": str(first["model_preset"]), "sha256": str(first["model_sha256"])}
         key = f"{info['name']}|{info['reason']}|{model['sha256']}"
         if key not in backends:
             backends[key] = info
@@ -372,10 +386,11 @@ class RayExecutor:
             else:  # nodes that chose differently (e.g. a node without TensorRT) are listed too
                 report.backend["other_backends"] = list(backends.values())[1:]
         actors = report.backend["actors"]
-        known = actors.get(record["actor"])
-        if known is None or (record["restarted"] and record["ready_at"] > known["ready_at"]):
-            restarts = known["restarts"] + 1 if known is not None else int(record["restarted"])
+        actor, restarted, ready_at = str(first["actor"]), bool(first["restarted"]), float(first["ready_at"])
+        known = actors.get(actor)
+        if known is None or (restarted and ready_at > known["ready_at"]):
+            restarts = known["restarts"] + 1 if known is not None else int(restarted)
             cpu_s = known["cpu_s"] if known is not None else 0.0
-            known = actors[record["actor"]] = {"node": record["node"], "ready_at": record["ready_at"],
-                                               "restarts": restarts, "cpu_s": cpu_s}
-        known["cpu_s"] = round(known["cpu_s"] + record["cpu_s"], 3)
+            known = actors[actor] = {"node": str(first["node"]), "ready_at": ready_at, "restarts": restarts,
+                                     "cpu_s": cpu_s}
+        known["cpu_s"] = round(known["cpu_s"] + float(sum(block["cpu_s"])), 3)
