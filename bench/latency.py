@@ -34,8 +34,6 @@ DEFAULT_BATCH_SIZES = (1, 16, 64, 256)
 
 @dataclass(frozen=True)
 class LatencySettings:
-    """How long and how often to time each batch size."""
-
     batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES
     min_time: float = 2.0  # seconds of timed runs per batch size (``--min-time``)
     min_runs: int = 5
@@ -70,6 +68,7 @@ class LatencyResult:
     min_ms: float | None = None
     max_ms: float | None = None
     images_per_s: float | None = None
+    cpu_s_per_image: float | None = None  # this process's CPU time (all threads) over the timed runs
 
     @property
     def ok(self) -> bool:
@@ -83,14 +82,8 @@ def percentiles(samples_ms: Sequence[float]) -> dict[str, float]:
     """p50/p90/p99 (numpy's linear interpolation, so p50 <= p90 <= p99), mean, min, max."""
     values = np.asarray(samples_ms, dtype=np.float64)
     p50, p90, p99 = np.percentile(values, [50, 90, 99])
-    return {
-        "p50_ms": float(p50),
-        "p90_ms": float(p90),
-        "p99_ms": float(p99),
-        "mean_ms": float(values.mean()),
-        "min_ms": float(values.min()),
-        "max_ms": float(values.max()),
-    }
+    return {"p50_ms": float(p50), "p90_ms": float(p90), "p99_ms": float(p99), "mean_ms": float(values.mean()),
+            "min_ms": float(values.min()), "max_ms": float(values.max())}
 
 
 def run_count(estimate_ms: float, settings: LatencySettings) -> int:
@@ -128,11 +121,8 @@ def make_input(backend: Backend, batch_size: int, seed: int = 0) -> Any:
     CPU, a torch CUDA tensor on CUDA). Speed does not depend on the values; a fixed seed keeps
     runs comparable anyway."""
     size = backend.render_size
-    rng = np.random.default_rng(seed)
-    batch = rng.uniform(-1.0, 1.0, size=(batch_size, 1, size, size)).astype(np.float32)
-    if backend.device == "cuda":
-        return torch.from_numpy(batch).to("cuda")
-    return batch
+    batch = np.random.default_rng(seed).uniform(-1.0, 1.0, size=(batch_size, 1, size, size)).astype(np.float32)
+    return torch.from_numpy(batch).to("cuda") if backend.device == "cuda" else batch
 
 
 # --------------------------------------------------------------------------- host memory
@@ -223,7 +213,9 @@ def measure_batch(backend: Backend, batch_size: int, settings: LatencySettings) 
         while len(warmup) < settings.warmup_runs or time.perf_counter() - started < warmup_budget:
             warmup.append(timer(call))
         runs = run_count(float(np.median(warmup)), settings)
+        cpu = time.process_time()
         samples = [timer(call) for _ in range(runs)]
+        cpu = (time.process_time() - cpu) / (runs * batch_size)
     except BackendError as error:
         return LatencyResult(batch_size, f"error: {error}")
     except Exception as error:  # CUDA out-of-memory and friends, raised outside the backend
@@ -236,6 +228,7 @@ def measure_batch(backend: Backend, batch_size: int, settings: LatencySettings) 
         warmup_runs=len(warmup),
         runs=runs,
         images_per_s=batch_size * 1000.0 / stats["p50_ms"] if stats["p50_ms"] > 0 else math.inf,
+        cpu_s_per_image=cpu,
         **stats,
     )
 

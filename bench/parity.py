@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 import torch
 
-from facecolor.bench.errors import DataError
+from facecolor.bench.errors import BenchError
 from facecolor.color import AB_SCALE, join_lab, lightness, normalize_l, to_dtype
 from facecolor.metrics import PSNR_CAP_DB, FIDError, compute_fid, evaluate_pair, psnr, resolve_weights, summarize
 from facecolor.runtime.backends.base import Backend
@@ -136,7 +136,7 @@ def _assemble(source: str, named: list[tuple[str, np.ndarray]], render_size: int
 
 def load_folder(folder: Path, render_size: int, *, limit: int | None, truth: bool) -> ParityImages:
     """The first ``limit`` images of ``folder`` (sorted by path); unreadable files are listed
-    in ``skipped`` with their reason. Raises DataError when none can be read."""
+    in ``skipped`` with their reason. Raises BenchError when none can be read."""
     files = list_images(folder)
     named, skipped = [], []
     for path in files:
@@ -148,7 +148,7 @@ def load_folder(folder: Path, render_size: int, *, limit: int | None, truth: boo
             skipped.append(f"{path}: {error}")
     if not named:
         found = f"{len(files)} image file(s), none readable" if files else "no image files"
-        raise DataError(f"{folder} holds {found} ({', '.join(IMAGE_SUFFIXES)}); pass a folder of color photos")
+        raise BenchError(f"{folder} holds {found} ({', '.join(IMAGE_SUFFIXES)}); pass a folder of color photos")
     return _assemble(str(folder), named, render_size, truth, skipped)
 
 
@@ -181,7 +181,7 @@ def predict_parity(backend: Backend, images: ParityImages) -> Colorized:
     Raises whatever the backend raises (BackendError): the caller records it on the row.
     """
     if backend.render_size != images.render_size:
-        raise DataError(
+        raise BenchError(
             f"{backend.name} renders at {backend.render_size} px but the images were prepared at "
             f"{images.render_size} px; export the engine at the reference's render size"
         )

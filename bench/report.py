@@ -14,7 +14,7 @@ import math
 import os
 import platform
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +102,8 @@ def system_info() -> dict[str, Any]:
             "onnxruntime": ort_version,
             "numpy": _version("numpy"),
             "opencv": _version("cv2"),
+            "torchvision": _version("torchvision"),
+            "triton": _version("triton"),
         },
         "onnxruntime_providers": providers,
     }
@@ -125,10 +127,6 @@ class Row:
     parity: dict[str, Any] | None = None
     gates: list[dict[str, Any]] = field(default_factory=list)
 
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
     def failed_gates(self) -> list[dict[str, Any]]:
         return [gate for gate in self.gates if gate.get("passed") is False]
 
@@ -141,15 +139,15 @@ class BenchReport:
     settings: dict[str, Any]
     engine: dict[str, Any]
     reference: dict[str, Any]
+    created: str = field(
+        default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+    )
     data: dict[str, Any] = field(default_factory=dict)
     codec: dict[str, Any] | None = None
     reference_scores: dict[str, Any] | None = None
     fid_note: str = ""
     notes: list[str] = field(default_factory=list)
     rows: dict[str, Row] = field(default_factory=dict)
-    created: str = field(
-        default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
-    )
 
     @property
     def failures(self) -> list[str]:
@@ -170,23 +168,10 @@ class BenchReport:
         return not self.failures
 
     def to_dict(self) -> dict[str, Any]:
-        return _json_safe({
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "created": self.created,
-            "system": self.system,
-            "settings": self.settings,
-            "engine": self.engine,
-            "reference": self.reference,
-            "data": self.data,
-            "codec": self.codec,
-            "reference_scores": self.reference_scores,
-            "fid_note": self.fid_note,
-            "notes": self.notes,
-            "rows": {name: row.__dict__ for name, row in self.rows.items()},
-            "passed": self.passed,
-            "failures": self.failures,
-        })
+        document = {field.name: getattr(self, field.name) for field in fields(self)}
+        document["rows"] = {name: row.__dict__ for name, row in self.rows.items()}
+        return _json_safe({"format": FORMAT, "format_version": FORMAT_VERSION, **document,
+                           "passed": self.passed, "failures": self.failures})
 
     def write_json(self, path: Path) -> Path:
         """Write the JSON document atomically; returns ``path``."""
@@ -230,14 +215,9 @@ def _num(value: Any, digits: int = 2, signed: bool = False) -> str:
     return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
 
 
-def _load(system: dict[str, Any]) -> str:
-    load = system.get("load_average")
-    return f" (load {load[0]:.1f} at the start)" if load else ""
-
-
 def _header(report: BenchReport) -> list[str]:
     system = report.system
-    versions = system["versions"]
+    versions, load = system["versions"], system.get("load_average")
     gpu = system.get("gpu")
     gpu_text = (
         f"GPU: {gpu['name']} (sm {gpu['compute_capability']}, {gpu['memory_gib']} GiB, CUDA {gpu['cuda']})"
@@ -251,7 +231,8 @@ def _header(report: BenchReport) -> list[str]:
     lines = [
         f"facecolor bench: {engine['path']} vs reference {reference['path']} ({reference['how']}, "
         f"PyTorch fp32 on {reference['device']})",
-        f"CPU: {system['cpu']}, {system['cores']} cores{_load(system)} | {gpu_text}",
+        f"CPU: {system['cpu']}, {system['cores']} cores"
+        f"{f' (load {load[0]:.1f} at the start)' if load else ''} | {gpu_text}",
         f"{libs} | facecolor {versions['facecolor']}",
     ]
     if data:

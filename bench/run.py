@@ -11,6 +11,7 @@ fails halfway is an 'error' row; the run goes on either way.
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -93,7 +94,7 @@ class _Run:
             "skipped": self.images.skipped,
         }
         if self.settings.pipeline:
-            self.folder = measure.prepare_folder(self.images, self.settings.data, self.workdir)
+            self.folder = measure.prepare_folder(self.images, self.workdir)
             self.progress(f"codec alone: decode + encode of {self.folder.count} files on the CPU")
             self.codec = report.codec = {"cpu": measure.codec_rate(self.folder, self.workdir)}
 
@@ -166,12 +167,7 @@ def run_bench(settings: BenchSettings, progress: Progress | None = None) -> Benc
                 "compare": run.names,
                 "limit": settings.limit,
                 "pipeline": settings.pipeline,
-                "gates": {
-                    "max_delta_psnr": settings.gates.max_delta_psnr,
-                    "max_delta_hist": settings.gates.max_delta_hist,
-                    "max_dab": settings.gates.max_dab,
-                    "default_max_dab": gates_module.DEFAULT_MAX_DAB,
-                },
+                "gates": {**dataclasses.asdict(settings.gates), "default_max_dab": gates_module.DEFAULT_MAX_DAB},
                 "fid_weights": str(settings.fid_weights) if settings.fid_weights else None,
             },
             engine={"path": str(run.engine), "kind": run.engine.suffix.lower().lstrip(".")},

@@ -32,11 +32,12 @@ from pathlib import Path
 
 import torch
 
-from facecolor.bench.errors import EngineError, ReferenceNotFound, UnknownTarget
+from facecolor.bench.errors import BenchError
 from facecolor.errors import Unavailable
 from facecolor.files import sha256_file
 from facecolor.runtime.backends.base import Backend
 from facecolor.runtime.backends.select import (
+    MODEL_SUFFIXES,
     ModelNotFound,
     artifact_for,
     missing_for,
@@ -45,8 +46,6 @@ from facecolor.runtime.backends.select import (
     shipped_model,
     source_checkpoint,
 )
-
-ENGINE_SUFFIXES = (".plan", ".onnx", ".safetensors")
 
 
 @dataclass(frozen=True)
@@ -73,16 +72,12 @@ TARGETS: dict[str, TargetSpec] = {
 
 def parse_targets(names: str) -> list[str]:
     """'torch-fp32, ort-cpu' -> ['torch-fp32', 'ort-cpu'] (order kept, duplicates dropped)."""
-    chosen: list[str] = []
-    for name in (part.strip() for part in names.split(",")):
-        if not name:
-            continue
+    chosen = list(dict.fromkeys(name for name in (part.strip() for part in names.split(",")) if name))
+    for name in chosen:
         if name not in TARGETS:
-            raise UnknownTarget(f"unknown backend {name!r}; choose from {', '.join(TARGETS)}")
-        if name not in chosen:
-            chosen.append(name)
+            raise BenchError(f"unknown backend {name!r}; choose from {', '.join(TARGETS)}")
     if not chosen:
-        raise UnknownTarget(f"--compare names no backend; choose from {', '.join(TARGETS)}")
+        raise BenchError(f"--compare names no backend; choose from {', '.join(TARGETS)}")
     return chosen
 
 
@@ -99,8 +94,8 @@ def default_targets(engine: Path, device: str) -> list[str]:
 
 def check_engine(engine: Path) -> Path:
     engine = Path(engine)
-    if engine.suffix.lower() not in ENGINE_SUFFIXES:
-        raise EngineError(
+    if engine.suffix.lower() not in MODEL_SUFFIXES:
+        raise BenchError(
             f"{engine}: --engine takes a TensorRT .plan, an .onnx or a .safetensors checkpoint; "
             "make one with facecolor-export CHECKPOINT --onnx OUT.onnx"
         )
@@ -132,14 +127,14 @@ def resolve_reference(engine: Path, reference: Path | None) -> Reference:
             try:
                 path, how = shipped_model(), "shipped model"
             except ModelNotFound as error:
-                raise ReferenceNotFound(
+                raise BenchError(
                     f"no reference checkpoint: {engine.name} has no sidecar naming an existing "
                     f"checkpoint, and {error}; pass --reference CHECKPOINT"
                 ) from error
     if not path.is_file():
-        raise ReferenceNotFound(f"reference checkpoint not found: {path}; pass --reference CHECKPOINT")
+        raise BenchError(f"reference checkpoint not found: {path}; pass --reference CHECKPOINT")
     if path.suffix.lower() != ".safetensors":
-        raise ReferenceNotFound(f"--reference must be a .safetensors checkpoint, got {path}")
+        raise BenchError(f"--reference must be a .safetensors checkpoint, got {path}")
     sha = sha256_file(path)
     warning = ""
     if recorded_sha and recorded_sha != sha:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 
+import cv2
 from click.testing import CliRunner
 
+from facecolor.bench.measure import make_dataset
 from facecolor.bench.throughput import main
-from facecolor.bench.measure import synthetic_portrait
 
 
 def test_help_has_an_example():
@@ -17,8 +18,9 @@ def test_help_has_an_example():
     assert result.exit_code == 0 and "Example: python -m facecolor.bench.throughput ray" in result.output
 
 
-def test_synthetic_portraits_are_gray_and_sized():
-    image = synthetic_portrait(80, 64, seed=1)
+def test_synthetic_portraits_are_gray_and_sized(tmp_path):
+    make_dataset(tmp_path, 1, 80, 64)
+    image = cv2.imread(str(tmp_path / "portrait_00000.jpg"), cv2.IMREAD_UNCHANGED)
     assert image.shape == (80, 64) and image.dtype.name == "uint8" and image.std() > 10
 
 
