@@ -1,22 +1,15 @@
-"""Every throughput figure of the bench, measured one way: the one harness's measurements.
+"""Every throughput figure of the bench, measured one way (``facecolor-bench``'s pipeline and
+codec rates, ``python -m facecolor.bench.throughput``'s rounds, Ray and GPU figures).
 
 The engine alone is rarely the bottleneck of a colorizing run: decoding and encoding
 full-resolution photos are (notes/tensorrt-onnx.md measured nvJPEG at 2.5x the fused model's
-pipeline rate). So the same files are measured as:
-
-- **pipeline** (``pipeline_rate``, ``timed_run``): ``runtime.run.run_batch`` itself, the code
-  users run (read, decode, preprocess, the backend, postprocess, encode, atomic write);
-- **codec alone** (``codec_rate``, ``gpu_codec_rate``): the same files read, decoded, encoded
-  back to their format and written by the runtime's own codec functions, and nothing else;
-  ``nvjpeg_alone``: nvJPEG on bytes in memory, the GPU codec's ceiling;
-- **model alone**: ``bench.latency.measure_batch`` (CUDA events on GPU), the one timer;
-- **Ray scaling** (``single_process_figures``, ``ray_figures``): ``--ray`` with an actor pool
-  beside the single-process run, same files.
-
-Folder runs are timed after a warm-up pass over the first batch of files, so one-time costs
-(CUDA context, nvJPEG handles, Triton compilation, thread pools) stay out of the rate.
+pipeline rate). So the same files are measured through ``runtime.run.run_batch`` itself, the
+code users run (``pipeline_rate``, ``timed_run``), and through the runtime's own codec alone
+(``codec_rate``, ``gpu_codec_rate``); the model alone is ``bench.latency.measure_batch``.
 ``pipeline / codec`` near 1 means the model and color math are hidden behind the codec; far
-below 1 means they are the bottleneck. Times are wall clock around the whole folder, including
+below 1 means they are the bottleneck. Folder runs are timed after a warm-up pass over the
+first batch of files, so one-time costs (CUDA context, nvJPEG handles, Triton compilation,
+thread pools) stay out of the rate; times are wall clock around the whole folder, including
 thread start-up, so a handful of files under-states both rates alike.
 """
 
@@ -27,7 +20,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,9 +49,19 @@ from facecolor.runtime.run import run_batch
 from facecolor.runtime.write import encode, output_dtype
 
 
+def _copies(files: Sequence[Path], root: Path, folder: Path) -> tuple[Path, ...]:
+    """Copies of ``files`` at their paths relative to ``root`` under ``folder``: copies, not
+    links, since the runtime's walk does not follow links out of IN_DIR."""
+    targets = tuple(folder / Path(file).relative_to(root) for file in files)
+    for source, target in zip(files, targets):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+    return targets
+
+
 @dataclass(frozen=True)
 class PipelineFolder:
-    """A scratch folder holding copies of exactly the files to run."""
+    """A scratch folder holding exactly the files to run."""
 
     path: Path
     files: tuple[Path, ...]
@@ -68,38 +71,25 @@ class PipelineFolder:
         return len(self.files)
 
     def head(self, count: int) -> PipelineFolder:
-        """A folder beside this one with copies of its first ``count`` files (made once): the
-        warm-up set, so one-time costs are paid before the timed pass."""
+        """A folder beside this one with its first ``count`` files: the warm-up set, so one-time
+        costs are paid before the timed pass."""
         count = max(1, min(count, self.count))
         path = self.path.with_name(f"{self.path.name}-head{count}")
-        files = tuple(path / f.relative_to(self.path) for f in self.files[:count])
-        if not path.is_dir():
-            for source, target in zip(self.files, files):
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(source, target)
-        return PipelineFolder(path, files)
+        return PipelineFolder(path, _copies(self.files[:count], self.path, path))
 
 
 def prepare_folder(images: ParityImages, workdir: Path) -> PipelineFolder:
-    """Copy the parity's source files into ``workdir/pipeline-in`` (same relative paths), or
-    write the synthetic portraits there as JPEGs when there are no files."""
+    """The parity's source files in ``workdir/pipeline-in`` (same relative paths), or the
+    synthetic portraits written there as JPEGs when there are no files."""
     folder = Path(workdir) / "pipeline-in"
-    folder.mkdir(parents=True, exist_ok=True)
     source = Path(images.source)
-    files = []
     if source.is_dir():
-        for name in images.names:
-            target = folder / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            # Copies, not links: the runtime's walk does not follow links out of IN_DIR.
-            shutil.copyfile(source / name, target)
-            files.append(target)
-    else:
-        for name, rgb in zip(images.names, synthetic_portraits(len(images))):
-            target = folder / f"{name}.jpg"
-            cv2.imwrite(str(target), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
-            files.append(target)
-    return PipelineFolder(folder, tuple(files))
+        return PipelineFolder(folder, _copies([source / name for name in images.names], source, folder))
+    folder.mkdir(parents=True, exist_ok=True)
+    files = tuple(folder / f"{name}.jpg" for name in images.names)
+    for target, rgb in zip(files, synthetic_portraits(len(images))):
+        cv2.imwrite(str(target), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
+    return PipelineFolder(folder, files)
 
 
 def _timed(run: Callable[[PipelineFolder, Path], Any], folder: PipelineFolder, workdir: Path, warmup: int,
@@ -152,7 +142,8 @@ def codec_rate(folder: PipelineFolder, workdir: Path) -> dict[str, Any]:
                  threads=threads)
 
 
-def gpu_codec_rate(folder: PipelineFolder, workdir: Path, batch_size: int = 64, quality: int = 95) -> dict[str, Any]:
+def gpu_codec_rate(folder: PipelineFolder, workdir: Path, batch_size: int = 64,
+                   quality: int = 95) -> dict[str, Any]:
     """The GPU pipeline's codec alone: JPEGs that nvJPEG takes (the runtime's ``triage``) are
     decoded and encoded by the runtime's nvJPEG decoder and encoder in batches of
     ``batch_size``, serially, gray expanded to 3 channels (the pipeline writes color); every
@@ -205,7 +196,8 @@ def nvjpeg_alone(files: list[bytes], batch_size: int, quality: int, step: str) -
     if step == "encode":
         encoder = NvjpegEncoder("cuda", quality)
         tint = torch.tensor([1.05, 0.95, 0.8], device="cuda").view(3, 1, 1)
-        colored = [(g.float() * tint).clamp_(0, 255).to(torch.uint8).contiguous() for g in run(tensors[:batch_size])]
+        gray = run(tensors[:batch_size])
+        colored = [(g.float() * tint).clamp_(0, 255).to(torch.uint8).contiguous() for g in gray]
         run = lambda chunk: encoder.encode(colored[: len(chunk)])  # noqa: E731
     run(tensors[:batch_size])  # warm-up: nvJPEG handles, encoder state
     torch.cuda.synchronize()

@@ -194,8 +194,11 @@ def _json_safe(value: Any) -> Any:
 # --------------------------------------------------------------------------- the table
 
 
-def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[bool]) -> str:
-    """Plain-text columns: a header, a rule, the rows; numeric columns right-aligned."""
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]],
+                 right: Sequence[bool] | None = None) -> str:
+    """Plain-text columns: a header, a rule, the rows; numeric columns right-aligned (by
+    default all but the first, a name, and the last, a status)."""
+    right = right or [False, *[True] * (len(headers) - 2), False]
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
     if not right[-1]:  # a left-aligned last column (statuses) needs no padding, nor a long rule
         widths[-1] = len(headers[-1])
@@ -263,7 +266,7 @@ def _latency_table(report: BenchReport) -> str:
                 _num(result["p90_ms"]), _num(result["p99_ms"]), _num(result["images_per_s"], 1), result["status"],
             ])
     headers = ["backend", "batch", "runs", "p50 ms", "p90 ms", "p99 ms", "img/s", "status"]
-    return format_table(headers, rows, [False, True, True, True, True, True, True, False])
+    return format_table(headers, rows)
 
 
 def _pipeline_table(report: BenchReport) -> str:
@@ -276,7 +279,7 @@ def _pipeline_table(report: BenchReport) -> str:
             _num(pipeline.get("ratio"), 2), pipeline.get("status", "not run"),
         ])
     headers = ["backend", "images", "batch", "pipeline img/s", "codec img/s", "pipeline/codec", "status"]
-    return format_table(headers, rows, [False, True, True, True, True, True, False])
+    return format_table(headers, rows)
 
 
 def _parity_table(report: BenchReport) -> str:
@@ -301,7 +304,7 @@ def _parity_table(report: BenchReport) -> str:
         ])
     headers = ["backend", "PSNR", "ΔPSNR", "Hist", "ΔHist", "CIEDE2000", "ΔCIEDE", "FID",
                "max|Δab|", "mean|Δab|", "PSNR vs ref", "gates"]
-    return format_table(headers, rows, [False, *[True] * 10, False])
+    return format_table(headers, rows)
 
 
 def format_report(report: BenchReport) -> str:

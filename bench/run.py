@@ -26,6 +26,7 @@ from facecolor.bench.latency import LatencySettings, measure_latency
 from facecolor.bench.report import BenchReport, Row, system_info
 from facecolor.errors import Unavailable
 from facecolor.runtime.backends import select
+from facecolor.runtime.pipeline import failure_reason
 
 Progress = Callable[[str], None]
 
@@ -44,11 +45,6 @@ class BenchSettings:
     pipeline: bool = True
     latency: LatencySettings = field(default_factory=LatencySettings)
     gates: gates_module.GateSettings = field(default_factory=gates_module.GateSettings)
-
-
-def _describe(error: Exception) -> str:
-    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 class _Run:
@@ -106,7 +102,8 @@ class _Run:
         try:
             opened = targets.open_target(name, self.engine, self.reference.path, self.device, self.max_batch)
         except Exception as error:  # noqa: BLE001 - every failure becomes the row's status
-            row.status = f"unavailable: {error}" if isinstance(error, Unavailable) else f"error: {_describe(error)}"
+            unavailable = isinstance(error, Unavailable)
+            row.status = f"unavailable: {error}" if unavailable else f"error: {failure_reason(error)}"
             return row
         backend = opened.backend
         row.precision, row.backend, row.artifact = opened.precision, backend.name, str(opened.artifact)
@@ -120,7 +117,7 @@ class _Run:
             if self.settings.pipeline:
                 row.pipeline = self._pipeline(name, backend)
         except Exception as error:  # noqa: BLE001 - record it, go on with the next backend
-            row.status = f"error: {_describe(error)}"
+            row.status = f"error: {failure_reason(error)}"
         finally:
             backend.close()
         return row
@@ -136,7 +133,7 @@ class _Run:
         except Unavailable as error:
             return {"status": f"unavailable: {error}"}
         except Exception as error:  # noqa: BLE001 - a runtime failure with this backend
-            return {"status": f"error: {_describe(error)}"}
+            return {"status": f"error: {failure_reason(error)}"}
 
     def _parity(self, row: Row, backend) -> None:
         self.progress(f"{row.name}: parity on {len(self.images)} images")

@@ -16,11 +16,8 @@ trt           TensorRTBackend                             the plan's cuda
 Each backend's file comes from ``--engine`` when it is of the backend's kind; otherwise from
 the files the engine was made from (a plan's sidecar names its ONNX, an ONNX's sidecar its
 checkpoint, and ``--reference`` is a checkpoint) or is made from them through the export
-stage's per-machine cache (``facecolor.export.cache``).
-
-The reference is always PyTorch fp32 (TF32 off on CUDA, so it is true fp32). ``--reference``
-defaults to the checkpoint the engine was exported from (its sidecar records it), to the
-engine itself when it is a checkpoint, else to the shipped model.
+stage's per-machine cache (``facecolor.export.cache``). The reference is always PyTorch fp32
+(TF32 off on CUDA, so it is true fp32).
 """
 
 from __future__ import annotations
