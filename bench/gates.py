@@ -107,7 +107,7 @@ def _within(value: float | None, limit: float) -> bool:
 
 
 def check_gates(parity: dict[str, Any], precision: str, settings: GateSettings) -> list[GateResult]:
-    """The gates for one backend's parity record (``facecolor.bench.parity.ParityResult.to_dict``):
+    """The gates for one backend's parity record (``parity.parity_record``):
     needs ``delta`` (psnr, hist; None without truth) and ``agreement`` (max_dab, nonfinite)."""
     results: list[GateResult] = []
     delta = parity.get("delta") or {}

@@ -1,18 +1,12 @@
-"""Latency and throughput of one backend alone, per batch size (STYLE point 9).
+"""The backend alone, per batch size (STYLE point 9): the bench's one timer of a model.
 
-For each batch size: warm-up runs (at least ``warmup_runs`` and at least ``warmup_time``
-seconds, so lazy allocations, cuDNN/ONNX Runtime autotuning and CPU frequency ramps are over),
-then a run count chosen from the warm-up's median so that the timed runs take about
-``min_time`` seconds (never fewer than ``min_runs``, never more than ``max_runs``).
-
-Timing: on CUDA, a pair of CUDA events recorded on the current torch stream around each
-``predict_ab`` (the backends order their own streams after it), read after the end event
-synchronises: this is device time, free of Python launch jitter. On the CPU,
-``time.perf_counter`` around ``predict_ab``, which returns when the output is in host memory.
-
-Reported per batch size: p50/p90/p99 and mean latency of one batch (ms), and images/s =
-batch size / p50 latency (the median, not the mean, so one preempted run on a shared machine
-does not move the throughput).
+Warm-up runs first (at least ``warmup_runs`` and ``warmup_time`` seconds, so lazy allocations,
+cuDNN/ONNX Runtime autotuning and CPU frequency ramps are over), then as many runs as fill
+``min_time`` at the warm-up's median. On CUDA, CUDA events recorded on the current torch stream
+around each ``predict_ab`` (the backends order their own streams after it): device time, free
+of Python launch jitter; on the CPU, ``time.perf_counter``, as ``predict_ab`` returns host
+memory. images/s = batch size / p50 latency: the median, so one preempted run on a shared
+machine does not move the throughput.
 """
 
 from __future__ import annotations
@@ -82,8 +76,14 @@ def percentiles(samples_ms: Sequence[float]) -> dict[str, float]:
     """p50/p90/p99 (numpy's linear interpolation, so p50 <= p90 <= p99), mean, min, max."""
     values = np.asarray(samples_ms, dtype=np.float64)
     p50, p90, p99 = np.percentile(values, [50, 90, 99])
-    return {"p50_ms": float(p50), "p90_ms": float(p90), "p99_ms": float(p99), "mean_ms": float(values.mean()),
-            "min_ms": float(values.min()), "max_ms": float(values.max())}
+    return {
+        "p50_ms": float(p50),
+        "p90_ms": float(p90),
+        "p99_ms": float(p99),
+        "mean_ms": float(values.mean()),
+        "min_ms": float(values.min()),
+        "max_ms": float(values.max()),
+    }
 
 
 def run_count(estimate_ms: float, settings: LatencySettings) -> int:
@@ -121,8 +121,11 @@ def make_input(backend: Backend, batch_size: int, seed: int = 0) -> Any:
     CPU, a torch CUDA tensor on CUDA). Speed does not depend on the values; a fixed seed keeps
     runs comparable anyway."""
     size = backend.render_size
-    batch = np.random.default_rng(seed).uniform(-1.0, 1.0, size=(batch_size, 1, size, size)).astype(np.float32)
-    return torch.from_numpy(batch).to("cuda") if backend.device == "cuda" else batch
+    rng = np.random.default_rng(seed)
+    batch = rng.uniform(-1.0, 1.0, size=(batch_size, 1, size, size)).astype(np.float32)
+    if backend.device == "cuda":
+        return torch.from_numpy(batch).to("cuda")
+    return batch
 
 
 # --------------------------------------------------------------------------- host memory
@@ -195,11 +198,9 @@ class HostMemoryGuard:
 
 
 def measure_batch(backend: Backend, batch_size: int, settings: LatencySettings) -> LatencyResult:
-    """Warm up, choose the run count, time ``backend.predict_ab`` on one batch size.
-
-    A batch above the backend's ``max_batch`` is 'skipped'; a BackendError (out of memory, a
-    shape the engine refuses) becomes an 'error' result, so the other sizes still run.
-    """
+    """Time ``backend.predict_ab`` on one batch size. A batch above the backend's ``max_batch``
+    is 'skipped'; a failure (out of memory, a shape the engine refuses) is an 'error' result,
+    so the other sizes still run."""
     if backend.max_batch is not None and batch_size > backend.max_batch:
         return LatencyResult(batch_size, f"skipped: above the engine's max batch {backend.max_batch}")
     on_cuda = backend.device == "cuda"

@@ -218,9 +218,14 @@ def _num(value: Any, digits: int = 2, signed: bool = False) -> str:
     return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
 
 
+def _load(system: dict[str, Any]) -> str:
+    load = system.get("load_average")
+    return f" (load {load[0]:.1f} at the start)" if load else ""
+
+
 def _header(report: BenchReport) -> list[str]:
     system = report.system
-    versions, load = system["versions"], system.get("load_average")
+    versions = system["versions"]
     gpu = system.get("gpu")
     gpu_text = (
         f"GPU: {gpu['name']} (sm {gpu['compute_capability']}, {gpu['memory_gib']} GiB, CUDA {gpu['cuda']})"
@@ -234,8 +239,7 @@ def _header(report: BenchReport) -> list[str]:
     lines = [
         f"facecolor bench: {engine['path']} vs reference {reference['path']} ({reference['how']}, "
         f"PyTorch fp32 on {reference['device']})",
-        f"CPU: {system['cpu']}, {system['cores']} cores"
-        f"{f' (load {load[0]:.1f} at the start)' if load else ''} | {gpu_text}",
+        f"CPU: {system['cpu']}, {system['cores']} cores{_load(system)} | {gpu_text}",
         f"{libs} | facecolor {versions['facecolor']}",
     ]
     if data:

@@ -1,5 +1,4 @@
-"""One bench run, start to end: reference, images, then each backend's parity, latency and
-pipeline rate, collected into a ``BenchReport``.
+"""One bench run: reference, images, then each backend's parity, latency and pipeline rate.
 
     report = run_bench(BenchSettings(engine=Path("models/gpsagd.onnx")))
     print(format_report(report)); report.passed
