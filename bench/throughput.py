@@ -266,11 +266,13 @@ def _measure(rows: dict, name: str, function, *args, **kwargs) -> None:
 @click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Scratch folder (default: a temp folder).")
 def gpu(count, batch, quality, workers, repeats, model, onnx, plan, pipeline_backend, json_path, workdir) -> None:
-    """GPU throughput of facecolor-batch against its codec alone, on COUNT synthetic 1024x1280
-    gray baseline JPEGs (< 90 s): nvJPEG decode and encode alone on bytes in memory, the
-    runtime's GPU codec alone (reads and writes included), the model alone at batch 64 and 256
-    on each CUDA backend (PyTorch; ONNX Runtime with --onnx; TensorRT with --plan), and the
-    GPU pipeline end to end. Figure of merit: end to end / codec alone, target 0.80 (issue 4).
+    """nvJPEG alone, the model alone per CUDA backend, the GPU pipeline end to end.
+
+    On COUNT synthetic 1024x1280 gray baseline JPEGs (< 90 s): nvJPEG decode and encode alone
+    on bytes in memory, the runtime's GPU codec alone (reads and writes included), the model
+    alone at batch 64 and 256 on each CUDA backend (PyTorch; ONNX Runtime with --onnx; TensorRT
+    with --plan), and the GPU pipeline end to end. Figure of merit: end to end / codec alone,
+    target 0.80 (issue 4).
     """
     if not torch.cuda.is_available():
         raise click.ClickException("torch sees no CUDA device; nothing to measure")
