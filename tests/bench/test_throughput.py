@@ -6,8 +6,10 @@ import json
 
 import cv2
 import pytest
+import torch
 from click.testing import CliRunner
 
+from facecolor.bench import measure, targets, throughput
 from facecolor.bench.measure import make_dataset
 from facecolor.bench.throughput import main
 
@@ -43,8 +45,6 @@ def test_small_run_writes_numbers(tmp_path, tiny):
 
 
 def test_gpu_harness_says_when_there_is_no_gpu(monkeypatch):
-    import torch
-
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     result = CliRunner().invoke(main, ["gpu", "--count", "4"])
     assert result.exit_code == 1 and "torch sees no CUDA device" in result.output
@@ -55,10 +55,6 @@ def test_gpu_harness_says_when_there_is_no_gpu(monkeypatch):
 def test_gpu_harness_plumbing_on_the_cpu(monkeypatch, tmp_path, tiny):
     """The gpu command's rows, table, JSON and exit code, with its CUDA-only pieces swapped for
     the CPU ones (the real thing runs under ``make gpu-check``)."""
-    import torch
-
-    from facecolor.bench import measure, targets, throughput
-
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(throughput, "system_info", lambda: {"gpu": {"name": "fake", "cuda": "0"},
                                                             "versions": {"torch": torch.__version__}})
