@@ -20,7 +20,6 @@ PSNR between the two 8-bit RGB outputs (per image, then the mean, capped at 100 
 from __future__ import annotations
 
 import math
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ import torch
 
 from facecolor.bench.errors import BenchError
 from facecolor.color import AB_SCALE, join_lab, lightness, normalize_l, to_dtype
-from facecolor.metrics import PSNR_CAP_DB, FIDError, compute_fid, evaluate_pair, psnr, resolve_weights, summarize
+from facecolor.metrics import PSNR_CAP_DB, FidScorer, evaluate_pair, psnr, summarize
 from facecolor.runtime.backends.base import Backend
 from facecolor.runtime.geometry import fit_geometry
 
@@ -233,42 +232,12 @@ def truth_scores(outputs: Colorized, images: ParityImages) -> dict[str, float] |
     return summarize([evaluate_pair(p, t) for p, t in zip(outputs.rgb, images.truth)])
 
 
-class FidScorer:
-    """FID of each output set against the truth, sharing one truth folder; when FID cannot run
-    (no clean-fid, no weights, too few images), every call returns None and ``note`` says why."""
-
-    def __init__(self, images: ParityImages, weights: Path | None, workdir: Path, device: str = "cpu"):
-        self.note = ""
-        self._weights: Path | None = None
-        self._workdir, self._device = Path(workdir), device
-        if not images.has_truth:
-            self.note = "no ground truth (no --data)"
-            return
-        if len(images) < 2:
-            self.note = "FID needs at least 2 images"
-            return
-        try:  # a missing clean-fid shows up on the first score() as FIDDependencyMissing
-            self._weights = resolve_weights(weights)
-        except FIDError as error:
-            self.note = str(error)
-            return
-        self._truth_dir = self._write("truth", images.truth)
-
-    def _write(self, name: str, rgbs: list[np.ndarray]) -> Path:
-        folder = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=self._workdir))
-        for index, rgb in enumerate(rgbs):
-            cv2.imwrite(str(folder / f"{index:06d}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-        return folder
-
-    def score(self, name: str, outputs: Colorized) -> float | None:
-        if self._weights is None:
-            return None
-        try:
-            return compute_fid(self._write(name, outputs.rgb), self._truth_dir, weights=self._weights,
-                               device=self._device)
-        except FIDError as error:
-            self.note = str(error)
-            return None
+def fid_scorer(images: ParityImages, weights: Path | None, workdir: Path, device: str) -> FidScorer:
+    """FID of each backend's outputs against the truth, sharing one truth folder."""
+    unavailable = "FID needs at least 2 images" if len(images) < 2 else ""
+    if not images.has_truth:
+        unavailable = "no ground truth (no --data)"
+    return FidScorer(images.truth, workdir, weights=weights, device=device, unavailable=unavailable)
 
 
 def _delta(engine: dict[str, float] | None, reference: dict[str, float] | None, key: str) -> float | None:

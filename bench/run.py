@@ -75,10 +75,10 @@ class _Run:
                 self.reference_out = parity_module.predict_parity(backend, self.images)
         finally:
             backend.close()
-        self.fid = parity_module.FidScorer(self.images, self.settings.fid_weights, self.workdir, self.device)
+        self.fid = parity_module.fid_scorer(self.images, self.settings.fid_weights, self.workdir, self.device)
         scores = parity_module.truth_scores(self.reference_out, self.images)
         if scores is not None:
-            scores["fid"] = self.fid.score("reference", self.reference_out)
+            scores["fid"] = self.fid.score("reference", self.reference_out.rgb)
         self.reference_scores = report.reference_scores = scores
         report.data = {
             "source": self.images.source,
@@ -137,7 +137,7 @@ class _Run:
     def _parity(self, row: Row, backend) -> None:
         self.progress(f"{row.name}: parity on {len(self.images)} images")
         outputs = parity_module.predict_parity(backend, self.images)
-        fid = self.fid.score(row.name, outputs)
+        fid = self.fid.score(row.name, outputs.rgb)
         row.parity = parity_module.parity_record(
             outputs, self.reference_out, self.images, self.reference_scores, fid
         )
