@@ -11,102 +11,15 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
-import os
-import platform
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import torch
-
-import facecolor
 from facecolor.files import write_json
 
 FORMAT = "facecolor-bench"
 FORMAT_VERSION = 1
-
-
-# --------------------------------------------------------------------------- the machine
-
-
-def cpu_name() -> str:
-    """The CPU's model name from /proc/cpuinfo (Linux), else what ``platform`` knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
-            if line.lower().startswith(("model name", "hardware", "processor\t: ")) and ":" in line:
-                value = line.split(":", 1)[1].strip()
-                if value and not value.isdigit():
-                    return value
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown CPU"
-
-
-def usable_cores() -> int:
-    """Cores this process may run on (the affinity mask; containers often restrict it)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
-def _version(module: str) -> str | None:
-    try:
-        imported = __import__(module)
-    except Exception:  # noqa: BLE001 - a broken install is 'not installed' for the header
-        return None
-    return str(getattr(imported, "__version__", "unknown"))
-
-
-def gpu_info() -> dict[str, Any] | None:
-    """Name, compute capability, memory and CUDA version of the current GPU, or None."""
-    if not torch.cuda.is_available():
-        return None
-    index = torch.cuda.current_device()
-    props = torch.cuda.get_device_properties(index)
-    return {
-        "name": props.name,
-        "compute_capability": f"{props.major}.{props.minor}",
-        "memory_gib": round(props.total_memory / 2**30, 1),
-        "cuda": torch.version.cuda,
-        "index": index,
-    }
-
-
-def system_info() -> dict[str, Any]:
-    """Everything the header shows: CPU, cores, GPU and library versions."""
-    ort_version = _version("onnxruntime")
-    providers: list[str] = []
-    if ort_version is not None:
-        import onnxruntime
-
-        providers = list(onnxruntime.get_available_providers())
-    try:
-        load = [round(x, 2) for x in os.getloadavg()]
-    except (AttributeError, OSError):
-        load = None
-    return {
-        "cpu": cpu_name(),
-        "cores": usable_cores(),
-        "load_average": load,  # 1, 5, 15 min: a busy shared machine explains slow, noisy timings
-        "torch_threads": torch.get_num_threads(),
-        "logical_cpus": os.cpu_count(),
-        "gpu": gpu_info(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "versions": {
-            "facecolor": facecolor.__version__,
-            "torch": torch.__version__,
-            "tensorrt": _version("tensorrt"),
-            "onnxruntime": ort_version,
-            "numpy": _version("numpy"),
-            "opencv": _version("cv2"),
-            "torchvision": _version("torchvision"),
-            "triton": _version("triton"),
-        },
-        "onnxruntime_providers": providers,
-    }
 
 
 # --------------------------------------------------------------------------- the report

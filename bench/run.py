@@ -22,8 +22,9 @@ from facecolor.bench import parity as parity_module
 from facecolor.bench import measure, targets
 from facecolor.bench.errors import BenchError
 from facecolor.bench.latency import LatencySettings, measure_latency
-from facecolor.bench.report import BenchReport, Row, system_info
+from facecolor.bench.report import BenchReport, Row
 from facecolor.errors import Unavailable
+from facecolor.machine import system_info
 from facecolor.runtime.backends import select
 from facecolor.runtime.pipeline import failure_reason
 
