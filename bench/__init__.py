@@ -2,11 +2,9 @@
 
     bench --engine models/gpsagd.onnx --data ../shared/data/faces/ffhq_dev --json out/bench.json
 
-Modules, one job each: ``targets`` (backend names -> the runtime's backends, the reference),
-``latency`` (the backend alone per batch size: the one timer), ``measure`` (every throughput
-figure: folder pipeline, codec alone, Ray scaling), ``parity`` (scores vs truth and agreement
-with the reference), ``gates`` (pass/fail limits), ``report`` (header, table, JSON), ``run``
-(one run end to end), ``cli``; ``throughput`` holds the harness's commands (rounds, ray, gpu).
+Modules: ``targets`` (backend names, the reference), ``latency`` (the one timer of a model),
+``measure`` (every throughput figure), ``parity``, ``gates``, ``report``, ``run``, ``cli``;
+``throughput`` holds the harness's commands (rounds, ray, gpu).
 """
 
 from facecolor.bench.errors import BenchError

@@ -3,14 +3,11 @@ codec rates, ``python -m facecolor.bench.throughput``'s rounds, Ray and GPU figu
 
 The engine alone is rarely the bottleneck of a colorizing run: decoding and encoding
 full-resolution photos are (notes/tensorrt-onnx.md measured nvJPEG at 2.5x the fused model's
-pipeline rate). So the same files are measured through ``runtime.run.run_batch`` itself, the
-code users run (``pipeline_rate``, ``timed_run``), and through the runtime's own codec alone
-(``codec_rate``, ``gpu_codec_rate``); the model alone is ``bench.latency.measure_batch``.
-``pipeline / codec`` near 1 means the model and color math are hidden behind the codec; far
-below 1 means they are the bottleneck. Folder runs are timed after a warm-up pass over the
+pipeline rate). So the same files go through ``runtime.run.run_batch``, the code users run,
+and through the runtime's own codec alone: ``pipeline / codec`` near 1 means the model and
+color math are hidden behind the codec. Folder runs are timed after a warm-up pass over the
 first batch of files, so one-time costs (CUDA context, nvJPEG handles, Triton compilation,
-thread pools) stay out of the rate; times are wall clock around the whole folder, including
-thread start-up, so a handful of files under-states both rates alike.
+thread pools) stay out of the rate; a handful of files under-states both rates alike.
 """
 
 from __future__ import annotations
@@ -61,8 +58,6 @@ def _copies(files: Sequence[Path], root: Path, folder: Path) -> tuple[Path, ...]
 
 @dataclass(frozen=True)
 class PipelineFolder:
-    """A scratch folder holding exactly the files to run."""
-
     path: Path
     files: tuple[Path, ...]
 
@@ -71,16 +66,14 @@ class PipelineFolder:
         return len(self.files)
 
     def head(self, count: int) -> PipelineFolder:
-        """A folder beside this one with its first ``count`` files: the warm-up set, so one-time
-        costs are paid before the timed pass."""
+        """The warm-up set: a folder beside this one with its first ``count`` files."""
         count = max(1, min(count, self.count))
         path = self.path.with_name(f"{self.path.name}-head{count}")
         return PipelineFolder(path, _copies(self.files[:count], self.path, path))
 
 
 def prepare_folder(images: ParityImages, workdir: Path) -> PipelineFolder:
-    """The parity's source files in ``workdir/pipeline-in`` (same relative paths), or the
-    synthetic portraits written there as JPEGs when there are no files."""
+    """The parity's source files, or its synthetic portraits as JPEGs, in ``workdir``."""
     folder = Path(workdir) / "pipeline-in"
     source = Path(images.source)
     if source.is_dir():
@@ -94,8 +87,7 @@ def prepare_folder(images: ParityImages, workdir: Path) -> PipelineFolder:
 
 def _timed(run: Callable[[PipelineFolder, Path], Any], folder: PipelineFolder, workdir: Path, warmup: int,
            name: str, repeats: int = 1) -> list[tuple[Any, float]]:
-    """``run(folder.head(warmup), out)`` untimed, then ``run(folder, out)`` ``repeats`` times:
-    (result, wall seconds) of each timed run; the scratch outputs are removed."""
+    """(result, wall seconds) of each of ``repeats`` timed runs, after an untimed warm-up."""
     out_dir = Path(workdir) / name
     timed = []
     for subset in (folder.head(warmup), *[folder] * repeats):
@@ -108,7 +100,6 @@ def _timed(run: Callable[[PipelineFolder, Path], Any], folder: PipelineFolder, w
 
 
 def _rate(images: int, seconds: float, **details: Any) -> dict[str, Any]:
-    """One measurement's row: images, seconds, images/s over the wall time, then details."""
     return {"status": "ok", "images": images, "seconds": seconds,
             "images_per_s": images / seconds if seconds > 0 else None, **details}
 
@@ -117,8 +108,7 @@ def _rate(images: int, seconds: float, **details: Any) -> dict[str, Any]:
 
 
 def _codec_one(path: Path, out_dir: Path, root: Path) -> None:
-    """Read, decode, encode and atomically write one file as the runtime would, minus the model:
-    the output is 3-channel (the pipeline writes color) in the input's format and bit depth."""
+    """One file as the runtime would, minus the model: 3-channel, as the pipeline writes color."""
     decoded = decode_image(path.read_bytes())
     pixels = decoded.pixels
     if pixels.ndim == 2:
@@ -130,7 +120,6 @@ def _codec_one(path: Path, out_dir: Path, root: Path) -> None:
 
 
 def codec_rate(folder: PipelineFolder, workdir: Path) -> dict[str, Any]:
-    """The runtime's CPU codec over ``folder`` in as many threads as its CPU pipeline uses."""
     threads = Settings(in_dir=folder.path, out_dir=Path(workdir)).workers
 
     def run(subset: PipelineFolder, out_dir: Path) -> None:
@@ -144,11 +133,8 @@ def codec_rate(folder: PipelineFolder, workdir: Path) -> dict[str, Any]:
 
 def gpu_codec_rate(folder: PipelineFolder, workdir: Path, batch_size: int = 64,
                    quality: int = 95) -> dict[str, Any]:
-    """The GPU pipeline's codec alone: JPEGs that nvJPEG takes (the runtime's ``triage``) are
-    decoded and encoded by the runtime's nvJPEG decoder and encoder in batches of
-    ``batch_size``, serially, gray expanded to 3 channels (the pipeline writes color); every
-    other file goes through the CPU codec, as in the GPU pipeline. Reads and atomic writes
-    included."""
+    """The GPU pipeline's codec alone: what nvJPEG takes (the runtime's ``triage``) on nvJPEG,
+    every other file on the CPU codec, as in the GPU pipeline."""
     decoder, encoder = NvjpegDecoder("cuda"), NvjpegEncoder("cuda", quality)
 
     def run(subset: PipelineFolder, out_dir: Path) -> tuple[int, int]:
@@ -188,9 +174,8 @@ def gpu_codec_rate(folder: PipelineFolder, workdir: Path, batch_size: int = 64,
 
 
 def nvjpeg_alone(files: list[bytes], batch_size: int, quality: int, step: str) -> dict[str, Any]:
-    """nvJPEG's ceiling here, ``step`` alone on bytes already in memory in batches of
-    ``batch_size``: 'decode' (gray), or 'encode' (RGB 4:4:4 of decoded portraits tinted, so that
-    their chroma costs what a colorized output's does, bitstreams copied back to the host)."""
+    """nvJPEG's ceiling here on bytes in memory: 'decode' (gray), or 'encode' (the portraits
+    tinted, so that their chroma costs what a colorized output's does)."""
     tensors = [torch.frombuffer(bytearray(data), dtype=torch.uint8) for data in files]
     run = lambda chunk: decode_jpeg(chunk, mode=ImageReadMode.GRAY, device="cuda")  # noqa: E731
     if step == "encode":
@@ -223,11 +208,9 @@ def _status(report: Any, count: int) -> str:
 
 def pipeline_rate(backend: Backend, folder: PipelineFolder, workdir: Path, codec: dict[str, Any] | None = None,
                   repeats: int = 1, **overrides: Any) -> dict[str, Any]:
-    """The runtime's folder pipeline with ``backend`` over ``folder``, ``repeats`` times after a
-    warm-up run on one batch of its files, with facecolor-batch's settings for the device
-    unless ``overrides`` say otherwise: images/s of the best run over the wall time of
-    ``run_batch``, the busy seconds of each stage (which one limits the rate), and the ratio
-    to ``codec``'s images/s."""
+    """facecolor-batch's run with ``backend`` (its settings for the device unless ``overrides``
+    say otherwise): the best run's images/s, each stage's busy seconds (which one limits the
+    rate), and the ratio to ``codec``'s images/s."""
     base = dataclasses.replace(Settings(in_dir=folder.path, out_dir=Path(workdir), overwrite=True,
                                         batch_size=default_batch(backend.device)), **overrides)
 
@@ -260,7 +243,7 @@ def pipeline_rate(backend: Backend, folder: PipelineFolder, workdir: Path, codec
 
 
 def timed_run(settings: Settings, executor) -> tuple[object, float, float]:
-    """``run_batch`` over ``settings``: (report, wall seconds, process CPU seconds)."""
+    """(report, wall seconds, process CPU seconds)."""
     cpu, start = time.process_time(), time.perf_counter()
     report = run_batch(settings, executor, progress=False, echo=lambda line: print(line, file=sys.stderr))
     return report, time.perf_counter() - start, time.process_time() - cpu
@@ -269,14 +252,12 @@ def timed_run(settings: Settings, executor) -> tuple[object, float, float]:
 # --------------------------------------------------------------------------- synthetic inputs, stand-in model
 
 
-#: Distinct portraits drawn; the rest of a dataset are shifted, brightened copies (fast to make).
 _BASES = 16
 
 
 def make_dataset(folder: Path, count: int, height: int, width: int, quality: int = 90) -> Path:
-    """``count`` gray JPEG portraits ``portrait_NNNNN.jpg`` in ``folder``, kept and reused
-    between runs wherever ``split_into_parts`` has moved them. ``_BASES`` are drawn; the others
-    are shifted and brightened copies, so a thousand 1.3 MP files take seconds, not minutes."""
+    """Gray JPEG portraits, reused between runs wherever ``split_into_parts`` moved them; most are
+    shifted, brightened copies of ``_BASES``, so a thousand 1.3 MP files take seconds."""
     folder.mkdir(parents=True, exist_ok=True)
     existing = {path.name for path in folder.rglob("portrait_*.jpg")}
     missing = [i for i in range(count) if f"portrait_{i:05d}.jpg" not in existing]
@@ -305,7 +286,7 @@ def random_checkpoint(folder: Path) -> Path:
 
 
 def split_into_parts(folder: Path, parts: int) -> list[Path]:
-    """The dataset's files moved into ``part-K`` subfolders (one per round), kept between runs."""
+    """One ``part-K`` subfolder per round, kept between runs."""
     targets = [folder / f"part-{k}" for k in range(parts)]
     existing = sorted(p for p in folder.iterdir() if p.is_dir() and p.name.startswith("part-"))
     if existing == targets and not any(folder.glob("portrait_*.jpg")):
@@ -327,7 +308,6 @@ def split_into_parts(folder: Path, parts: int) -> list[Path]:
 
 
 def single_process_figures(folder: Path, out: Path, onnx: Path, batch_size: int) -> dict:
-    """The single-process run's row of the Ray table (all cores, one backend)."""
     backend, reason = open_backend(onnx, "cpu", batch_size=batch_size)
     settings = Settings(in_dir=folder, out_dir=out, batch_size=batch_size)
     with backend:

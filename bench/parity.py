@@ -35,20 +35,15 @@ from facecolor.runtime.backends.base import Backend
 from facecolor.runtime.geometry import fit_geometry
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-#: Where the example photos live in a source checkout (bench/ sits beside examples/).
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
-#: Batch size used to colorize the parity images (lowered to the engine's max batch).
 PARITY_BATCH = 32
 
 
 @dataclass
 class ParityImages:
-    """The images both models colorize, at render size.
-
-    ``l_norm``: float32 [N, 1, S, S] in [-1, 1] (L/50-1), edge-padded squares, host memory.
-    ``lightness``: per image, float32 L* [h, w] of the unpadded box. ``truth``: per image,
-    uint8 [h, w, 3] sRGB of the unpadded box, or None without ground truth.
-    ``crops``: per image, the unpadded box ``(y0, y1, x0, x1)`` in the render square.
+    """``l_norm``: float32 [N, 1, S, S] in [-1, 1] (L/50-1), edge-padded squares, host memory.
+    Per image, of the unpadded box ``crops`` (y0, y1, x0, x1): ``lightness`` float32 L* [h, w]
+    and ``truth`` uint8 sRGB [h, w, 3] (None without ground truth).
     """
 
     source: str
@@ -72,16 +67,7 @@ class ParityImages:
 
 
 def list_images(folder: Path) -> list[Path]:
-    """Image files under ``folder`` (recursive), sorted by path."""
     return sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    """uint8 HxWx3 RGB of an image file (8-bit; gray becomes three equal channels)."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise ValueError("OpenCV cannot decode it")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def render(rgb: np.ndarray, render_size: int) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int]]:
@@ -94,9 +80,8 @@ def render(rgb: np.ndarray, render_size: int) -> tuple[np.ndarray, np.ndarray, t
 
 
 def synthetic_portraits(count: int, seed: int = 0, size: tuple[int, int] = (160, 128)) -> list[np.ndarray]:
-    """``count`` uint8 RGB images (H, W = ``size``) of a face-like scene: a skin-toned ellipse
-    with hair and a shirt on a colored gradient. Not photos, but colored, smooth and varied,
-    which is all agreement and plumbing need when no real images are at hand."""
+    """uint8 RGB face-like scenes (a skin-toned ellipse, hair, a shirt, a colored gradient): not
+    photos, but colored, smooth and varied, which is all agreement and plumbing need."""
     rng = np.random.default_rng(seed)
     height, width = size
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
@@ -134,17 +119,17 @@ def _assemble(source: str, named: list[tuple[str, np.ndarray]], render_size: int
 
 
 def load_folder(folder: Path, render_size: int, *, limit: int | None, truth: bool) -> ParityImages:
-    """The first ``limit`` images of ``folder`` (sorted by path); unreadable files are listed
-    in ``skipped`` with their reason. Raises BenchError when none can be read."""
+    """Unreadable files are listed in ``skipped`` with their reason; none readable: BenchError."""
     files = list_images(folder)
     named, skipped = [], []
     for path in files:
         if limit is not None and len(named) >= limit:
             break
-        try:
-            named.append((str(path.relative_to(folder)), read_rgb(path)))
-        except ValueError as error:
-            skipped.append(f"{path}: {error}")
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)  # 8-bit; gray becomes three equal channels
+        if image is None:
+            skipped.append(f"{path}: OpenCV cannot decode it")
+        else:
+            named.append((str(path.relative_to(folder)), cv2.cvtColor(image, cv2.COLOR_BGR2RGB)))
     if not named:
         found = f"{len(files)} image file(s), none readable" if files else "no image files"
         raise BenchError(f"{folder} holds {found} ({', '.join(IMAGE_SUFFIXES)}); pass a folder of color photos")
@@ -167,18 +152,15 @@ def load_parity_images(data: Path | None, render_size: int, *, limit: int | None
 
 @dataclass
 class Colorized:
-    """One backend's answer: ``ab`` float32 [N, 2, S, S] (ab/110, host memory) and the uint8
-    RGB outputs (truth's L* joined with the predicted a*b*, cropped to the unpadded box)."""
+    """``ab`` float32 [N, 2, S, S] (ab/110, host memory); ``rgb`` uint8, the truth's L* joined
+    with the predicted a*b* on the unpadded box."""
 
     ab: np.ndarray
     rgb: list[np.ndarray]
 
 
 def predict_parity(backend: Backend, images: ParityImages) -> Colorized:
-    """Run ``backend`` over the images in batches of up to ``PARITY_BATCH``.
-
-    Raises whatever the backend raises (BackendError): the caller records it on the row.
-    """
+    """Raises whatever the backend raises (BackendError): the caller records it on the row."""
     if backend.render_size != images.render_size:
         raise BenchError(
             f"{backend.name} renders at {backend.render_size} px but the images were prepared at "
@@ -204,7 +186,6 @@ def predict_parity(backend: Backend, images: ParityImages) -> Colorized:
 
 
 def agreement(engine: Colorized, reference: Colorized, images: ParityImages) -> dict[str, Any]:
-    """Direct agreement of two outputs on the valid pixels (see the module docstring)."""
     distances, nonfinite = [], 0
     for index, (y0, y1, x0, x1) in enumerate(images.crops):
         a = engine.ab[index, :, y0:y1, x0:x1].astype(np.float64)
@@ -226,14 +207,12 @@ def agreement(engine: Colorized, reference: Colorized, images: ParityImages) -> 
 
 
 def truth_scores(outputs: Colorized, images: ParityImages) -> dict[str, float] | None:
-    """DESIGN §6 means (and stds) against the truth, or None without truth."""
     if not images.has_truth:
         return None
     return summarize([evaluate_pair(p, t) for p, t in zip(outputs.rgb, images.truth)])
 
 
 def fid_scorer(images: ParityImages, weights: Path | None, workdir: Path, device: str) -> FidScorer:
-    """FID of each backend's outputs against the truth, sharing one truth folder."""
     unavailable = "FID needs at least 2 images" if len(images) < 2 else ""
     if not images.has_truth:
         unavailable = "no ground truth (no --data)"
@@ -253,8 +232,7 @@ def parity_record(
     reference_scores: dict[str, Any] | None,
     engine_fid: float | None,
 ) -> dict[str, Any]:
-    """One backend's parity: its scores vs truth, deltas to the reference (engine minus
-    reference), and direct agreement. JSON-ready; ``gates.check_gates`` reads it."""
+    """Scores vs truth, deltas to the reference (engine minus reference) and agreement."""
     scores = truth_scores(engine, images)
     if scores is not None:
         scores["fid"] = engine_fid

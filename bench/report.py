@@ -27,7 +27,6 @@ FORMAT_VERSION = 1
 
 @dataclass
 class Row:
-    """One backend's results; the report keys rows by ``name``."""
 
     name: str
     status: str = "ok"  # 'ok', 'unavailable: ...', 'error: ...'
@@ -46,7 +45,6 @@ class Row:
 
 @dataclass
 class BenchReport:
-    """The whole run. ``to_dict`` is the JSON written by ``--json``."""
 
     system: dict[str, Any]
     settings: dict[str, Any]
@@ -77,7 +75,6 @@ class BenchReport:
 
     @property
     def passed(self) -> bool:
-        """True when every gate that ran passed and no backend failed while running."""
         return not self.failures
 
     def to_dict(self) -> dict[str, Any]:
@@ -87,12 +84,11 @@ class BenchReport:
                            "passed": self.passed, "failures": self.failures})
 
     def write_json(self, path: Path) -> Path:
-        """Write the JSON document atomically; returns ``path``."""
         return write_json(path, self.to_dict())
 
 
 def _json_safe(value: Any) -> Any:
-    """NaN/inf -> None (JSON has neither), Paths -> str, recursively."""
+    """NaN/inf -> None (JSON has neither), Paths -> str."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
@@ -109,8 +105,7 @@ def _json_safe(value: Any) -> Any:
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]],
                  right: Sequence[bool] | None = None) -> str:
-    """Plain-text columns: a header, a rule, the rows; numeric columns right-aligned (by
-    default all but the first, a name, and the last, a status)."""
+    """By default, all columns but the first (a name) and the last (a status) align right."""
     right = right or [False, *[True] * (len(headers) - 2), False]
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
     if not right[-1]:  # a left-aligned last column (statuses) needs no padding, nor a long rule
@@ -170,7 +165,7 @@ def _backends_table(report: BenchReport) -> str:
 
 
 def _ran(report: BenchReport) -> list[tuple[str, Row]]:
-    """Rows of backends that opened (the others' reasons are in the backends table)."""
+    """Backends that opened (the others' reasons are in the backends table)."""
     return [(name, row) for name, row in report.rows.items() if row.backend is not None]
 
 
@@ -225,7 +220,6 @@ def _parity_table(report: BenchReport) -> str:
 
 
 def format_report(report: BenchReport) -> str:
-    """The whole report as text: header, latency, pipeline, parity, gates, notes."""
     settings = report.settings
     parts = ["\n".join(_header(report)), "", "Backends", _backends_table(report), ""]
     if not _ran(report):

@@ -33,8 +33,6 @@ Progress = Callable[[str], None]
 
 @dataclass(frozen=True)
 class BenchSettings:
-    """Everything one run needs; the CLI builds it from its flags, tests build it directly."""
-
     engine: Path
     reference: Path | None = None
     data: Path | None = None
@@ -61,10 +59,9 @@ class _Run:
         self.max_batch = max(settings.latency.batch_sizes)
 
     def prepare(self, report: BenchReport) -> None:
-        """Reference outputs and scores, the FID scorer, and the codec-only rate."""
         self.progress(f"reference: PyTorch fp32 on {self.device} ({self.reference.path})")
         try:
-            backend = targets.open_reference(self.reference, self.device)
+            backend = select.open_kind("torch", self.reference.path, self.device, precision="fp32", max_batch=0)
         except Unavailable as error:
             raise BenchError(f"the reference {self.reference.path} cannot run: {error}") from error
         try:
@@ -95,7 +92,6 @@ class _Run:
             self.codec = report.codec = {"cpu": measure.codec_rate(self.folder, self.workdir)}
 
     def run_target(self, name: str) -> Row:
-        """One backend: open, parity, latency, pipeline rate, close."""
         spec = targets.TARGETS[name]
         row = Row(name=name, device=spec.device or self.device, precision=spec.precision)
         self.progress(f"{name}: opening")
@@ -147,10 +143,8 @@ class _Run:
 
 
 def run_bench(settings: BenchSettings, progress: Progress | None = None) -> BenchReport:
-    """Run the bench; never raises for one backend's failure (see the module docstring).
-
-    Raises BenchError (bad engine path, no reference, no images, reference cannot run).
-    """
+    """Raises BenchError (bad engine path, no reference, no images, reference cannot run), never
+    for one backend's failure."""
     progress = progress or (lambda message: None)
     with tempfile.TemporaryDirectory(prefix="facecolor-bench-") as folder:
         run = _Run(settings, progress, Path(folder))

@@ -4,17 +4,10 @@
     python -m facecolor.bench.throughput ray --config 1x1 --config 2x1 --json out/ray-bench.json
     python -m facecolor.bench.throughput gpu --json out/gpu_bench.json      # scripts/gpu_bench.py
 
-- ``rounds``: end to end against the model alone, on this machine's CPU or GPU (target 85 %
-  on the CPU, issue 4). ``cpu_bound_ratio`` (model-alone CPU per image / pipeline CPU per
-  image) is the ratio the pipeline reaches with the cores to itself.
-- ``ray``: ``--ray`` with several actor pools and the single-process run, same files: end to
-  end, steady (from the moment the last actor was ready) and CPU per image.
-- ``gpu``: nvJPEG alone, the runtime's GPU codec alone, the model alone per CUDA backend, and
-  the GPU pipeline end to end (target: >= 80 % of the codec alone).
-
-Every figure is measured in ``bench.measure``, on synthetic portraits made there, with a
-random-init ``gpsagd`` (width 1.0, render 128) when no model is given: its speed is that of a
-trained one.
+``cpu_bound_ratio`` (model-alone CPU per image / pipeline CPU per image) is the ratio the
+pipeline reaches with the cores to itself. Every figure is measured in ``bench.measure``, on
+synthetic portraits, with a random-init ``gpsagd`` when no model is given: its speed is that
+of a trained one.
 """
 
 from __future__ import annotations
@@ -59,8 +52,7 @@ GPU_TARGET = 0.80
 
 
 def model_alone(backend, batch_size: int, min_seconds: float) -> tuple[float, float]:
-    """(images/s, process CPU seconds per image) of the backend alone, timed for at least
-    ``min_seconds`` however fast it is (``latency.measure_batch``)."""
+    """(images/s, process CPU seconds per image), timed for ``min_seconds`` however fast."""
     settings = LatencySettings(batch_sizes=(batch_size,), min_time=min_seconds, max_runs=10**6)
     result = measure_batch(backend, batch_size, settings)
     if not result.ok:
@@ -70,7 +62,6 @@ def model_alone(backend, batch_size: int, min_seconds: float) -> tuple[float, fl
 
 @dataclass
 class Round:
-    """One slice of the folder through the pipeline, between two model-alone measurements."""
 
     images: int
     seconds: float
@@ -235,8 +226,7 @@ def ray(images, size, data, model, configs, batch_size, files_per_task, repeat, 
 
 
 def _measure(rows: dict, name: str, function, *args, **kwargs) -> None:
-    """``rows[name] = function(...)``; a failure is recorded (and printed) and the bench goes on,
-    so one broken measurement does not hide the others."""
+    """A failure is recorded (and printed), so one broken measurement does not hide the others."""
     try:
         rows[name] = function(*args, **kwargs)
     except Exception as error:  # noqa: BLE001 - reported in the row and on stderr
