@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from facecolor.files import write_json
+from facecolor.table import format_table
 
 FORMAT = "facecolor-bench"
 FORMAT_VERSION = 1
@@ -101,21 +101,6 @@ def _json_safe(value: Any) -> Any:
 
 
 # --------------------------------------------------------------------------- the table
-
-
-def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]],
-                 right: Sequence[bool] | None = None) -> str:
-    """By default, all columns but the first (a name) and the last (a status) align right."""
-    right = right or [False, *[True] * (len(headers) - 2), False]
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
-    if not right[-1]:  # a left-aligned last column (statuses) needs no padding, nor a long rule
-        widths[-1] = len(headers[-1])
-
-    def line(cells: Sequence[str]) -> str:
-        parts = [c.rjust(w) if r else c.ljust(w) for c, w, r in zip(cells, widths, right)]
-        return "  ".join(parts).rstrip()
-
-    return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)])
 
 
 def _num(value: Any, digits: int = 2, signed: bool = False) -> str:

@@ -38,7 +38,6 @@ from facecolor.bench.measure import (
     split_into_parts,
     timed_run,
 )
-from facecolor.bench.report import format_table
 from facecolor.bench.targets import open_target
 from facecolor.export.cache import cached_onnx
 from facecolor.files import write_json
@@ -46,6 +45,7 @@ from facecolor.machine import system_info
 from facecolor.runtime.backends import ModelNotFound, open_backend, shipped_model
 from facecolor.runtime.executor import DEFAULT_BATCH, ThreadExecutor, default_batch
 from facecolor.runtime.pipeline import Settings
+from facecolor.table import format_table
 
 CPU_TARGET = 0.85
 GPU_TARGET = 0.80

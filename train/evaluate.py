@@ -26,6 +26,7 @@ from typing import Any
 from facecolor.checkpoint import load_generator
 from facecolor.files import write_json, write_text
 from facecolor.metrics import FidScorer
+from facecolor.table import format_table
 from facecolor.train.data import load_images
 from facecolor.train.report import contact_sheet, spread_picks
 from facecolor.train.settings import resolve_device
@@ -160,13 +161,9 @@ def _caption(table: EvalTable) -> str:
 
 def format_text(table: EvalTable) -> str:
     """The table as aligned plain text, with its caption and FID note."""
-    grid = [_header()] + [_cells(row) for row in table.rows]
-    widths = [max(len(line[i]) for line in grid) for i in range(len(grid[0]))]
-    lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in
-                       enumerate(zip(line, widths))) for line in grid]
-    lines.insert(1, "  ".join("-" * w for w in widths))
+    grid = format_table(_header(), [_cells(row) for row in table.rows], [False] + [True] * len(COLUMNS))
     footer = [_caption(table)] + ([f"* {table.fid_note}"] if table.fid_note else [])
-    return "\n".join(lines + [""] + footer)
+    return "\n".join([grid, ""] + footer)
 
 
 def format_markdown(table: EvalTable) -> str:
