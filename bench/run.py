@@ -104,7 +104,12 @@ class _Run:
         backend = opened.backend
         row.precision, row.backend, row.artifact = opened.precision, backend.name, str(opened.artifact)
         try:
-            self._parity(row, backend)
+            self.progress(f"{name}: parity on {len(self.images)} images")
+            outputs = parity_module.predict_parity(backend, self.images)
+            row.parity = parity_module.parity_record(outputs, self.reference_out, self.images, self.reference_scores,
+                                                     self.fid.score(name, outputs.rgb))
+            gates = gates_module.check_gates(row.parity, row.precision or "fp16", self.settings.gates)
+            row.gates = [gate.to_dict() for gate in gates]
             self.progress(f"{name}: latency at batch sizes {', '.join(map(str, self.settings.latency.batch_sizes))}")
             parity_batch = min(parity_module.PARITY_BATCH, backend.max_batch or parity_module.PARITY_BATCH,
                                len(self.images))
@@ -130,16 +135,6 @@ class _Run:
             return {"status": f"unavailable: {error}"}
         except Exception as error:  # noqa: BLE001 - a runtime failure with this backend
             return {"status": f"error: {failure_reason(error)}"}
-
-    def _parity(self, row: Row, backend) -> None:
-        self.progress(f"{row.name}: parity on {len(self.images)} images")
-        outputs = parity_module.predict_parity(backend, self.images)
-        fid = self.fid.score(row.name, outputs.rgb)
-        row.parity = parity_module.parity_record(
-            outputs, self.reference_out, self.images, self.reference_scores, fid
-        )
-        results = gates_module.check_gates(row.parity, row.precision or "fp16", self.settings.gates)
-        row.gates = [gate.to_dict() for gate in results]
 
 
 def run_bench(settings: BenchSettings, progress: Progress | None = None) -> BenchReport:

@@ -62,7 +62,6 @@ def model_alone(backend, batch_size: int, min_seconds: float) -> tuple[float, fl
 
 @dataclass
 class Round:
-
     images: int
     seconds: float
     cpu_s: float
