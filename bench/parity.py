@@ -1,20 +1,14 @@
 """Parity: does a backend give the colors of the PyTorch reference, on the same inputs?
 
-With ``--data`` (color photos): each image is resized into the render square exactly as the
-runtime places it (``facecolor.runtime.geometry``: long side to the render size, edge padding),
-its color version at that size is the ground truth, and its L* is what both the engine and the
-reference colorize. Each output (the truth's L* joined with the predicted a*b*, cropped to the
-unpadded box) is scored against the truth with DESIGN §6's metrics, FID included when clean-fid's
-weights exist (else the reason is reported, never a silent skip); the engine's scores minus the
-reference's are the deltas the gates check.
+With ``--data`` (color photos): each image is placed in the render square as the runtime
+places it (``facecolor.runtime.geometry``); its color version at that size is the ground
+truth, its L* what both models colorize. Both outputs are scored against the truth with
+DESIGN §6's metrics (FID's absence is reported, never a silent skip), and the engine's scores
+minus the reference's are the deltas the gates check. Without ``--data`` there is no truth:
+``examples/`` (or synthetic portraits) are colorized by both and only their agreement counts.
 
-Without ``--data`` there is no truth: the example photos in ``examples/`` (or, where that
-folder is empty, a few synthetic portraits) are colorized by both, and only their agreement
-is reported.
-
-Agreement, on every valid (unpadded) pixel of every image: max and mean |Δab|, the Euclidean
-distance between the two predicted (a*, b*) in CIELAB units before gamut clipping; and the
-PSNR between the two 8-bit RGB outputs (per image, then the mean, capped at 100 dB).
+Agreement, on every unpadded pixel: |Δab| between the two predicted (a*, b*) in CIELAB units
+before gamut clipping, and the PSNR between the two 8-bit RGB outputs (capped at 100 dB).
 """
 
 from __future__ import annotations

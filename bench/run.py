@@ -1,8 +1,5 @@
 """One bench run: reference, images, then each backend's parity, latency and pipeline rate.
 
-    report = run_bench(BenchSettings(engine=Path("models/gpsagd.onnx")))
-    print(format_report(report)); report.passed
-
 Backends run one after another, each opened, measured and closed before the next (a GPU
 holds one engine at a time). A backend that cannot open is an 'unavailable' row; one that
 fails halfway is an 'error' row; the run goes on either way.
