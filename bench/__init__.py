@@ -2,14 +2,11 @@
 
     bench --engine models/gpsagd.onnx --data ../shared/data/faces/ffhq_dev --json out/bench.json
 
-Modules, one job each: ``targets`` (backend names -> the runtime's backends, the reference),
-``latency`` (engine alone per batch size), ``measure`` (every throughput figure: folder
-pipeline, codec alone, model alone, Ray scaling), ``parity`` (scores vs truth and agreement
-with the reference), ``gates`` (pass/fail limits), ``report`` (header, table, JSON), ``run``
-(one run end to end), ``cli``; ``throughput`` and ``throughput_gpu`` are the harness's
-commands (``python -m facecolor.bench.throughput``).
+Modules: ``targets`` (backend names, the reference), ``latency`` (the one timer of a model),
+``measure`` (every throughput figure), ``parity``, ``gates``, ``report``, ``run``, ``cli``;
+``throughput`` holds the harness's commands (rounds, ray, gpu).
 """
 
-from facecolor.bench.errors import BenchError, DataError, EngineError, ReferenceNotFound, UnknownTarget
+from facecolor.bench.errors import BenchError
 
-__all__ = ["BenchError", "DataError", "EngineError", "ReferenceNotFound", "UnknownTarget"]
+__all__ = ["BenchError"]

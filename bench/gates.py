@@ -37,13 +37,12 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-#: Default max |Δab| (CIELAB units) by the engine's precision; see the module docstring.
 DEFAULT_MAX_DAB = {"fp32": 1.0, "fp16": 3.0}
 
 
 @dataclass(frozen=True)
 class GateSettings:
-    """Limits of the three gates; ``max_dab=None`` takes ``DEFAULT_MAX_DAB`` by precision."""
+    """``max_dab=None`` takes ``DEFAULT_MAX_DAB`` by precision."""
 
     max_delta_psnr: float = 0.1
     max_delta_hist: float = 0.005
@@ -56,7 +55,6 @@ class GateSettings:
                 raise ValueError(f"{name} must be a number >= 0, got {value!r}")
 
     def dab_limit(self, precision: str) -> float:
-        """The max |Δab| limit for an engine of ``precision`` ('fp32' or 'fp16')."""
         if self.max_dab is not None:
             return self.max_dab
         return DEFAULT_MAX_DAB.get(precision, DEFAULT_MAX_DAB["fp16"])
@@ -64,7 +62,7 @@ class GateSettings:
 
 @dataclass(frozen=True)
 class GateResult:
-    """One gate on one backend. ``passed`` is None when the gate does not apply."""
+    """``passed`` is None when the gate does not apply."""
 
     name: str  # '|ΔPSNR|', '|ΔHist|', 'max |Δab|'
     value: float | None
@@ -107,8 +105,7 @@ def _within(value: float | None, limit: float) -> bool:
 
 
 def check_gates(parity: dict[str, Any], precision: str, settings: GateSettings) -> list[GateResult]:
-    """The gates for one backend's parity record (``facecolor.bench.parity.ParityResult.to_dict``):
-    needs ``delta`` (psnr, hist; None without truth) and ``agreement`` (max_dab, nonfinite)."""
+    """The gates on one backend's ``parity.parity_record``."""
     results: list[GateResult] = []
     delta = parity.get("delta") or {}
     no_truth = "no --data, so no ground truth; agreement only"
@@ -136,5 +133,4 @@ def check_gates(parity: dict[str, Any], precision: str, settings: GateSettings) 
 
 
 def failed(gates: list[GateResult]) -> list[GateResult]:
-    """The gates that ran and failed."""
     return [gate for gate in gates if gate.passed is False]

@@ -1,18 +1,10 @@
-"""Latency and throughput of one backend alone, per batch size (STYLE point 9).
+"""The backend alone, per batch size (STYLE point 9): the bench's one timer of a model.
 
-For each batch size: warm-up runs (at least ``warmup_runs`` and at least ``warmup_time``
-seconds, so lazy allocations, cuDNN/ONNX Runtime autotuning and CPU frequency ramps are over),
-then a run count chosen from the warm-up's median so that the timed runs take about
-``min_time`` seconds (never fewer than ``min_runs``, never more than ``max_runs``).
-
-Timing: on CUDA, a pair of CUDA events recorded on the current torch stream around each
-``predict_ab`` (the backends order their own streams after it), read after the end event
-synchronises: this is device time, free of Python launch jitter. On the CPU,
-``time.perf_counter`` around ``predict_ab``, which returns when the output is in host memory.
-
-Reported per batch size: p50/p90/p99 and mean latency of one batch (ms), and images/s =
-batch size / p50 latency (the median, not the mean, so one preempted run on a shared machine
-does not move the throughput).
+Warm-up first, so lazy allocations, cuDNN/ONNX Runtime autotuning and CPU frequency ramps are
+over; then as many runs as fill ``min_time``. On CUDA, events on the current torch stream (the
+backends order their own streams after it) give device time, free of Python launch jitter.
+images/s = batch size / p50: the median, so one preempted run on a shared machine does not
+move the throughput.
 """
 
 from __future__ import annotations
@@ -28,16 +20,13 @@ import torch
 
 from facecolor.runtime.backends.base import Backend, BackendError
 
-#: Batch sizes of ``--batch-sizes`` when none are given.
 DEFAULT_BATCH_SIZES = (1, 16, 64, 256)
 
 
 @dataclass(frozen=True)
 class LatencySettings:
-    """How long and how often to time each batch size."""
-
     batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES
-    min_time: float = 2.0  # seconds of timed runs per batch size (``--min-time``)
+    min_time: float = 2.0  # seconds of timed runs per batch size
     min_runs: int = 5
     max_runs: int = 1000
     warmup_runs: int = 2
@@ -56,7 +45,7 @@ class LatencySettings:
 
 @dataclass(frozen=True)
 class LatencyResult:
-    """One batch size on one backend. Times in milliseconds; None where status is not 'ok'."""
+    """Times in milliseconds; None where status is not 'ok'."""
 
     batch_size: int
     status: str  # 'ok', 'skipped: ...' or 'error: ...'
@@ -70,6 +59,7 @@ class LatencyResult:
     min_ms: float | None = None
     max_ms: float | None = None
     images_per_s: float | None = None
+    cpu_s_per_image: float | None = None  # this process's CPU time (all threads) over the timed runs
 
     @property
     def ok(self) -> bool:
@@ -80,7 +70,6 @@ class LatencyResult:
 
 
 def percentiles(samples_ms: Sequence[float]) -> dict[str, float]:
-    """p50/p90/p99 (numpy's linear interpolation, so p50 <= p90 <= p99), mean, min, max."""
     values = np.asarray(samples_ms, dtype=np.float64)
     p50, p90, p99 = np.percentile(values, [50, 90, 99])
     return {
@@ -94,7 +83,6 @@ def percentiles(samples_ms: Sequence[float]) -> dict[str, float]:
 
 
 def run_count(estimate_ms: float, settings: LatencySettings) -> int:
-    """Timed runs needed to fill ``min_time`` at ``estimate_ms`` per run, within the bounds."""
     if estimate_ms <= 0:
         return settings.max_runs
     wanted = math.ceil(settings.min_time * 1000.0 / estimate_ms)
@@ -124,9 +112,8 @@ def _cuda_timer() -> Callable[[Callable[[], Any]], float]:
 
 
 def make_input(backend: Backend, batch_size: int, seed: int = 0) -> Any:
-    """A ``[N, 1, S, S]`` float32 batch in [-1, 1] in the form the backend takes (numpy on the
-    CPU, a torch CUDA tensor on CUDA). Speed does not depend on the values; a fixed seed keeps
-    runs comparable anyway."""
+    """float32 [N, 1, S, S] in [-1, 1], numpy on the CPU, a torch tensor on CUDA. Speed does not
+    depend on the values; a fixed seed keeps runs comparable anyway."""
     size = backend.render_size
     rng = np.random.default_rng(seed)
     batch = rng.uniform(-1.0, 1.0, size=(batch_size, 1, size, size)).astype(np.float32)
@@ -139,7 +126,6 @@ def make_input(backend: Backend, batch_size: int, seed: int = 0) -> Any:
 
 
 def _peak_rss_bytes() -> int | None:
-    """This process's peak resident memory (Linux/macOS), or None where unknown."""
     try:
         import resource
         import sys
@@ -151,7 +137,7 @@ def _peak_rss_bytes() -> int | None:
 
 
 def _available_bytes() -> int | None:
-    """MemAvailable from /proc/meminfo (what can be allocated without swapping), or None."""
+    """What can be allocated without swapping (MemAvailable), or None."""
     try:
         for line in open("/proc/meminfo", encoding="ascii"):
             if line.startswith("MemAvailable:"):
@@ -164,12 +150,9 @@ def _available_bytes() -> int | None:
 class HostMemoryGuard:
     """Skips a CPU batch size that would not fit in memory, instead of letting the kernel's
     OOM killer end the whole bench (a large model at batch 256 can need tens of GB on the CPU:
-    self-attention alone holds an (HW)^2 matrix per image).
-
-    The process's peak resident memory is recorded after each batch size; once it has grown
-    between two batch sizes, memory per image is the slope, and a larger size is skipped when
-    its projected extra memory (with 10% margin) exceeds what the system has available. Sizes
-    up to the largest already run cost nothing new and always run.
+    self-attention alone holds an (HW)^2 matrix per image). Memory per image is the slope of
+    the peak resident memory between the last two sizes run; a larger size runs when its
+    projected extra memory, plus 10%, is available.
     """
 
     MARGIN = 1.1
@@ -184,7 +167,6 @@ class HostMemoryGuard:
             self.points.append((batch_size, peak))
 
     def refusal(self, batch_size: int) -> str | None:
-        """Why ``batch_size`` should be skipped, or None to run it."""
         if len(self.points) < 2 or batch_size <= self.points[-1][0]:
             return None
         (b1, m1), (b2, m2) = self.points[-2], self.points[-1]
@@ -205,11 +187,8 @@ class HostMemoryGuard:
 
 
 def measure_batch(backend: Backend, batch_size: int, settings: LatencySettings) -> LatencyResult:
-    """Warm up, choose the run count, time ``backend.predict_ab`` on one batch size.
-
-    A batch above the backend's ``max_batch`` is 'skipped'; a BackendError (out of memory, a
-    shape the engine refuses) becomes an 'error' result, so the other sizes still run.
-    """
+    """A failure (out of memory, a shape the engine refuses) is an 'error' result, so the other
+    sizes still run."""
     if backend.max_batch is not None and batch_size > backend.max_batch:
         return LatencyResult(batch_size, f"skipped: above the engine's max batch {backend.max_batch}")
     on_cuda = backend.device == "cuda"
@@ -223,7 +202,9 @@ def measure_batch(backend: Backend, batch_size: int, settings: LatencySettings) 
         while len(warmup) < settings.warmup_runs or time.perf_counter() - started < warmup_budget:
             warmup.append(timer(call))
         runs = run_count(float(np.median(warmup)), settings)
+        cpu = time.process_time()
         samples = [timer(call) for _ in range(runs)]
+        cpu = (time.process_time() - cpu) / (runs * batch_size)
     except BackendError as error:
         return LatencyResult(batch_size, f"error: {error}")
     except Exception as error:  # CUDA out-of-memory and friends, raised outside the backend
@@ -236,14 +217,13 @@ def measure_batch(backend: Backend, batch_size: int, settings: LatencySettings) 
         warmup_runs=len(warmup),
         runs=runs,
         images_per_s=batch_size * 1000.0 / stats["p50_ms"] if stats["p50_ms"] > 0 else math.inf,
+        cpu_s_per_image=cpu,
         **stats,
     )
 
 
 def measure_latency(backend: Backend, settings: LatencySettings, *, already_ran: int = 0) -> list[LatencyResult]:
-    """``measure_batch`` for every batch size of ``settings``, smallest first. On the CPU, a
-    size that would not fit in memory is skipped (``HostMemoryGuard``); ``already_ran`` is
-    the largest batch the backend has run before (its memory is already in the peak)."""
+    """``already_ran``: the largest batch the backend has run before (already in the peak)."""
     guard = HostMemoryGuard(already_ran) if backend.device == "cpu" else None
     results = []
     for size in sorted(set(settings.batch_sizes)):

@@ -1,34 +1,23 @@
-"""Every throughput figure of the bench, measured one way: the one harness's measurements.
+"""Every throughput figure of the bench, measured one way (``facecolor-bench``'s pipeline and
+codec rates, ``python -m facecolor.bench.throughput``'s rounds, Ray and GPU figures).
 
 The engine alone is rarely the bottleneck of a colorizing run: decoding and encoding
 full-resolution photos are (notes/tensorrt-onnx.md measured nvJPEG at 2.5x the fused model's
-pipeline rate). So the same files are measured here as:
-
-- **pipeline** (``pipeline_rate``, ``timed_run``): ``runtime.run.run_batch`` itself, the code
-  users run (read, decode, preprocess, the backend, postprocess, encode, atomic write);
-- **codec alone** (``codec_rate``, ``gpu_codec_rate``): the same files read, decoded, encoded
-  back to their format and written by the runtime's own codec functions, and nothing else;
-- **model alone** (``model_alone``; per batch size with CUDA events: ``bench.latency``);
-- **Ray scaling** (``single_process_figures``, ``ray_figures``): ``--ray`` with an actor pool
-  beside the single-process run, same files.
-
-``facecolor-bench`` (``run``) reports the pipeline beside the codec for each engine;
-``python -m facecolor.bench.throughput`` (rounds, ray, gpu) runs the rest on synthetic inputs
-made here (``make_dataset``) with a stand-in model (``random_checkpoint``). Folder runs are timed
-after a warm-up pass over the first batch of files, so one-time costs (CUDA context, nvJPEG
-handles, Triton compilation, thread pools) stay out of the rate. ``pipeline / codec`` near 1
-means the model and color math are hidden behind the codec; far below 1 means they are the
-bottleneck. Times are wall clock around the whole folder, including thread start-up, so a
-handful of files under-states both rates alike.
+pipeline rate). So the same files go through ``runtime.run.run_batch``, the code users run,
+and through the runtime's own codec alone: ``pipeline / codec`` near 1 means the model and
+color math are hidden behind the codec. Folder runs are timed after a warm-up pass over the
+first batch of files, so one-time costs (CUDA context, nvJPEG handles, Triton compilation,
+thread pools) stay out of the rate; a handful of files under-states both rates alike.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,12 +26,13 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
+from torchvision.io import ImageReadMode, decode_jpeg
 
 from facecolor.bench.parity import ParityImages, synthetic_portraits
 from facecolor.checkpoint import save_checkpoint
 from facecolor.files import write_atomically
 from facecolor.models import build_generator
-from facecolor.runtime.backends import ModelNotFound, open_backend, shipped_model
+from facecolor.runtime.backends import open_backend
 from facecolor.runtime.backends.base import Backend
 from facecolor.runtime.batch import colorize_tree
 from facecolor.runtime.decode import decode_image
@@ -56,10 +46,18 @@ from facecolor.runtime.run import run_batch
 from facecolor.runtime.write import encode, output_dtype
 
 
+def _copies(files: Sequence[Path], root: Path, folder: Path) -> tuple[Path, ...]:
+    """Copies of ``files`` at their paths relative to ``root`` under ``folder``: copies, not
+    links, since the runtime's walk does not follow links out of IN_DIR."""
+    targets = tuple(folder / Path(file).relative_to(root) for file in files)
+    for source, target in zip(files, targets):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+    return targets
+
+
 @dataclass(frozen=True)
 class PipelineFolder:
-    """A scratch folder holding copies of exactly the files the parity used."""
-
     path: Path
     files: tuple[Path, ...]
 
@@ -68,67 +66,49 @@ class PipelineFolder:
         return len(self.files)
 
     def head(self, count: int) -> PipelineFolder:
-        """A folder beside this one with copies of its first ``count`` files (made once): the
-        warm-up set, so one-time costs (CUDA context, nvJPEG handles, Triton compilation,
-        ONNX Runtime arenas, thread pools) are paid before the timed pass."""
+        """The warm-up set: a folder beside this one with its first ``count`` files."""
         count = max(1, min(count, self.count))
         path = self.path.with_name(f"{self.path.name}-head{count}")
-        files = tuple(path / f.relative_to(self.path) for f in self.files[:count])
-        if not path.is_dir():
-            for source, target in zip(self.files, files):
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(source, target)
-        return PipelineFolder(path, files)
+        return PipelineFolder(path, _copies(self.files[:count], self.path, path))
 
 
-def prepare_folder(images: ParityImages, data: Path | None, workdir: Path) -> PipelineFolder:
-    """Copy the parity's source files into ``workdir/pipeline-in`` (same relative paths), or
-    write the synthetic portraits there as JPEGs when there are no files."""
+def prepare_folder(images: ParityImages, workdir: Path) -> PipelineFolder:
+    """The parity's source files, or its synthetic portraits as JPEGs, in ``workdir``."""
     folder = Path(workdir) / "pipeline-in"
-    folder.mkdir(parents=True, exist_ok=True)
     source = Path(images.source)
-    files = []
     if source.is_dir():
-        for name in images.names:
-            target = folder / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            # Copies, not links: the runtime's walk does not follow links out of IN_DIR.
-            shutil.copyfile(source / name, target)
-            files.append(target)
-    else:
-        for name, rgb in zip(images.names, synthetic_portraits(len(images))):
-            target = folder / f"{name}.jpg"
-            cv2.imwrite(str(target), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
-            files.append(target)
-    return PipelineFolder(folder, tuple(files))
+        return PipelineFolder(folder, _copies([source / name for name in images.names], source, folder))
+    folder.mkdir(parents=True, exist_ok=True)
+    files = tuple(folder / f"{name}.jpg" for name in images.names)
+    for target, rgb in zip(files, synthetic_portraits(len(images))):
+        cv2.imwrite(str(target), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
+    return PipelineFolder(folder, files)
 
 
-def runtime_settings(folder: PipelineFolder, out_dir: Path, device: str) -> Any:
-    """The settings ``facecolor-batch`` would use on ``device`` (its default batch size and
-    workers) for a run over ``folder`` into ``out_dir``."""
-    return Settings(in_dir=folder.path, out_dir=out_dir, overwrite=True, batch_size=default_batch(device))
-
-
-def _timed(run: Callable[[PipelineFolder, Path], Any], folder: PipelineFolder, workdir: Path,
-           warmup: int, name: str) -> tuple[Any, float]:
-    """``run(folder.head(warmup), out)`` untimed, then ``run(folder, out)`` timed (wall clock);
-    the scratch outputs are removed."""
+def _timed(run: Callable[[PipelineFolder, Path], Any], folder: PipelineFolder, workdir: Path, warmup: int,
+           name: str, repeats: int = 1) -> list[tuple[Any, float]]:
+    """(result, wall seconds) of each of ``repeats`` timed runs, after an untimed warm-up."""
     out_dir = Path(workdir) / name
-    for subset in (folder.head(warmup), folder):
+    timed = []
+    for subset in (folder.head(warmup), *[folder] * repeats):
         shutil.rmtree(out_dir, ignore_errors=True)
         started = time.perf_counter()
         result = run(subset, out_dir)
-        seconds = time.perf_counter() - started
+        timed.append((result, time.perf_counter() - started))
     shutil.rmtree(out_dir, ignore_errors=True)
-    return result, seconds
+    return timed[1:]
+
+
+def _rate(images: int, seconds: float, **details: Any) -> dict[str, Any]:
+    return {"status": "ok", "images": images, "seconds": seconds,
+            "images_per_s": images / seconds if seconds > 0 else None, **details}
 
 
 # --------------------------------------------------------------------------- codec alone
 
 
 def _codec_one(path: Path, out_dir: Path, root: Path) -> None:
-    """Read, decode, encode and atomically write one file as the runtime would, minus the model:
-    the output is 3-channel (the pipeline writes color) in the input's format and bit depth."""
+    """One file as the runtime would, minus the model: 3-channel, as the pipeline writes color."""
     decoded = decode_image(path.read_bytes())
     pixels = decoded.pixels
     if pixels.ndim == 2:
@@ -140,32 +120,22 @@ def _codec_one(path: Path, out_dir: Path, root: Path) -> None:
 
 
 def codec_rate(folder: PipelineFolder, workdir: Path) -> dict[str, Any]:
-    """Read, decode, encode and write every file of ``folder`` with the runtime's CPU codec in
-    as many threads as its CPU pipeline uses (after a warm-up pass on a few files); images/s
-    over the wall time."""
-    threads = runtime_settings(folder, Path(workdir), "cpu").workers
+    threads = Settings(in_dir=folder.path, out_dir=Path(workdir)).workers
 
     def run(subset: PipelineFolder, out_dir: Path) -> None:
         with ThreadPoolExecutor(max_workers=threads) as pool:
             list(pool.map(lambda p: _codec_one(p, out_dir, subset.path), subset.files))
 
-    _, seconds = _timed(run, folder, workdir, threads, "codec-out")
-    return _codec_row("cpu (OpenCV/Pillow, the runtime's decode and write)", folder, seconds, threads=threads)
+    [(_, seconds)] = _timed(run, folder, workdir, threads, "codec-out")
+    return _rate(folder.count, seconds, codec="cpu (OpenCV/Pillow, the runtime's decode and write)",
+                 threads=threads)
 
 
-def _codec_row(codec: str, folder: PipelineFolder, seconds: float, **details: Any) -> dict[str, Any]:
-    """A codec-alone result: what ran, images, seconds, images/s over the wall time, details."""
-    return {"codec": codec, "images": folder.count, "seconds": seconds,
-            "images_per_s": folder.count / seconds if seconds > 0 else None, **details}
-
-
-def gpu_codec_rate(folder: PipelineFolder, workdir: Path, batch_size: int = 64) -> dict[str, Any]:
-    """The GPU pipeline's codec alone: JPEGs that nvJPEG takes (the runtime's ``triage``) are
-    decoded and encoded by the runtime's nvJPEG decoder and encoder in batches of
-    ``batch_size``, serially, gray expanded to 3 channels (the pipeline writes color); every
-    other file goes through the CPU codec, as in the GPU pipeline. Reads and atomic writes
-    included; a warm-up batch first; images/s over the wall time."""
-    decoder, encoder = NvjpegDecoder("cuda"), NvjpegEncoder("cuda")
+def gpu_codec_rate(folder: PipelineFolder, workdir: Path, batch_size: int = 64,
+                   quality: int = 95) -> dict[str, Any]:
+    """The GPU pipeline's codec alone: what nvJPEG takes (the runtime's ``triage``) on nvJPEG,
+    every other file on the CPU codec, as in the GPU pipeline."""
+    decoder, encoder = NvjpegDecoder("cuda"), NvjpegEncoder("cuda", quality)
 
     def run(subset: PipelineFolder, out_dir: Path) -> tuple[int, int]:
         on_gpu = on_cpu = 0
@@ -195,82 +165,104 @@ def gpu_codec_rate(folder: PipelineFolder, workdir: Path, batch_size: int = 64) 
         return on_gpu, on_cpu
 
     try:
-        (on_gpu, on_cpu), seconds = _timed(run, folder, workdir, batch_size, "gpu-codec-out")
+        [((on_gpu, on_cpu), seconds)] = _timed(run, folder, workdir, batch_size, "gpu-codec-out")
     finally:
         decoder.close()
         encoder.close()
-    return _codec_row("cuda (nvJPEG decode + encode, the runtime's GPU codec; other files on the CPU)", folder,
-                      seconds, batch_size=batch_size, nvjpeg_files=on_gpu, cpu_files=on_cpu)
+    return _rate(folder.count, seconds, codec="cuda (nvJPEG decode + encode, the runtime's GPU codec; other "
+                 "files on the CPU)", batch_size=batch_size, nvjpeg_files=on_gpu, cpu_files=on_cpu)
+
+
+def nvjpeg_alone(files: list[bytes], batch_size: int, quality: int, step: str) -> dict[str, Any]:
+    """nvJPEG's ceiling here on bytes in memory: 'decode' (gray), or 'encode' (the portraits
+    tinted, so that their chroma costs what a colorized output's does)."""
+    tensors = [torch.frombuffer(bytearray(data), dtype=torch.uint8) for data in files]
+    run = lambda chunk: decode_jpeg(chunk, mode=ImageReadMode.GRAY, device="cuda")  # noqa: E731
+    if step == "encode":
+        encoder = NvjpegEncoder("cuda", quality)
+        tint = torch.tensor([1.05, 0.95, 0.8], device="cuda").view(3, 1, 1)
+        gray = run(tensors[:batch_size])
+        colored = [(g.float() * tint).clamp_(0, 255).to(torch.uint8).contiguous() for g in gray]
+        run = lambda chunk: encoder.encode(colored[: len(chunk)])  # noqa: E731
+    run(tensors[:batch_size])  # warm-up: nvJPEG handles, encoder state
+    torch.cuda.synchronize()
+    started = time.perf_counter()
+    for start in range(0, len(tensors), batch_size):
+        run(tensors[start : start + batch_size])
+    torch.cuda.synchronize()
+    return _rate(len(files), time.perf_counter() - started, batch_size=batch_size)
 
 
 # --------------------------------------------------------------------------- the pipeline
 
 
-def pipeline_rate(backend: Backend, folder: PipelineFolder, workdir: Path,
-                  codec: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The runtime's folder pipeline with ``backend`` over ``folder`` (after a warm-up run on
-    one batch of its files): images/s over the wall time of ``run_batch``, the busy seconds
-    of each stage (which one limits the rate), and the ratio to ``codec``'s images/s."""
-    batch_size = runtime_settings(folder, Path(workdir), backend.device).batch_size
-
-    def run(subset: PipelineFolder, out_dir: Path) -> Any:
-        settings = runtime_settings(subset, out_dir, backend.device)  # the stages stages_for picks
-        return run_batch(settings, ThreadExecutor(backend, "facecolor-bench"), progress=False, echo=lambda line: None)
-
-    report, seconds = _timed(run, folder, workdir, batch_size, f"pipeline-out-{backend.name}")
-    rate = report.done / seconds if seconds > 0 else None
-    codec_rate_ = (codec or {}).get("images_per_s")
-    status = "ok"
+def _status(report: Any, count: int) -> str:
     if report.failed:
         first = report.failures[0]
-        status = f"error: {report.failed} of {folder.count} files failed ({first['path']}: {first['reason']})"
-    elif report.done != folder.count:
+        return f"error: {report.failed} of {count} files failed ({first['path']}: {first['reason']})"
+    if report.done != count:
         why = "; ".join(f"{s['path']}: {s['reason']}" for s in report.skips[:3]) or "no reason given"
-        status = f"error: the pipeline did {report.done} of {folder.count} files ({why})"
+        return f"error: the pipeline did {report.done} of {count} files ({why})"
+    return "ok"
+
+
+def pipeline_rate(backend: Backend, folder: PipelineFolder, workdir: Path, codec: dict[str, Any] | None = None,
+                  repeats: int = 1, **overrides: Any) -> dict[str, Any]:
+    """facecolor-batch's run with ``backend`` (its settings for the device unless ``overrides``
+    say otherwise): the best run's images/s, each stage's busy seconds (which one limits the
+    rate), and the ratio to ``codec``'s images/s."""
+    base = dataclasses.replace(Settings(in_dir=folder.path, out_dir=Path(workdir), overwrite=True,
+                                        batch_size=default_batch(backend.device)), **overrides)
+
+    def run(subset: PipelineFolder, out_dir: Path) -> Any:
+        settings = dataclasses.replace(base, in_dir=subset.path, out_dir=out_dir)  # the stages stages_for picks
+        return run_batch(settings, ThreadExecutor(backend, "facecolor-bench"), progress=False, echo=lambda line: None)
+
+    cuda = backend.device == "cuda"
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    runs = _timed(run, folder, workdir, base.batch_size, f"pipeline-out-{backend.name}", repeats)
+    report, seconds = max(runs, key=lambda run: run[0].done / run[1])
+    rate = report.done / seconds if seconds > 0 else None
+    codec_rate_ = (codec or {}).get("images_per_s")
     return {
-        "status": status,
+        "status": next((s for s in (_status(r, folder.count) for r, _ in runs) if s != "ok"), "ok"),
+        "backend": backend.name,
         "images": report.done,
         "seconds": seconds,
         "images_per_s": rate,
+        "runs_images_per_s": [r.done / s for r, s in runs],
         "codec": (codec or {}).get("codec"),
         "codec_images_per_s": codec_rate_,
         "ratio": rate / codec_rate_ if rate and codec_rate_ else None,
-        "batch_size": batch_size,
+        "batch_size": base.batch_size,
         "workers": report.settings.get("workers"),
         "stages": report.stages,
+        "peak_gpu_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None,
     }
+
+
+def timed_run(settings: Settings, executor) -> tuple[object, float, float]:
+    """(report, wall seconds, process CPU seconds)."""
+    cpu, start = time.process_time(), time.perf_counter()
+    report = run_batch(settings, executor, progress=False, echo=lambda line: print(line, file=sys.stderr))
+    return report, time.perf_counter() - start, time.process_time() - cpu
 
 
 # --------------------------------------------------------------------------- synthetic inputs, stand-in model
 
 
-#: Distinct portraits drawn; the rest of a dataset are shifted, brightened copies (fast to make).
 _BASES = 16
 
 
-def synthetic_portrait(height: int, width: int, seed: int) -> np.ndarray:
-    """uint8 HxW: a lit 'face' ellipse, 'hair', a gradient background and film grain."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    cy, cx = height * rng.uniform(0.4, 0.5), width * rng.uniform(0.45, 0.55)
-    ry, rx = height * 0.22, width * 0.2
-    r = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2
-    image = 0.3 + 0.4 * yy / height  # background gradient
-    image = np.where(r < 1.0, 0.7 - 0.15 * r + 0.1 * (xx - cx) / rx, image)  # shaded face
-    image = np.where((r >= 1.0) & (r < 1.6) & (yy < cy), 0.15, image)  # hair
-    image = cv2.GaussianBlur(image.astype(np.float32), (0, 0), 3)
-    image += rng.normal(0, 0.03, image.shape).astype(np.float32)  # grain
-    return np.clip(image * 255 + 0.5, 0, 255).astype(np.uint8)
-
-
 def make_dataset(folder: Path, count: int, height: int, width: int, quality: int = 90) -> Path:
-    """``count`` gray JPEG portraits ``portrait_NNNNN.jpg`` in ``folder``, kept and reused
-    between runs wherever ``split_into_parts`` has moved them. ``_BASES`` are drawn; the others
-    are shifted and brightened copies, so a thousand 1.3 MP files take seconds, not minutes."""
+    """Gray JPEG portraits, reused between runs wherever ``split_into_parts`` moved them; most are
+    shifted, brightened copies of ``_BASES``, so a thousand 1.3 MP files take seconds."""
     folder.mkdir(parents=True, exist_ok=True)
     existing = {path.name for path in folder.rglob("portrait_*.jpg")}
     missing = [i for i in range(count) if f"portrait_{i:05d}.jpg" not in existing]
-    bases = [synthetic_portrait(height, width, seed) for seed in range(min(_BASES, count))] if missing else []
+    portraits = synthetic_portraits(min(_BASES, count), size=(height, width)) if missing else []
+    bases = [cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) for rgb in portraits]
 
     def one(index: int) -> None:
         image = np.roll(bases[index % len(bases)], shift=(index * 7) % 97 - 48, axis=1)
@@ -283,7 +275,8 @@ def make_dataset(folder: Path, count: int, height: int, width: int, quality: int
 
 
 def random_checkpoint(folder: Path) -> Path:
-    """A random-init gpsagd at width 1.0 and 128 px (the study's size) saved as a checkpoint."""
+    """A random-init gpsagd at width 1.0 and 128 px (the study's size, which costs more per
+    image than the shipped 64 px psag: say which one ran when comparing figures)."""
     path = folder / "gpsagd-random.safetensors"
     if not path.exists():
         torch.manual_seed(0)
@@ -293,7 +286,7 @@ def random_checkpoint(folder: Path) -> Path:
 
 
 def split_into_parts(folder: Path, parts: int) -> list[Path]:
-    """The dataset's files moved into ``part-K`` subfolders (one per round), kept between runs."""
+    """One ``part-K`` subfolder per round, kept between runs."""
     targets = [folder / f"part-{k}" for k in range(parts)]
     existing = sorted(p for p in folder.iterdir() if p.is_dir() and p.name.startswith("part-"))
     if existing == targets and not any(folder.glob("portrait_*.jpg")):
@@ -311,48 +304,12 @@ def split_into_parts(folder: Path, parts: int) -> list[Path]:
     return targets
 
 
-def model_alone(backend, batch_size: int, min_seconds: float) -> tuple[float, float]:
-    """(images/s, process CPU seconds per image) of ``backend.predict_ab`` alone on ready batches,
-    after one warm-up batch: wall clock over the whole loop, as the end-to-end rate is."""
-    shape = (batch_size, 1, backend.render_size, backend.render_size)
-    batch = np.random.default_rng(0).uniform(-1, 1, shape).astype(np.float32)
-    sync = lambda: None  # noqa: E731
-    if backend.device == "cuda":
-        batch = torch.from_numpy(batch).cuda()
-        sync = torch.cuda.synchronize
-    backend.predict_ab(batch)
-    sync()
-    images, start, cpu = 0, time.perf_counter(), time.process_time()
-    while time.perf_counter() - start < min_seconds or images < 2 * batch_size:
-        backend.predict_ab(batch)
-        images += batch_size
-    sync()
-    return images / (time.perf_counter() - start), (time.process_time() - cpu) / images
-
-
-def timed_run(settings: Settings, executor) -> tuple[object, float, float]:
-    """``run_batch`` over ``settings``: (report, wall seconds, process CPU seconds)."""
-    cpu, start = time.process_time(), time.perf_counter()
-    report = run_batch(settings, executor, progress=False, echo=lambda line: print(line, file=sys.stderr))
-    return report, time.perf_counter() - start, time.process_time() - cpu
-
-
-def stand_in_checkpoint(workdir: Path) -> Path:
-    """The shipped model if installed, else ``random_checkpoint`` (the study's size, which costs
-    more per image than the shipped 64 px psag: say which one ran when comparing figures)."""
-    try:
-        return shipped_model()
-    except ModelNotFound:
-        return random_checkpoint(workdir)
-
-
 # --------------------------------------------------------------------------- ray scaling
 
 
 def single_process_figures(folder: Path, out: Path, onnx: Path, batch_size: int) -> dict:
-    """The single-process run's row of the Ray table (all cores, one backend)."""
     backend, reason = open_backend(onnx, "cpu", batch_size=batch_size)
-    settings = Settings(in_dir=folder, out_dir=out, batch_size=batch_size, workers=os.cpu_count() or 1)
+    settings = Settings(in_dir=folder, out_dir=out, batch_size=batch_size)
     with backend:
         report, wall, cpu = timed_run(settings, ThreadExecutor(backend, reason))
     rate = round(report.done / wall, 3)  # no start-up to leave out: end to end is steady

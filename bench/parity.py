@@ -1,26 +1,19 @@
 """Parity: does a backend give the colors of the PyTorch reference, on the same inputs?
 
-With ``--data`` (color photos): each image is resized into the render square exactly as the
-runtime places it (``facecolor.runtime.geometry``: long side to the render size, edge padding),
-its color version at that size is the ground truth, and its L* is what both the engine and the
-reference colorize. Each output (the truth's L* joined with the predicted a*b*, cropped to the
-unpadded box) is scored against the truth with DESIGN §6's metrics, FID included when clean-fid's
-weights exist (else the reason is reported, never a silent skip); the engine's scores minus the
-reference's are the deltas the gates check.
+With ``--data`` (color photos): each image is placed in the render square as the runtime
+places it (``facecolor.runtime.geometry``); its color version at that size is the ground
+truth, its L* what both models colorize. Both outputs are scored against the truth with
+DESIGN §6's metrics (FID's absence is reported, never a silent skip), and the engine's scores
+minus the reference's are the deltas the gates check. Without ``--data`` there is no truth:
+``examples/`` (or synthetic portraits) are colorized by both and only their agreement counts.
 
-Without ``--data`` there is no truth: the example photos in ``examples/`` (or, where that
-folder is empty, a few synthetic portraits) are colorized by both, and only their agreement
-is reported.
-
-Agreement, on every valid (unpadded) pixel of every image: max and mean |Δab|, the Euclidean
-distance between the two predicted (a*, b*) in CIELAB units before gamut clipping; and the
-PSNR between the two 8-bit RGB outputs (per image, then the mean, capped at 100 dB).
+Agreement, on every unpadded pixel: |Δab| between the two predicted (a*, b*) in CIELAB units
+before gamut clipping, and the PSNR between the two 8-bit RGB outputs (capped at 100 dB).
 """
 
 from __future__ import annotations
 
 import math
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,27 +22,22 @@ import cv2
 import numpy as np
 import torch
 
-from facecolor.bench.errors import DataError
+from facecolor.bench.errors import BenchError
 from facecolor.color import AB_SCALE, join_lab, lightness, normalize_l, to_dtype
-from facecolor.metrics import PSNR_CAP_DB, FIDError, compute_fid, evaluate_pair, psnr, resolve_weights, summarize
+from facecolor.metrics import PSNR_CAP_DB, FidScorer, evaluate_pair, psnr, summarize
 from facecolor.runtime.backends.base import Backend
 from facecolor.runtime.geometry import fit_geometry
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-#: Where the example photos live in a source checkout (bench/ sits beside examples/).
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
-#: Batch size used to colorize the parity images (lowered to the engine's max batch).
 PARITY_BATCH = 32
 
 
 @dataclass
 class ParityImages:
-    """The images both models colorize, at render size.
-
-    ``l_norm``: float32 [N, 1, S, S] in [-1, 1] (L/50-1), edge-padded squares, host memory.
-    ``lightness``: per image, float32 L* [h, w] of the unpadded box. ``truth``: per image,
-    uint8 [h, w, 3] sRGB of the unpadded box, or None without ground truth.
-    ``crops``: per image, the unpadded box ``(y0, y1, x0, x1)`` in the render square.
+    """``l_norm``: float32 [N, 1, S, S] in [-1, 1] (L/50-1), edge-padded squares, host memory.
+    Per image, of the unpadded box ``crops`` (y0, y1, x0, x1): ``lightness`` float32 L* [h, w]
+    and ``truth`` uint8 sRGB [h, w, 3] (None without ground truth).
     """
 
     source: str
@@ -73,16 +61,7 @@ class ParityImages:
 
 
 def list_images(folder: Path) -> list[Path]:
-    """Image files under ``folder`` (recursive), sorted by path."""
     return sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    """uint8 HxWx3 RGB of an image file (8-bit; gray becomes three equal channels)."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise ValueError("OpenCV cannot decode it")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def render(rgb: np.ndarray, render_size: int) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int]]:
@@ -95,9 +74,8 @@ def render(rgb: np.ndarray, render_size: int) -> tuple[np.ndarray, np.ndarray, t
 
 
 def synthetic_portraits(count: int, seed: int = 0, size: tuple[int, int] = (160, 128)) -> list[np.ndarray]:
-    """``count`` uint8 RGB images (H, W = ``size``) of a face-like scene: a skin-toned ellipse
-    with hair and a shirt on a colored gradient. Not photos, but colored, smooth and varied,
-    which is all agreement and plumbing need when no real images are at hand."""
+    """uint8 RGB face-like scenes (a skin-toned ellipse, hair, a shirt, a colored gradient): not
+    photos, but colored, smooth and varied, which is all agreement and plumbing need."""
     rng = np.random.default_rng(seed)
     height, width = size
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
@@ -135,20 +113,20 @@ def _assemble(source: str, named: list[tuple[str, np.ndarray]], render_size: int
 
 
 def load_folder(folder: Path, render_size: int, *, limit: int | None, truth: bool) -> ParityImages:
-    """The first ``limit`` images of ``folder`` (sorted by path); unreadable files are listed
-    in ``skipped`` with their reason. Raises DataError when none can be read."""
+    """Unreadable files are listed in ``skipped`` with their reason; none readable: BenchError."""
     files = list_images(folder)
     named, skipped = [], []
     for path in files:
         if limit is not None and len(named) >= limit:
             break
-        try:
-            named.append((str(path.relative_to(folder)), read_rgb(path)))
-        except ValueError as error:
-            skipped.append(f"{path}: {error}")
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)  # 8-bit; gray becomes three equal channels
+        if image is None:
+            skipped.append(f"{path}: OpenCV cannot decode it")
+        else:
+            named.append((str(path.relative_to(folder)), cv2.cvtColor(image, cv2.COLOR_BGR2RGB)))
     if not named:
         found = f"{len(files)} image file(s), none readable" if files else "no image files"
-        raise DataError(f"{folder} holds {found} ({', '.join(IMAGE_SUFFIXES)}); pass a folder of color photos")
+        raise BenchError(f"{folder} holds {found} ({', '.join(IMAGE_SUFFIXES)}); pass a folder of color photos")
     return _assemble(str(folder), named, render_size, truth, skipped)
 
 
@@ -168,20 +146,17 @@ def load_parity_images(data: Path | None, render_size: int, *, limit: int | None
 
 @dataclass
 class Colorized:
-    """One backend's answer: ``ab`` float32 [N, 2, S, S] (ab/110, host memory) and the uint8
-    RGB outputs (truth's L* joined with the predicted a*b*, cropped to the unpadded box)."""
+    """``ab`` float32 [N, 2, S, S] (ab/110, host memory); ``rgb`` uint8, the truth's L* joined
+    with the predicted a*b* on the unpadded box."""
 
     ab: np.ndarray
     rgb: list[np.ndarray]
 
 
 def predict_parity(backend: Backend, images: ParityImages) -> Colorized:
-    """Run ``backend`` over the images in batches of up to ``PARITY_BATCH``.
-
-    Raises whatever the backend raises (BackendError): the caller records it on the row.
-    """
+    """Raises whatever the backend raises (BackendError): the caller records it on the row."""
     if backend.render_size != images.render_size:
-        raise DataError(
+        raise BenchError(
             f"{backend.name} renders at {backend.render_size} px but the images were prepared at "
             f"{images.render_size} px; export the engine at the reference's render size"
         )
@@ -205,7 +180,6 @@ def predict_parity(backend: Backend, images: ParityImages) -> Colorized:
 
 
 def agreement(engine: Colorized, reference: Colorized, images: ParityImages) -> dict[str, Any]:
-    """Direct agreement of two outputs on the valid pixels (see the module docstring)."""
     distances, nonfinite = [], 0
     for index, (y0, y1, x0, x1) in enumerate(images.crops):
         a = engine.ab[index, :, y0:y1, x0:x1].astype(np.float64)
@@ -227,48 +201,16 @@ def agreement(engine: Colorized, reference: Colorized, images: ParityImages) -> 
 
 
 def truth_scores(outputs: Colorized, images: ParityImages) -> dict[str, float] | None:
-    """DESIGN §6 means (and stds) against the truth, or None without truth."""
     if not images.has_truth:
         return None
     return summarize([evaluate_pair(p, t) for p, t in zip(outputs.rgb, images.truth)])
 
 
-class FidScorer:
-    """FID of each output set against the truth, sharing one truth folder; when FID cannot run
-    (no clean-fid, no weights, too few images), every call returns None and ``note`` says why."""
-
-    def __init__(self, images: ParityImages, weights: Path | None, workdir: Path, device: str = "cpu"):
-        self.note = ""
-        self._weights: Path | None = None
-        self._workdir, self._device = Path(workdir), device
-        if not images.has_truth:
-            self.note = "no ground truth (no --data)"
-            return
-        if len(images) < 2:
-            self.note = "FID needs at least 2 images"
-            return
-        try:  # a missing clean-fid shows up on the first score() as FIDDependencyMissing
-            self._weights = resolve_weights(weights)
-        except FIDError as error:
-            self.note = str(error)
-            return
-        self._truth_dir = self._write("truth", images.truth)
-
-    def _write(self, name: str, rgbs: list[np.ndarray]) -> Path:
-        folder = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=self._workdir))
-        for index, rgb in enumerate(rgbs):
-            cv2.imwrite(str(folder / f"{index:06d}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-        return folder
-
-    def score(self, name: str, outputs: Colorized) -> float | None:
-        if self._weights is None:
-            return None
-        try:
-            return compute_fid(self._write(name, outputs.rgb), self._truth_dir, weights=self._weights,
-                               device=self._device)
-        except FIDError as error:
-            self.note = str(error)
-            return None
+def fid_scorer(images: ParityImages, weights: Path | None, workdir: Path, device: str) -> FidScorer:
+    unavailable = "FID needs at least 2 images" if len(images) < 2 else ""
+    if not images.has_truth:
+        unavailable = "no ground truth (no --data)"
+    return FidScorer(images.truth, workdir, weights=weights, device=device, unavailable=unavailable)
 
 
 def _delta(engine: dict[str, float] | None, reference: dict[str, float] | None, key: str) -> float | None:
@@ -284,8 +226,7 @@ def parity_record(
     reference_scores: dict[str, Any] | None,
     engine_fid: float | None,
 ) -> dict[str, Any]:
-    """One backend's parity: its scores vs truth, deltas to the reference (engine minus
-    reference), and direct agreement. JSON-ready; ``gates.check_gates`` reads it."""
+    """Scores vs truth, deltas to the reference (engine minus reference) and agreement."""
     scores = truth_scores(engine, images)
     if scores is not None:
         scores["fid"] = engine_fid

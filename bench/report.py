@@ -11,100 +11,15 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
-import os
-import platform
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import torch
-
-import facecolor
 from facecolor.files import write_json
+from facecolor.table import format_table
 
 FORMAT = "facecolor-bench"
 FORMAT_VERSION = 1
-
-
-# --------------------------------------------------------------------------- the machine
-
-
-def cpu_name() -> str:
-    """The CPU's model name from /proc/cpuinfo (Linux), else what ``platform`` knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
-            if line.lower().startswith(("model name", "hardware", "processor\t: ")) and ":" in line:
-                value = line.split(":", 1)[1].strip()
-                if value and not value.isdigit():
-                    return value
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown CPU"
-
-
-def usable_cores() -> int:
-    """Cores this process may run on (the affinity mask; containers often restrict it)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
-def _version(module: str) -> str | None:
-    try:
-        imported = __import__(module)
-    except Exception:  # noqa: BLE001 - a broken install is 'not installed' for the header
-        return None
-    return str(getattr(imported, "__version__", "unknown"))
-
-
-def gpu_info() -> dict[str, Any] | None:
-    """Name, compute capability, memory and CUDA version of the current GPU, or None."""
-    if not torch.cuda.is_available():
-        return None
-    index = torch.cuda.current_device()
-    props = torch.cuda.get_device_properties(index)
-    return {
-        "name": props.name,
-        "compute_capability": f"{props.major}.{props.minor}",
-        "memory_gib": round(props.total_memory / 2**30, 1),
-        "cuda": torch.version.cuda,
-        "index": index,
-    }
-
-
-def system_info() -> dict[str, Any]:
-    """Everything the header shows: CPU, cores, GPU and library versions."""
-    ort_version = _version("onnxruntime")
-    providers: list[str] = []
-    if ort_version is not None:
-        import onnxruntime
-
-        providers = list(onnxruntime.get_available_providers())
-    try:
-        load = [round(x, 2) for x in os.getloadavg()]
-    except (AttributeError, OSError):
-        load = None
-    return {
-        "cpu": cpu_name(),
-        "cores": usable_cores(),
-        "load_average": load,  # 1, 5, 15 min: a busy shared machine explains slow, noisy timings
-        "torch_threads": torch.get_num_threads(),
-        "logical_cpus": os.cpu_count(),
-        "gpu": gpu_info(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "versions": {
-            "facecolor": facecolor.__version__,
-            "torch": torch.__version__,
-            "tensorrt": _version("tensorrt"),
-            "onnxruntime": ort_version,
-            "numpy": _version("numpy"),
-            "opencv": _version("cv2"),
-        },
-        "onnxruntime_providers": providers,
-    }
 
 
 # --------------------------------------------------------------------------- the report
@@ -112,7 +27,6 @@ def system_info() -> dict[str, Any]:
 
 @dataclass
 class Row:
-    """One backend's results; the report keys rows by ``name``."""
 
     name: str
     status: str = "ok"  # 'ok', 'unavailable: ...', 'error: ...'
@@ -125,31 +39,26 @@ class Row:
     parity: dict[str, Any] | None = None
     gates: list[dict[str, Any]] = field(default_factory=list)
 
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
     def failed_gates(self) -> list[dict[str, Any]]:
         return [gate for gate in self.gates if gate.get("passed") is False]
 
 
 @dataclass
 class BenchReport:
-    """The whole run. ``to_dict`` is the JSON written by ``--json``."""
 
     system: dict[str, Any]
     settings: dict[str, Any]
     engine: dict[str, Any]
     reference: dict[str, Any]
+    created: str = field(
+        default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+    )
     data: dict[str, Any] = field(default_factory=dict)
     codec: dict[str, Any] | None = None
     reference_scores: dict[str, Any] | None = None
     fid_note: str = ""
     notes: list[str] = field(default_factory=list)
     rows: dict[str, Row] = field(default_factory=dict)
-    created: str = field(
-        default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
-    )
 
     @property
     def failures(self) -> list[str]:
@@ -166,35 +75,20 @@ class BenchReport:
 
     @property
     def passed(self) -> bool:
-        """True when every gate that ran passed and no backend failed while running."""
         return not self.failures
 
     def to_dict(self) -> dict[str, Any]:
-        return _json_safe({
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "created": self.created,
-            "system": self.system,
-            "settings": self.settings,
-            "engine": self.engine,
-            "reference": self.reference,
-            "data": self.data,
-            "codec": self.codec,
-            "reference_scores": self.reference_scores,
-            "fid_note": self.fid_note,
-            "notes": self.notes,
-            "rows": {name: row.__dict__ for name, row in self.rows.items()},
-            "passed": self.passed,
-            "failures": self.failures,
-        })
+        document = {field.name: getattr(self, field.name) for field in fields(self)}
+        document["rows"] = {name: row.__dict__ for name, row in self.rows.items()}
+        return _json_safe({"format": FORMAT, "format_version": FORMAT_VERSION, **document,
+                           "passed": self.passed, "failures": self.failures})
 
     def write_json(self, path: Path) -> Path:
-        """Write the JSON document atomically; returns ``path``."""
         return write_json(path, self.to_dict())
 
 
 def _json_safe(value: Any) -> Any:
-    """NaN/inf -> None (JSON has neither), Paths -> str, recursively."""
+    """NaN/inf -> None (JSON has neither), Paths -> str."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
@@ -207,19 +101,6 @@ def _json_safe(value: Any) -> Any:
 
 
 # --------------------------------------------------------------------------- the table
-
-
-def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[bool]) -> str:
-    """Plain-text columns: a header, a rule, the rows; numeric columns right-aligned."""
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
-    if not right[-1]:  # a left-aligned last column (statuses) needs no padding, nor a long rule
-        widths[-1] = len(headers[-1])
-
-    def line(cells: Sequence[str]) -> str:
-        parts = [c.rjust(w) if r else c.ljust(w) for c, w, r in zip(cells, widths, right)]
-        return "  ".join(parts).rstrip()
-
-    return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)])
 
 
 def _num(value: Any, digits: int = 2, signed: bool = False) -> str:
@@ -269,7 +150,7 @@ def _backends_table(report: BenchReport) -> str:
 
 
 def _ran(report: BenchReport) -> list[tuple[str, Row]]:
-    """Rows of backends that opened (the others' reasons are in the backends table)."""
+    """Backends that opened (the others' reasons are in the backends table)."""
     return [(name, row) for name, row in report.rows.items() if row.backend is not None]
 
 
@@ -282,7 +163,7 @@ def _latency_table(report: BenchReport) -> str:
                 _num(result["p90_ms"]), _num(result["p99_ms"]), _num(result["images_per_s"], 1), result["status"],
             ])
     headers = ["backend", "batch", "runs", "p50 ms", "p90 ms", "p99 ms", "img/s", "status"]
-    return format_table(headers, rows, [False, True, True, True, True, True, True, False])
+    return format_table(headers, rows)
 
 
 def _pipeline_table(report: BenchReport) -> str:
@@ -295,7 +176,7 @@ def _pipeline_table(report: BenchReport) -> str:
             _num(pipeline.get("ratio"), 2), pipeline.get("status", "not run"),
         ])
     headers = ["backend", "images", "batch", "pipeline img/s", "codec img/s", "pipeline/codec", "status"]
-    return format_table(headers, rows, [False, True, True, True, True, True, False])
+    return format_table(headers, rows)
 
 
 def _parity_table(report: BenchReport) -> str:
@@ -320,11 +201,10 @@ def _parity_table(report: BenchReport) -> str:
         ])
     headers = ["backend", "PSNR", "ΔPSNR", "Hist", "ΔHist", "CIEDE2000", "ΔCIEDE", "FID",
                "max|Δab|", "mean|Δab|", "PSNR vs ref", "gates"]
-    return format_table(headers, rows, [False, *[True] * 10, False])
+    return format_table(headers, rows)
 
 
 def format_report(report: BenchReport) -> str:
-    """The whole report as text: header, latency, pipeline, parity, gates, notes."""
     settings = report.settings
     parts = ["\n".join(_header(report)), "", "Backends", _backends_table(report), ""]
     if not _ran(report):

@@ -1,8 +1,4 @@
-"""One bench run, start to end: reference, images, then each backend's parity, latency and
-pipeline rate, collected into a ``BenchReport``.
-
-    report = run_bench(BenchSettings(engine=Path("models/gpsagd.onnx")))
-    print(format_report(report)); report.passed
+"""One bench run: reference, images, then each backend's parity, latency and pipeline rate.
 
 Backends run one after another, each opened, measured and closed before the next (a GPU
 holds one engine at a time). A backend that cannot open is an 'unavailable' row; one that
@@ -11,6 +7,7 @@ fails halfway is an 'error' row; the run goes on either way.
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,17 +19,17 @@ from facecolor.bench import parity as parity_module
 from facecolor.bench import measure, targets
 from facecolor.bench.errors import BenchError
 from facecolor.bench.latency import LatencySettings, measure_latency
-from facecolor.bench.report import BenchReport, Row, system_info
+from facecolor.bench.report import BenchReport, Row
 from facecolor.errors import Unavailable
+from facecolor.machine import system_info
 from facecolor.runtime.backends import select
+from facecolor.runtime.pipeline import failure_reason
 
 Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)
 class BenchSettings:
-    """Everything one run needs; the CLI builds it from its flags, tests build it directly."""
-
     engine: Path
     reference: Path | None = None
     data: Path | None = None
@@ -43,11 +40,6 @@ class BenchSettings:
     pipeline: bool = True
     latency: LatencySettings = field(default_factory=LatencySettings)
     gates: gates_module.GateSettings = field(default_factory=gates_module.GateSettings)
-
-
-def _describe(error: Exception) -> str:
-    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 class _Run:
@@ -64,10 +56,9 @@ class _Run:
         self.max_batch = max(settings.latency.batch_sizes)
 
     def prepare(self, report: BenchReport) -> None:
-        """Reference outputs and scores, the FID scorer, and the codec-only rate."""
         self.progress(f"reference: PyTorch fp32 on {self.device} ({self.reference.path})")
         try:
-            backend = targets.open_reference(self.reference, self.device)
+            backend = select.open_kind("torch", self.reference.path, self.device, precision="fp32", max_batch=0)
         except Unavailable as error:
             raise BenchError(f"the reference {self.reference.path} cannot run: {error}") from error
         try:
@@ -79,10 +70,10 @@ class _Run:
                 self.reference_out = parity_module.predict_parity(backend, self.images)
         finally:
             backend.close()
-        self.fid = parity_module.FidScorer(self.images, self.settings.fid_weights, self.workdir, self.device)
+        self.fid = parity_module.fid_scorer(self.images, self.settings.fid_weights, self.workdir, self.device)
         scores = parity_module.truth_scores(self.reference_out, self.images)
         if scores is not None:
-            scores["fid"] = self.fid.score("reference", self.reference_out)
+            scores["fid"] = self.fid.score("reference", self.reference_out.rgb)
         self.reference_scores = report.reference_scores = scores
         report.data = {
             "source": self.images.source,
@@ -93,24 +84,29 @@ class _Run:
             "skipped": self.images.skipped,
         }
         if self.settings.pipeline:
-            self.folder = measure.prepare_folder(self.images, self.settings.data, self.workdir)
+            self.folder = measure.prepare_folder(self.images, self.workdir)
             self.progress(f"codec alone: decode + encode of {self.folder.count} files on the CPU")
             self.codec = report.codec = {"cpu": measure.codec_rate(self.folder, self.workdir)}
 
     def run_target(self, name: str) -> Row:
-        """One backend: open, parity, latency, pipeline rate, close."""
         spec = targets.TARGETS[name]
         row = Row(name=name, device=spec.device or self.device, precision=spec.precision)
         self.progress(f"{name}: opening")
         try:
             opened = targets.open_target(name, self.engine, self.reference.path, self.device, self.max_batch)
         except Exception as error:  # noqa: BLE001 - every failure becomes the row's status
-            row.status = f"unavailable: {error}" if isinstance(error, Unavailable) else f"error: {_describe(error)}"
+            unavailable = isinstance(error, Unavailable)
+            row.status = f"unavailable: {error}" if unavailable else f"error: {failure_reason(error)}"
             return row
         backend = opened.backend
         row.precision, row.backend, row.artifact = opened.precision, backend.name, str(opened.artifact)
         try:
-            self._parity(row, backend)
+            self.progress(f"{name}: parity on {len(self.images)} images")
+            outputs = parity_module.predict_parity(backend, self.images)
+            row.parity = parity_module.parity_record(outputs, self.reference_out, self.images, self.reference_scores,
+                                                     self.fid.score(name, outputs.rgb))
+            gates = gates_module.check_gates(row.parity, row.precision or "fp16", self.settings.gates)
+            row.gates = [gate.to_dict() for gate in gates]
             self.progress(f"{name}: latency at batch sizes {', '.join(map(str, self.settings.latency.batch_sizes))}")
             parity_batch = min(parity_module.PARITY_BATCH, backend.max_batch or parity_module.PARITY_BATCH,
                                len(self.images))
@@ -119,7 +115,7 @@ class _Run:
             if self.settings.pipeline:
                 row.pipeline = self._pipeline(name, backend)
         except Exception as error:  # noqa: BLE001 - record it, go on with the next backend
-            row.status = f"error: {_describe(error)}"
+            row.status = f"error: {failure_reason(error)}"
         finally:
             backend.close()
         return row
@@ -135,24 +131,12 @@ class _Run:
         except Unavailable as error:
             return {"status": f"unavailable: {error}"}
         except Exception as error:  # noqa: BLE001 - a runtime failure with this backend
-            return {"status": f"error: {_describe(error)}"}
-
-    def _parity(self, row: Row, backend) -> None:
-        self.progress(f"{row.name}: parity on {len(self.images)} images")
-        outputs = parity_module.predict_parity(backend, self.images)
-        fid = self.fid.score(row.name, outputs)
-        row.parity = parity_module.parity_record(
-            outputs, self.reference_out, self.images, self.reference_scores, fid
-        )
-        results = gates_module.check_gates(row.parity, row.precision or "fp16", self.settings.gates)
-        row.gates = [gate.to_dict() for gate in results]
+            return {"status": f"error: {failure_reason(error)}"}
 
 
 def run_bench(settings: BenchSettings, progress: Progress | None = None) -> BenchReport:
-    """Run the bench; never raises for one backend's failure (see the module docstring).
-
-    Raises BenchError (bad engine path, no reference, no images, reference cannot run).
-    """
+    """Raises BenchError (bad engine path, no reference, no images, reference cannot run), never
+    for one backend's failure."""
     progress = progress or (lambda message: None)
     with tempfile.TemporaryDirectory(prefix="facecolor-bench-") as folder:
         run = _Run(settings, progress, Path(folder))
@@ -166,12 +150,7 @@ def run_bench(settings: BenchSettings, progress: Progress | None = None) -> Benc
                 "compare": run.names,
                 "limit": settings.limit,
                 "pipeline": settings.pipeline,
-                "gates": {
-                    "max_delta_psnr": settings.gates.max_delta_psnr,
-                    "max_delta_hist": settings.gates.max_delta_hist,
-                    "max_dab": settings.gates.max_dab,
-                    "default_max_dab": gates_module.DEFAULT_MAX_DAB,
-                },
+                "gates": {**dataclasses.asdict(settings.gates), "default_max_dab": gates_module.DEFAULT_MAX_DAB},
                 "fid_weights": str(settings.fid_weights) if settings.fid_weights else None,
             },
             engine={"path": str(run.engine), "kind": run.engine.suffix.lower().lstrip(".")},

@@ -1,26 +1,9 @@
-"""What the bench runs: the backends by name, the files they run, and the reference.
-
-Names (``--compare``) and what each opens through the runtime's backends
-(``facecolor.runtime.backends``; the bench never has a backend of its own):
-
-============  ==========================================  =========  ========
-name          runtime backend                             precision  device
-============  ==========================================  =========  ========
-torch-fp32    TorchBackend                                fp32       cpu/cuda
-torch-fp16    TorchBackend (CUDA, fp16 autocast)          fp16       cuda
-ort-cpu       OnnxRuntimeBackend, CPUExecutionProvider    the ONNX's cpu
-ort-cuda      OnnxRuntimeBackend, CUDAExecutionProvider   the ONNX's cuda
-trt           TensorRTBackend                             the plan's cuda
-============  ==========================================  =========  ========
-
-Each backend's file comes from ``--engine`` when it is of the backend's kind; otherwise from
-the files the engine was made from (a plan's sidecar names its ONNX, an ONNX's sidecar its
-checkpoint, and ``--reference`` is a checkpoint) or is made from them through the export
-stage's per-machine cache (``facecolor.export.cache``).
-
-The reference is always PyTorch fp32 (TF32 off on CUDA, so it is true fp32). ``--reference``
-defaults to the checkpoint the engine was exported from (its sidecar records it), to the
-engine itself when it is a checkpoint, else to the shipped model.
+"""What the bench runs: the backends of ``--compare`` (``TARGETS``), the files they run, and
+the reference. The bench has no backend of its own: each name opens one of the runtime's
+(``facecolor.runtime.backends``), whose own resolution picks the file: ``--engine`` when it
+is of the backend's kind, else one the engine was made from (a plan's sidecar names its ONNX,
+an ONNX's its checkpoint) or made from them through the export cache
+(``facecolor.export.cache``). The reference is always PyTorch fp32, with TF32 off on CUDA.
 """
 
 from __future__ import annotations
@@ -32,11 +15,12 @@ from pathlib import Path
 
 import torch
 
-from facecolor.bench.errors import EngineError, ReferenceNotFound, UnknownTarget
+from facecolor.bench.errors import BenchError
 from facecolor.errors import Unavailable
 from facecolor.files import sha256_file
 from facecolor.runtime.backends.base import Backend
 from facecolor.runtime.backends.select import (
+    MODEL_SUFFIXES,
     ModelNotFound,
     artifact_for,
     missing_for,
@@ -46,13 +30,9 @@ from facecolor.runtime.backends.select import (
     source_checkpoint,
 )
 
-ENGINE_SUFFIXES = (".plan", ".onnx", ".safetensors")
-
 
 @dataclass(frozen=True)
 class TargetSpec:
-    """A backend name of ``--compare``: which runtime backend, at which precision, where."""
-
     name: str
     kind: str  # 'torch', 'onnxruntime', 'tensorrt'
     device: str | None  # None: follows --device (torch-fp32)
@@ -72,23 +52,17 @@ TARGETS: dict[str, TargetSpec] = {
 
 
 def parse_targets(names: str) -> list[str]:
-    """'torch-fp32, ort-cpu' -> ['torch-fp32', 'ort-cpu'] (order kept, duplicates dropped)."""
-    chosen: list[str] = []
-    for name in (part.strip() for part in names.split(",")):
-        if not name:
-            continue
+    chosen = list(dict.fromkeys(name for name in (part.strip() for part in names.split(",")) if name))
+    for name in chosen:
         if name not in TARGETS:
-            raise UnknownTarget(f"unknown backend {name!r}; choose from {', '.join(TARGETS)}")
-        if name not in chosen:
-            chosen.append(name)
+            raise BenchError(f"unknown backend {name!r}; choose from {', '.join(TARGETS)}")
     if not chosen:
-        raise UnknownTarget(f"--compare names no backend; choose from {', '.join(TARGETS)}")
+        raise BenchError(f"--compare names no backend; choose from {', '.join(TARGETS)}")
     return chosen
 
 
 def default_targets(engine: Path, device: str) -> list[str]:
-    """What ``--engine`` alone benchmarks: a plan on TensorRT, an ONNX on ONNX Runtime (CUDA on
-    a GPU), a checkpoint in PyTorch fp32 and fp16 (fp16 only where it runs: CUDA)."""
+    """What ``--engine`` alone benchmarks (fp16 PyTorch only where it runs: CUDA)."""
     suffix = engine.suffix.lower()
     if suffix == ".plan":
         return ["trt"]
@@ -99,8 +73,8 @@ def default_targets(engine: Path, device: str) -> list[str]:
 
 def check_engine(engine: Path) -> Path:
     engine = Path(engine)
-    if engine.suffix.lower() not in ENGINE_SUFFIXES:
-        raise EngineError(
+    if engine.suffix.lower() not in MODEL_SUFFIXES:
+        raise BenchError(
             f"{engine}: --engine takes a TensorRT .plan, an .onnx or a .safetensors checkpoint; "
             "make one with facecolor-export CHECKPOINT --onnx OUT.onnx"
         )
@@ -109,8 +83,6 @@ def check_engine(engine: Path) -> Path:
 
 @dataclass(frozen=True)
 class Reference:
-    """The PyTorch checkpoint the engine is compared with, and how it was found."""
-
     path: Path
     how: str  # '--reference', 'engine sidecar', 'the engine itself', 'shipped model'
     sha256: str
@@ -118,7 +90,6 @@ class Reference:
 
 
 def resolve_reference(engine: Path, reference: Path | None) -> Reference:
-    """``--reference``, else the engine's source checkpoint, else the engine, else shipped."""
     recorded_sha = None
     if reference is not None:
         path, how = Path(reference), "--reference"
@@ -132,14 +103,14 @@ def resolve_reference(engine: Path, reference: Path | None) -> Reference:
             try:
                 path, how = shipped_model(), "shipped model"
             except ModelNotFound as error:
-                raise ReferenceNotFound(
+                raise BenchError(
                     f"no reference checkpoint: {engine.name} has no sidecar naming an existing "
                     f"checkpoint, and {error}; pass --reference CHECKPOINT"
                 ) from error
     if not path.is_file():
-        raise ReferenceNotFound(f"reference checkpoint not found: {path}; pass --reference CHECKPOINT")
+        raise BenchError(f"reference checkpoint not found: {path}; pass --reference CHECKPOINT")
     if path.suffix.lower() != ".safetensors":
-        raise ReferenceNotFound(f"--reference must be a .safetensors checkpoint, got {path}")
+        raise BenchError(f"--reference must be a .safetensors checkpoint, got {path}")
     sha = sha256_file(path)
     warning = ""
     if recorded_sha and recorded_sha != sha:
@@ -155,8 +126,7 @@ def resolve_reference(engine: Path, reference: Path | None) -> Reference:
 
 @contextlib.contextmanager
 def true_fp32() -> Iterator[None]:
-    """Turn TF32 off for CUDA matmuls and convolutions while the reference runs, so it is fp32
-    arithmetic; restores torch's settings afterwards. A no-op for CPU work."""
+    """TF32 off while the reference runs on CUDA, so it is fp32 arithmetic."""
     saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     try:
@@ -167,19 +137,13 @@ def true_fp32() -> Iterator[None]:
 
 @dataclass
 class OpenedTarget:
-    """A backend opened for a target, with what it runs and at which precision."""
-
     backend: Backend
     artifact: Path
     precision: str
 
 
 def open_target(name: str, engine: Path, reference: Path, device: str, max_batch: int) -> OpenedTarget:
-    """Open target ``name`` for ``engine`` on the resolved ``device`` ('cpu' or 'cuda'), through
-    the runtime's own resolution (``runtime.backends.select``: which file, which precision).
-
-    Raises Unavailable (with the reason shown in the row) when it cannot run here.
-    """
+    """Raises Unavailable (the reason shown in the row) when ``name`` cannot run here."""
     spec = TARGETS[name]
     where = spec.device or device
     missing = missing_for(spec.kind, where, device)
@@ -191,8 +155,3 @@ def open_target(name: str, engine: Path, reference: Path, device: str, max_batch
         return OpenedTarget(backend, checkpoint, spec.precision)
     artifact = artifact_for(spec.kind, engine, max_batch=max_batch)
     return OpenedTarget(open_kind(spec.kind, artifact, where, max_batch=max_batch), artifact, precision_of(artifact))
-
-
-def open_reference(reference: Reference, device: str) -> Backend:
-    """PyTorch fp32 on ``device`` (run it inside ``true_fp32()`` on CUDA)."""
-    return open_kind("torch", reference.path, device, precision="fp32", max_batch=0)

@@ -38,6 +38,7 @@ from facecolor.color import COLOR_CONVENTION
 from facecolor.export.check import CheckReport, check_onnx
 from facecolor.export.errors import ExportCheckError, ExportError
 from facecolor.export.files import publish, sha256_file, temporary_sibling, utc_now
+from facecolor.machine import version
 from facecolor.models.dynamic_unet import DynamicUNet
 
 #: Highest opset we write (DESIGN §4): 20 keeps attention as MatMul + Softmax for TensorRT.
@@ -251,7 +252,7 @@ def convert_to_fp16(path: Path) -> dict[str, Any]:
     fp32_nodes = sorted({n.op_type for n in model.graph.node} & set(FP16_FP32_OPS))
     return {
         "method": "onnxconverter_common.float16.convert_float_to_float16",
-        "onnxconverter_common_version": _version("onnxconverter_common"),
+        "onnxconverter_common_version": version("onnxconverter_common"),
         "keep_io_types": True,
         "ops_kept_fp32": fp32_nodes,
         "weights_clamped_to_fp16_range": len(clamped),
@@ -363,15 +364,8 @@ def _sidecar_document(
         },
         "facecolor_version": facecolor.__version__,
         "torch_version": torch.__version__,
-        "onnx_version": _version("onnx"),
-        "onnxscript_version": _version("onnxscript"),
-        "onnxruntime_version": _version("onnxruntime"),
+        "onnx_version": version("onnx"),
+        "onnxscript_version": version("onnxscript"),
+        "onnxruntime_version": version("onnxruntime"),
         "created": utc_now(),
     }
-
-
-def _version(module: str) -> str | None:
-    try:
-        return str(__import__(module).__version__)
-    except (ImportError, AttributeError):
-        return None

@@ -1,11 +1,9 @@
-"""GPU throughput of facecolor-batch against nvJPEG alone: ``facecolor.bench.throughput_gpu``.
+"""GPU throughput of facecolor-batch against its codec alone: ``throughput gpu`` of the one harness.
 
     python scripts/gpu_bench.py --json out/gpu_bench.json   # = python -m facecolor.bench.throughput gpu ...
 """
 
-import sys
-
-from facecolor.bench.throughput_gpu import gpu_main
+from facecolor.bench.throughput import gpu
 
 if __name__ == "__main__":
-    sys.exit(gpu_main())
+    gpu(prog_name="gpu_bench")

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import cv2
 
+from facecolor.train.data import square_resize
+
 SIZE = 128
 HOLD_OUT = {"lfw": 200, "utkface": 300}  # validation images per training source
 SEED = 2026
@@ -26,13 +28,8 @@ def _resize(src: Path, dst: Path) -> None:
     image = cv2.imread(str(src), cv2.IMREAD_COLOR)
     if image is None:
         raise ValueError(f"unreadable image: {src}")
-    h, w = image.shape[:2]
-    side = min(h, w)
-    top, left = (h - side) // 2, (w - side) // 2
-    square = image[top : top + side, left : left + side]
-    small = cv2.resize(square, (SIZE, SIZE), interpolation=cv2.INTER_AREA)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(dst), small, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    cv2.imwrite(str(dst), square_resize(image, SIZE), [cv2.IMWRITE_JPEG_QUALITY, 90])
 
 
 def main(source: Path, target: Path) -> None:

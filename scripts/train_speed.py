@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 import torch
 
 from facecolor.files import write_json, write_text
+from facecolor.machine import cpu_name
 from facecolor.models import build_discriminator, build_generator
 from facecolor.train.steps import STEPS, Nets
 
@@ -52,13 +52,6 @@ def time_steps(nets: Nets, stage: str, batch: int, size: int, steps: int) -> flo
     for _ in range(steps):
         STEPS[stage](nets, l_norm, ab_norm, 100.0)
     return batch * steps / (time.perf_counter() - started)
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.machine()
 
 
 def main() -> None:

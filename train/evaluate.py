@@ -23,11 +23,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
-import numpy as np
-
 from facecolor.checkpoint import load_generator
 from facecolor.files import write_json, write_text
+from facecolor.metrics import FidScorer
+from facecolor.table import format_table
 from facecolor.train.data import load_images
 from facecolor.train.report import contact_sheet, spread_picks
 from facecolor.train.settings import resolve_device
@@ -107,18 +106,16 @@ def evaluate(settings: EvalSettings) -> EvalTable:
                             seed=settings.seed, workers=settings.workers, cache_dir=settings.cache_dir)
     truths = image_set.images.numpy()
     table = EvalTable(settings, len(truths), image_set.describe())
-    fid = _FidRunner(settings, device)
-    table.fid_note = fid.note
     picks = spread_picks(len(truths), settings.sheet_images)
     if len(picks):
         table.samples = {"truth": truths[picks], "results": [],
                          "gray": colorize(None, image_set.images[picks], device)}
     with tempfile.TemporaryDirectory(prefix="facecolor-eval-") as scratch:
-        truth_dir = fid.write(truths, Path(scratch) / "truth")
+        fid = FidScorer(truths, scratch, weights=settings.fid_weights, device=device, strict=settings.require_fid)
         names = _row_names(settings.checkpoints)
         jobs: list[tuple[str, str | None]] = [(GRAY_BASELINE, None)] if settings.gray_baseline else []
         jobs += list(zip(names, settings.checkpoints))
-        for number, (name, path) in enumerate(jobs):
+        for name, path in jobs:
             generator, preset = None, "-"
             if path is not None:
                 generator, checkpoint = load_generator(path, device)
@@ -128,51 +125,11 @@ def evaluate(settings: EvalSettings) -> EvalTable:
             if len(picks) and path is not None:
                 table.samples["results"].append((name, predictions[picks], [per_image[i] for i in picks]))
             metrics: dict[str, float | None] = {key: means[key] for key, _, _ in COLUMNS if key != "fid"}
-            metrics["fid"] = fid.score(predictions, Path(scratch) / f"pred{number}", truth_dir)
+            metrics["fid"] = fid.score("pred", predictions)
             table.rows.append(EvalRow(name, path, preset, metrics))
             log.info(f"{name}: PSNR {metrics['psnr']:.2f} Hist {metrics['hist']:.4f}")
-            table.fid_note = fid.note
+    table.fid_note = f"FID not computed: {fid.note}" if fid.note else None  # shown once, under the table
     return table
-
-
-class _FidRunner:
-    """Computes FID per row while it can; on the first failure keeps the reason as the note."""
-
-    def __init__(self, settings: EvalSettings, device) -> None:
-        from facecolor.metrics import FIDError, resolve_weights
-
-        self.settings, self.device, self.note = settings, device, None
-        try:
-            resolve_weights(settings.fid_weights)
-        except FIDError as error:
-            self._give_up(error)
-
-    def _give_up(self, error: Exception) -> None:
-        if self.settings.require_fid:
-            raise error
-        self.note = f"FID not computed: {error}"  # shown once, under the table
-
-    def write(self, images: np.ndarray, folder: Path) -> Path | None:
-        """Write uint8 RGB images as PNGs for clean-fid (only while FID is still possible)."""
-        if self.note is not None:
-            return None
-        folder.mkdir(parents=True)
-        for index, image in enumerate(images):
-            cv2.imwrite(str(folder / f"{index:06d}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-        return folder
-
-    def score(self, predictions: np.ndarray, folder: Path, truth_dir: Path | None) -> float | None:
-        from facecolor.metrics import FIDError, compute_fid
-
-        generated = self.write(predictions, folder)
-        if generated is None or truth_dir is None:
-            return None
-        try:
-            return float(compute_fid(generated, truth_dir, weights=self.settings.fid_weights,
-                                     device=str(self.device)))
-        except FIDError as error:
-            self._give_up(error)
-            return None
 
 
 def _row_names(paths: tuple[str, ...]) -> list[str]:
@@ -204,13 +161,9 @@ def _caption(table: EvalTable) -> str:
 
 def format_text(table: EvalTable) -> str:
     """The table as aligned plain text, with its caption and FID note."""
-    grid = [_header()] + [_cells(row) for row in table.rows]
-    widths = [max(len(line[i]) for line in grid) for i in range(len(grid[0]))]
-    lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in
-                       enumerate(zip(line, widths))) for line in grid]
-    lines.insert(1, "  ".join("-" * w for w in widths))
+    grid = format_table(_header(), [_cells(row) for row in table.rows], [False] + [True] * len(COLUMNS))
     footer = [_caption(table)] + ([f"* {table.fid_note}"] if table.fid_note else [])
-    return "\n".join(lines + [""] + footer)
+    return "\n".join([grid, ""] + footer)
 
 
 def format_markdown(table: EvalTable) -> str:

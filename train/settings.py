@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from facecolor import machine
 from facecolor.files import write_json
 from facecolor.train.errors import DeviceUnavailableError, TrainError
 
@@ -153,13 +154,8 @@ def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
     faster under bf16 than in fp32 (docs/training/speed.md); without those instructions oneDNN
     emulates bf16 and is slower than fp32.
     """
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
-        except OSError:
-            return False
     flags = set()
-    for line in cpuinfo.splitlines():
+    for line in (machine.cpuinfo() if cpuinfo is None else cpuinfo).splitlines():
         if line.startswith("flags"):
             flags.update(line.split(":", 1)[-1].split())
     return bool(flags & {"avx512_bf16", "amx_bf16"})

@@ -22,11 +22,12 @@ import platform
 import shutil
 import tempfile
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from glob import glob
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 #: File name clean-fid looks for (cleanfid.inception_torchscript.InceptionV3W).
@@ -315,3 +316,51 @@ def compute_fid(
     generated = files_features(generated_files, extractor, **options)
     truth = files_features(truth_files, extractor, **options)
     return fid_from_features(generated, truth)
+
+
+class FidScorer:
+    """FID of several image sets against one truth set, each written as PNGs under ``workdir``
+    (the eval table's rows, the bench's backends).
+
+    FID is optional (clean-fid or its weights may be absent), so when it cannot run ``score``
+    returns None and ``note`` keeps the first reason, and every other metric still comes out;
+    ``strict`` raises the FIDError instead (``eval --require-fid``). ``unavailable`` is a
+    reason the caller already knows (no ground truth).
+    """
+
+    def __init__(self, truth: Sequence[np.ndarray] | None, workdir: str | os.PathLike[str], *,
+                 weights: str | os.PathLike[str] | None = None, device: Any = "cpu", strict: bool = False,
+                 unavailable: str = "") -> None:
+        self.note, self._strict = unavailable, strict
+        self._workdir, self._weights, self._device = Path(workdir), weights, str(device)
+        self._truth: Path | None = None
+        if unavailable:
+            return
+        try:  # a missing clean-fid shows up on the first score() as FIDDependencyMissing
+            resolve_weights(weights)
+        except FIDError as error:
+            self._give_up(error)
+            return
+        self._truth = self._write("truth", truth)
+
+    def _give_up(self, error: FIDError) -> None:
+        if self._strict:
+            raise error
+        self.note, self._truth = str(error), None
+
+    def _write(self, name: str, images: Sequence[np.ndarray]) -> Path:
+        folder = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=self._workdir))
+        for index, rgb in enumerate(images):
+            cv2.imwrite(str(folder / f"{index:06d}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        return folder
+
+    def score(self, name: str, images: Sequence[np.ndarray]) -> float | None:
+        """FID of uint8 RGB ``images`` ([H, W, 3] each) against the truth, or None (see ``note``)."""
+        if self._truth is None:
+            return None
+        try:
+            return float(compute_fid(self._write(name, images), self._truth, weights=self._weights,
+                                     device=self._device))
+        except FIDError as error:
+            self._give_up(error)
+            return None

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from facecolor.bench import parity
-from facecolor.bench.errors import DataError
+from facecolor.bench.errors import BenchError
 from facecolor.color import AB_SCALE
 
 
@@ -31,7 +31,7 @@ def test_folder_skips_unreadable_files_and_respects_limit(tmp_path):
 
 
 def test_empty_folder_is_a_data_error(tmp_path):
-    with pytest.raises(DataError, match="no image files"):
+    with pytest.raises(BenchError, match="no image files"):
         parity.load_folder(tmp_path, 32, limit=None, truth=True)
 
 

@@ -8,14 +8,14 @@ import shutil
 import pytest
 
 from facecolor.bench import targets
-from facecolor.bench.errors import EngineError, ReferenceNotFound, UnknownTarget
+from facecolor.bench.errors import BenchError
 from facecolor.errors import Unavailable
 from facecolor.runtime.backends import select
 
 
 def test_parse_targets_keeps_order_and_lists_valid_names():
     assert targets.parse_targets("ort-cpu, torch-fp32,ort-cpu") == ["ort-cpu", "torch-fp32"]
-    with pytest.raises(UnknownTarget, match="torch-fp32, torch-fp16, ort-cpu, ort-cuda, trt"):
+    with pytest.raises(BenchError, match="torch-fp32, torch-fp16, ort-cpu, ort-cuda, trt"):
         targets.parse_targets("onnx")
 
 
@@ -25,7 +25,7 @@ def test_default_targets_follow_the_engine_kind(tmp_path):
     assert targets.default_targets(tmp_path / "m.onnx", "cuda") == ["ort-cuda"]
     assert targets.default_targets(tmp_path / "m.safetensors", "cuda") == ["torch-fp32", "torch-fp16"]
     assert targets.default_targets(tmp_path / "m.safetensors", "cpu") == ["torch-fp32"]
-    with pytest.raises(EngineError, match=".plan, an .onnx or a .safetensors"):
+    with pytest.raises(BenchError, match=".plan, an .onnx or a .safetensors"):
         targets.check_engine(tmp_path / "m.pt")
 
 
@@ -54,7 +54,7 @@ def test_no_reference_anywhere(tiny, tmp_path, monkeypatch):
 
     monkeypatch.setattr(targets, "shipped_model", no_shipped)  # what the bench looks up
     lone = shutil.copy(tiny["onnx"], tmp_path / "lone.onnx")
-    with pytest.raises(ReferenceNotFound, match="pass --reference CHECKPOINT"):
+    with pytest.raises(BenchError, match="pass --reference CHECKPOINT"):
         targets.resolve_reference(lone, None)
 
 

@@ -77,7 +77,7 @@ def test_eval_rejects_a_non_checkpoint(tiny_data, tmp_path):
 
 def test_fid_column_is_filled_when_fid_can_run(two_checkpoints, tiny_data, monkeypatch, tmp_path):
     """The FID plumbing (PNG folders per row, one truth folder) with clean-fid stubbed out."""
-    import facecolor.metrics as metrics
+    import facecolor.metrics.fid as metrics
     from facecolor.train.evaluate import EvalSettings, evaluate
 
     calls = []
