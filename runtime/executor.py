@@ -24,7 +24,7 @@ from facecolor.runtime.pipeline_cpu import read_limit
 from facecolor.runtime.pipeline_cpu import build_stages as build_cpu_stages
 from facecolor.runtime.pipeline_gpu import build_stages as build_gpu_stages
 from facecolor.runtime.storage import Storage
-from facecolor.runtime.walk import NOT_AN_IMAGE, SKIPPED, Job, needs_sniffing, sniff_format, unsupported_reason
+from facecolor.runtime.walk import NOT_AN_IMAGE, SKIPPED, needs_sniffing, sniff_format, unsupported_reason
 
 _SCRATCH_PREFIX = "facecolor-upload-"
 
@@ -108,11 +108,9 @@ def _scratch_folder(out_store: Storage) -> Iterator[Path | None]:
 
 def _scratch_item(item: Item, scratch: Path | None) -> Item:
     """Point a URL OUT's target at its scratch copy (the write stage writes local files)."""
-    job = item.job
-    if scratch is None or job.status is not None:
+    if scratch is None or item.job.status is not None:
         return item
-    target = scratch.joinpath(*PurePosixPath(job.target).parts)
-    item.job = Job(job.source, job.relative, target, job.out_format, job.status, job.reason)
+    item.job = replace(item.job, target=scratch.joinpath(*PurePosixPath(item.job.target).parts))
     return item
 
 

@@ -176,13 +176,14 @@ class StageRunner:
         item.payload = None
         self._results.put(item)
 
-    def _forward(self, index: int, item: Item) -> None:
+    def _forward(self, index: int, item: Item) -> bool:
+        """Pass ``item`` from stage ``index`` (-1: the feeder) on; False once the run stopped."""
         if item.status is None and index + 1 == len(self.stages):
             item.status = DONE
         if item.status is not None:  # done, or failed (or decided) on the way: straight to the results
             self._finish(item)
-        else:
-            self._put(self._queues[index + 1], item)
+            return True
+        return self._put(self._queues[index + 1], item)
 
     def _end_stage(self, index: int, remaining: list[int]) -> None:
         """Called by each thread of stage ``index`` as it exits; the last one passes the end on."""
@@ -257,11 +258,7 @@ class StageRunner:
     def _feed(self, items: Iterable[Item]) -> None:
         try:
             for item in items:
-                if self._stop.is_set():
-                    return
-                if item.status is not None:
-                    self._finish(item)
-                elif not self._put(self._queues[0], item):
+                if self._stop.is_set() or not self._forward(-1, item):
                     return
         except BaseException as error:  # the walk itself broke (IN_DIR vanished, ...)
             self._fatal_error(error)

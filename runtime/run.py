@@ -56,15 +56,14 @@ def check_locations(in_store: Storage, out_store: Storage) -> None:
     writable (its bucket exists)."""
     if in_store.is_local and out_store.is_local:
         in_dir, out_dir = in_store.root_path, out_store.root_path
-        real_in, real_out = in_dir.resolve(), out_dir.resolve()
-        if not real_in.is_dir():
+        if not in_dir.is_dir():
             raise DirectoryError(f"IN_DIR {display(in_dir)} is not a folder")
         try:
-            with os.scandir(real_in):
+            with os.scandir(in_dir):
                 pass
         except OSError as error:
             raise DirectoryError(f"cannot read IN_DIR {display(in_dir)}: {error.strerror}") from error
-        if real_out == real_in or real_out in real_in.parents:
+        if out_store.contains(in_store):
             raise DirectoryError(
                 f"OUT_DIR {display(out_dir)} is IN_DIR or contains it: outputs could replace inputs; "
                 "choose a folder outside IN_DIR (or one inside it)"

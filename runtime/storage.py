@@ -1,7 +1,8 @@
 """Where inputs are read and outputs written: a local folder or an object-storage prefix.
 
-A :class:`Storage` is one root: a local folder or a URL fsspec understands (``s3://`` through
-s3fs; ``gs://``, ``az://``, ``memory://`` ... with their fsspec package). Files under it are
+A :class:`Storage` is one root: a local folder (fsspec's local filesystem) or a URL fsspec
+understands (``s3://`` through s3fs; ``gs://``, ``az://``, ``memory://`` ... with their fsspec
+package), listed, read and checked through the same fsspec calls. Files under it are
 named by their ``/``-separated path relative to the root, the path a run mirrors from IN to
 OUT. Credentials come from the standard places (for S3 the AWS variables or an instance
 role) or from fsspec ``storage_options`` (the command line reads them as JSON from
@@ -101,19 +102,15 @@ class Storage:
         self.location = str(location)
         self.storage_options = dict(storage_options or {})
         self.is_local = not is_url(self.location)
+        self.protocol = "file" if self.is_local else _URL.match(self.location).group(1).lower()
+        self.fs = self._open_filesystem()
         if self.is_local:
-            path = self.location
-            if path.startswith("file://"):
-                path = path[len("file://"):]
+            path = self.location.removeprefix("file://")
             self.root_path = Path(os.path.abspath(os.path.expanduser(path)))  # as the runtime's walk
-            self.protocol = "file"
             self.root = str(self.root_path)
-            self._fs = None
         else:
-            self.protocol = _URL.match(self.location).group(1).lower()
             self.root_path = None
-            self._fs = self._open_filesystem()
-            self.root = self._fs._strip_protocol(self.location).rstrip("/")
+            self.root = self.fs._strip_protocol(self.location).rstrip("/")
 
     def __reduce__(self):  # URL and options, never a live client
         return (Storage, (self.location, self.storage_options))
@@ -135,13 +132,6 @@ class Storage:
             raise StorageError(f"{self.location}: cannot open {self.protocol}:// ({error}); "
                                f"pip install {package}") from error
 
-    @property
-    def fs(self):
-        """The fsspec filesystem (URLs only)."""
-        if self._fs is None:
-            raise StorageError(f"{self.location} is a local folder, not a URL")
-        return self._fs
-
     # -- naming ---------------------------------------------------------------------------
     def full(self, rel: str) -> str:
         """The native path of ``rel``: an absolute local path, or ``bucket/key`` for fsspec."""
@@ -154,34 +144,29 @@ class Storage:
         """``rel`` as the user would write it: a local path, or ``s3://bucket/key``."""
         return self.full(rel) if self.is_local else f"{self.protocol}://{self.full(rel)}"
 
+    def _real_root(self) -> str:
+        """The root to compare roots by: a local folder with its symlinks resolved."""
+        return os.path.realpath(self.root) if self.is_local else self.root
+
     def contains(self, other: Storage) -> bool:
         """True when ``other`` is this root or lies inside it (same filesystem)."""
-        if self.protocol != other.protocol and not (self.is_local and other.is_local):
-            return False
-        if self.is_local:
-            mine, theirs = os.path.realpath(self.root), os.path.realpath(other.root)
-            return theirs == mine or theirs.startswith(mine.rstrip(os.sep) + os.sep)
-        return other.root == self.root or other.root.startswith(self.root + "/")
+        mine, theirs = self._real_root(), other._real_root()
+        inside = theirs == mine or theirs.startswith(mine.rstrip("/") + "/")
+        return self.protocol == other.protocol and inside
 
     def relative_to_me(self, other: Storage) -> str | None:
         """``other``'s root relative to this one, when it lies strictly inside it."""
         if not self.contains(other):
             return None
-        if self.is_local:
-            rel = os.path.relpath(os.path.realpath(other.root), os.path.realpath(self.root))
-            return None if rel == "." else rel.replace(os.sep, "/")
-        rel = other.root[len(self.root):].strip("/")
-        return rel or None
+        return other._real_root()[len(self._real_root()):].strip("/") or None
 
     # -- reading --------------------------------------------------------------------------
     def check_readable_root(self) -> None:
         """Raise StorageError unless the root exists and is a folder (or prefix)."""
-        if self.is_local:
-            if not self.root_path.is_dir():
-                raise StorageError(f"{self.location} is not a folder")
-            return
         with _explained(f"cannot list {self.location}"):
             exists = self.fs.isdir(self.root)
+        if not exists and self.is_local:
+            raise StorageError(f"{self.location} is not a folder")
         if not exists:
             raise StorageError(f"{self.location}: no such bucket or prefix (or it holds no objects)")
 
@@ -205,13 +190,12 @@ class Storage:
         (temporary files) and ``exclude_prefix`` (OUT inside IN is never re-read). An object
         store is listed by name only: about 100 bytes per object in memory. Local inputs go
         through ``walk`` instead (symlink rules, image sniffing)."""
-        if self.is_local:
-            names = self._local_files()
-        else:
-            with _explained(f"cannot list {self.location}"):
-                self.fs.invalidate_cache(self.root)
-                found = self.fs.find(self.root, withdirs=False, detail=False)
-            names = (name[len(self.root):].lstrip("/") for name in found if not name.endswith("/"))
+        with _explained(f"cannot list {self.location}"):
+            self.fs.invalidate_cache(self.root)
+            found = self.fs.find(self.root, withdirs=False, detail=False)
+        # fsspec lists a local symlink as a file (and never descends into one): skip them all
+        names = (name[len(self.root):].lstrip("/") for name in found
+                 if not name.endswith("/") and not (self.is_local and os.path.islink(name)))
         excluded = exclude_prefix.strip("/") + "/" if exclude_prefix else None
         for rel in sorted(names):
             if not rel or any(part.startswith(".") for part in rel.split("/")):
@@ -220,38 +204,22 @@ class Storage:
                 continue
             yield rel
 
-    def _local_files(self) -> Iterator[str]:
-        for dirpath, dirnames, filenames in os.walk(self.root_path):
-            dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(dirpath, d))]
-            for name in filenames:
-                path = os.path.join(dirpath, name)
-                if not os.path.islink(path) and os.path.isfile(path):
-                    yield os.path.relpath(path, self.root_path).replace(os.sep, "/")
-
     def existing(self) -> set[str]:
         """Every relative path already under the root (one listing: no request per file)."""
-        if self.is_local and not self.root_path.exists():
-            return set()
-        if not self.is_local:
-            with _explained(f"cannot list {self.location}"):
-                if not self.fs.exists(self.root):
-                    return set()
+        with _explained(f"cannot list {self.location}"):
+            if not self.fs.exists(self.root):
+                return set()
         return set(self.iter_files())
 
     def exists(self, rel: str) -> bool:
-        if self.is_local:
-            return os.path.isfile(self.full(rel))
         with _explained(f"cannot check {self.url(rel)}"):
-            return bool(self.fs.exists(self.full(rel)))
+            return bool(self.fs.isfile(self.full(rel)))
 
     def read_bytes(self, rel: str, max_bytes: int | None = None) -> bytes:
         """The file's bytes, or only its first ``max_bytes + 1`` when ``max_bytes`` is given
         (one ranged read: a caller sees that the file is larger than it accepts without
         holding all of it). FileNotFoundError, PermissionError or StorageError on failure:
         the caller records it as that one input's failure."""
-        if self.is_local:
-            with open(self.full(rel), "rb") as handle:
-                return handle.read() if max_bytes is None else handle.read(max_bytes + 1)
         try:
             if max_bytes is None:
                 return self.fs.cat_file(self.full(rel))
@@ -281,13 +249,12 @@ class Storage:
 
     def makedirs(self) -> None:
         """Create the root (a no-op on object stores, where prefixes need no creation)."""
-        if self.is_local:
-            try:
-                self.root_path.mkdir(parents=True, exist_ok=True)
-            except OSError as error:
-                raise StorageError(f"cannot create {self.location}: {error}") from error
-        elif self.protocol not in OBJECT_STORES:
+        if self.protocol in OBJECT_STORES:
+            return
+        try:
             self.fs.makedirs(self.root, exist_ok=True)
+        except OSError as error:
+            raise StorageError(f"cannot create {self.location}: {error}") from error
 
 
 def open_storage(location: str | os.PathLike | Storage, storage_options: Mapping[str, Any] | None = None) -> Storage:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePath, PurePosixPath
 from typing import Any
 
@@ -49,8 +49,6 @@ OUTPUT_EXISTS = "output exists (pass --overwrite to redo it)"
 #: A URL input with no image extension whose content is no image either: dropped by the
 #: reader, as the local walk drops ``notes.txt`` (counted as skipped with this reason).
 NOT_AN_IMAGE = "not an image (no image extension, content not JPEG/PNG/TIFF/BMP/WebP): ignored"
-#: Placeholder OUT for walking a local IN when OUT is a URL (never created).
-_NO_LOCAL_OUT = ".facecolor-url-output"
 
 
 def sniff_format(head: bytes) -> str | None:
@@ -97,20 +95,10 @@ class Job:
 
 def walk(in_dir: Path, out_dir: Path, out_format: str = "keep", *, overwrite: bool = False) -> Iterator[Job]:
     """Every input under the existing folder ``in_dir`` as a Job (the rules: module docstring)."""
-    root = Path(os.path.abspath(in_dir))
-    real_root = root.resolve()
-    out_root = Path(os.path.abspath(out_dir))
-    real_out = out_root.resolve()
-    _check_out_format(out_format)
-    yield from _walk_folder(root, PurePath(), real_root, real_out, out_root, out_format, overwrite)
+    return list_jobs(Storage(in_dir), Storage(out_dir), out_format, overwrite=overwrite)
 
 
-def _check_out_format(out_format: str) -> None:
-    if out_format != "keep" and out_format not in OUTPUT_FORMATS:
-        raise ValueError(f"out_format must be 'keep' or one of {sorted(OUTPUT_FORMATS)}")
-
-
-def _walk_folder(folder, relative, real_root, real_out, out_root, out_format, overwrite) -> Iterator[Job]:
+def _walk_folder(folder, relative, real_root, real_out, out_root, out_format) -> Iterator[Job]:
     try:
         with os.scandir(folder) as listing:
             entries = sorted(listing, key=lambda entry: entry.name)
@@ -140,18 +128,13 @@ def _walk_folder(folder, relative, real_root, real_out, out_root, out_format, ov
         if job.status is None:
             name = job.target.name
             if name in taken:
-                job = _with(job, FAILED, f"its output {name} is already written from {taken[name]}")
+                reason = f"its output {name} is already written from {taken[name]}"
+                job = replace(job, status=FAILED, reason=reason)
             else:
                 taken[name] = entry.name
-                if not overwrite and os.path.lexists(job.target):
-                    job = _with(job, SKIPPED, OUTPUT_EXISTS)
         yield job
     for path, rel in subfolders:
-        yield from _walk_folder(path, rel, real_root, real_out, out_root, out_format, overwrite)
-
-
-def _with(job: Job, status: str, reason: str) -> Job:
-    return Job(job.source, job.relative, job.target, job.out_format, status, reason)
+        yield from _walk_folder(path, rel, real_root, real_out, out_root, out_format)
 
 
 def output_name(rel: PurePath, out_format: str, content_format: str | None = None) -> tuple[PurePath, str | None]:
@@ -194,19 +177,26 @@ def _symlink_job(path: Path, rel: PurePath, real_root: Path, out_root: Path, out
 def list_jobs(
     in_store: Storage, out_store: Storage, out_format: str = "keep", *, overwrite: bool = False
 ) -> Iterator[Job]:
-    """``walk`` for IN and OUT as any storage: ``job.target`` is a local ``Path`` when OUT is
-    local, else the output's path relative to OUT (``PurePosixPath``)."""
-    _check_out_format(out_format)
-    if in_store.is_local and out_store.is_local:  # the walk itself skips existing outputs
-        yield from walk(in_store.root_path, out_store.root_path, out_format, overwrite=overwrite)
-        return
-    exists = _output_exists(out_store, overwrite)
+    """Every input under IN as a Job: ``job.target`` is a local ``Path`` when OUT is local, else
+    the output's path relative to OUT (``PurePosixPath``)."""
+    if out_format != "keep" and out_format not in OUTPUT_FORMATS:
+        raise ValueError(f"out_format must be 'keep' or one of {sorted(OUTPUT_FORMATS)}")
+    out_root = _job_root(out_store)
     if in_store.is_local:
-        jobs = _local_jobs(in_store.root_path, out_format)
+        root = in_store.root_path
+        real_out = out_store.root_path.resolve() if out_store.is_local else None  # OUT inside IN: pruned
+        jobs = _walk_folder(root, PurePath(), root.resolve(), real_out, out_root, out_format)
     else:
-        jobs = _url_jobs(in_store, out_store, out_format)
+        jobs = _url_jobs(in_store, out_store, out_root, out_format)
+    exists = _output_exists(out_store, overwrite)
     for job in jobs:
-        yield _with(job, SKIPPED, OUTPUT_EXISTS) if job.status is None and exists(job) else job
+        yield replace(job, status=SKIPPED, reason=OUTPUT_EXISTS) if job.status is None and exists(job) else job
+
+
+def _job_root(store: Storage) -> PurePath:
+    """What a job's paths are joined onto: the local folder, or nothing for a URL, whose files
+    jobs name relative to the root."""
+    return store.root_path if store.is_local else PurePosixPath()
 
 
 def _output_exists(out_store: Storage, overwrite: bool) -> Callable[[Job], bool]:
@@ -219,26 +209,18 @@ def _output_exists(out_store: Storage, overwrite: bool) -> Callable[[Job], bool]
     return lambda job: str(job.target) in listing()
 
 
-def _local_jobs(in_root: Path, out_format: str) -> Iterator[Job]:
-    """The walk of a local IN for a URL OUT, targets made relative to OUT."""
-    placeholder = in_root / _NO_LOCAL_OUT
-    for job in walk(in_root, placeholder, out_format, overwrite=True):
-        target = PurePosixPath(job.target.relative_to(placeholder).as_posix())
-        yield Job(job.source, job.relative, target, job.out_format, job.status, job.reason)
-
-
-def _url_jobs(in_store: Storage, out_store: Storage, out_format: str) -> Iterator[Job]:
+def _url_jobs(in_store: Storage, out_store: Storage, out_root: PurePath, out_format: str) -> Iterator[Job]:
     exclude = in_store.relative_to_me(out_store)  # OUT inside IN: never read back
-    taken: dict[str, str] = {}  # output -> input name
+    taken: dict[PurePath, str] = {}  # output -> input name
     for rel in in_store.iter_files(exclude_prefix=exclude):
         relative = PurePosixPath(rel)
         name, fmt = output_name(relative, out_format)
-        rel_out = str(name)
-        job = Job(relative, relative, Path(out_store.full(rel_out)) if out_store.is_local else name, fmt)
-        if rel_out in taken:
-            job = _with(job, FAILED, f"its output {name.name} is already written from {taken[rel_out]}")
+        job = Job(relative, relative, out_root / name, fmt)
+        if name in taken:
+            reason = f"its output {name.name} is already written from {taken[name]}"
+            job = replace(job, status=FAILED, reason=reason)
         else:
-            taken[rel_out] = relative.name
+            taken[name] = relative.name
         yield job
 
 
@@ -252,8 +234,7 @@ def job_row(job: Job, out_store: Storage) -> dict[str, Any]:
     relative to OUT (empty when the same), the output format (empty: the content's). Paths
     travel as bytes (``os.fsencode``), so local names that are not valid UTF-8 survive."""
     relative = os.fsencode(str(job.relative))
-    target = job.target.relative_to(out_store.root_path) if out_store.is_local else job.target
-    output = os.fsencode(str(target))
+    output = os.fsencode(str(job.target.relative_to(_job_root(out_store))))
     return {"relative": relative, "output": b"" if output == relative else output, "out_format": job.out_format or ""}
 
 
@@ -261,6 +242,4 @@ def row_job(relative: bytes, output: bytes, out_format: str, in_store: Storage, 
     """The inverse of ``job_row``: the same Job the walk (or the URL listing) made."""
     rel = os.fsdecode(bytes(relative))
     out = os.fsdecode(bytes(output)) or rel
-    source = in_store.root_path / rel if in_store.is_local else PurePosixPath(rel)
-    target = out_store.root_path / out if out_store.is_local else PurePosixPath(out)
-    return Job(source, PurePath(rel), target, str(out_format) or None)
+    return Job(_job_root(in_store) / rel, PurePath(rel), _job_root(out_store) / out, str(out_format) or None)
