@@ -83,15 +83,18 @@ def apply_orientation(pixels: np.ndarray, orientation: int) -> np.ndarray:
     return pixels
 
 
-def jpeg_is_truncated(data: bytes) -> bool:
+def jpeg_is_truncated(data: bytes | bytearray) -> bool:
     """True when no end-of-image marker follows the last start-of-scan.
 
-    libjpeg (inside OpenCV) fills a truncated JPEG with gray and only warns; this catches it.
-    Entropy-coded data cannot contain 0xFFD9, and an EXIF thumbnail's markers come before the
-    main image's scans, so this holds for baseline and progressive files alike. Only trailing
-    bytes after the end marker that happen to contain 0xFFDA would be misread as truncation.
+    libjpeg (inside OpenCV) fills a truncated JPEG with gray and only warns, and nvJPEG returns
+    gray rows: this catches it for both paths. Entropy-coded data cannot contain 0xFFD9, and an
+    EXIF thumbnail's markers come before the main image's scans, so this holds for baseline and
+    progressive files alike. Only trailing bytes after the end marker that happen to contain
+    0xFFDA would be misread as truncation. Only the bytes after the last EOI are searched for an
+    SOS, not the whole scan backwards (0.4 ms of held GIL for a 200 KB file).
     """
-    return data.rfind(b"\xff\xd9") < data.rfind(b"\xff\xda")
+    end = data.rfind(b"\xff\xd9")
+    return data.find(b"\xff\xda", max(end, 0)) >= 0
 
 
 def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:

@@ -113,12 +113,7 @@ class GpuPipeline:
         for item in items:
             if isinstance(item.payload, Decoded):
                 decoded = item.payload
-                try:
-                    image = self.decoder.upload(decoded.pixels)
-                except ValueError as error:  # pixels the GPU path has no layout for
-                    item.fail("decode", str(error))
-                    continue
-                item.payload = self._work(item, image, decoded.format)
+                item.payload = self._work(item, self.decoder.upload(decoded.pixels), decoded.format)
         event = self.decoder.ready_event()
         for item in items:
             if isinstance(item.payload, GpuWork):

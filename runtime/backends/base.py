@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from facecolor.errors import FacecolorError
 
@@ -54,34 +54,21 @@ def preset_in(*documents: Any) -> str:
     return "unknown"
 
 
-@runtime_checkable
-class Backend(Protocol):
+class Backend:
+    """What every backend is (the pipelines need nothing else), with the shared plumbing:
+    context manager and repr."""
 
-    name: str  # 'tensorrt', 'onnxruntime-cuda', 'torch-cuda', 'onnxruntime-cpu', 'torch-cpu'
-    device: str  # 'cpu' or 'cuda'
-    render_size: int  # S: the square input size the model takes
-    max_batch: int | None  # largest N predict_ab accepts; None when unbounded
+    name: str = "?"  # 'tensorrt', 'onnxruntime-cuda', 'torch-cuda', 'onnxruntime-cpu', 'torch-cpu'
+    device: str = "cpu"  # 'cpu' or 'cuda'
+    render_size: int = 0  # S: the square input size the model takes
+    max_batch: int | None = None  # largest N predict_ab accepts; None when unbounded
     model: ModelInfo
 
-    def predict_ab(self, l_norm: Any) -> Any:
-        ...
-
-    def close(self) -> None:
-        """Free the session, engine and buffers; the backend is unusable afterwards."""
-        ...
-
-
-class BackendBase:
-    """Shared plumbing (context manager, repr); backends need not inherit it."""
-
-    name: str = "?"
-    device: str = "cpu"
-    render_size: int = 0
-    max_batch: int | None = None
-    model: ModelInfo
+    def predict_ab(self, l_norm: Any) -> Any:  # pragma: no cover - overridden
+        raise NotImplementedError
 
     def close(self) -> None:  # pragma: no cover - overridden
-        pass
+        """Free the session, engine and buffers; the backend is unusable afterwards."""
 
     def __enter__(self):
         return self

@@ -16,7 +16,7 @@ import torch
 
 from facecolor.errors import Unavailable
 from facecolor.files import sha256_file
-from facecolor.runtime.backends.base import BackendBase, BackendError, ModelInfo, preset_in
+from facecolor.runtime.backends.base import Backend, BackendError, ModelInfo, preset_in
 
 CUDA_PROVIDER = "CUDAExecutionProvider"
 CPU_PROVIDER = "CPUExecutionProvider"
@@ -52,7 +52,7 @@ def onnx_model_info(path: Path, session: Any) -> ModelInfo:
     return ModelInfo(preset=preset, sha256=sha256_file(path), source=path)
 
 
-class OnnxRuntimeBackend(BackendBase):
+class OnnxRuntimeBackend(Backend):
     """One ONNX Runtime session on the CPU or on one CUDA device."""
 
     def __init__(

@@ -23,7 +23,7 @@ from facecolor.errors import Unavailable
 from facecolor.export.errors import ExportError
 from facecolor.export.tensorrt import check_plan, import_tensorrt
 from facecolor.files import sha256_file
-from facecolor.runtime.backends.base import BackendBase, BackendError, ModelInfo, preset_in
+from facecolor.runtime.backends.base import Backend, BackendError, ModelInfo, preset_in
 from facecolor.runtime.gpu.cuda import GpuError, cuda_errors
 
 
@@ -45,22 +45,15 @@ def _make_logger(trt):
     return Logger()
 
 
-class TensorRTBackend(BackendBase):
-    """One TensorRT engine and execution context on one CUDA device.
+class TensorRTBackend(Backend):
+    """One TensorRT engine and execution context on the current CUDA device.
 
     ``max_batch``: the largest batch ``predict_ab`` runs in one go (None: the profile's maximum);
     larger ones are split. ``verify``: check the sidecar first (off only for engines built in
     tests without one).
     """
 
-    def __init__(
-        self,
-        plan_path: Path | str,
-        max_batch: int | None = None,
-        *,
-        device: str = "cuda",
-        verify: bool = True,
-    ) -> None:
+    def __init__(self, plan_path: Path | str, max_batch: int | None = None, *, verify: bool = True) -> None:
         trt = import_tensorrt()
         if not torch.cuda.is_available():
             raise Unavailable("TensorRT needs a CUDA device, and torch sees none")
@@ -74,9 +67,7 @@ class TensorRTBackend(BackendBase):
                 sidecar = check_plan(plan_path)
             except (ExportError, Unavailable) as error:  # PlanError, PlanMismatchError, no TensorRT, ...
                 raise Unavailable(str(error)) from error
-        self._device = torch.device(device)
-        if self._device.index is None:
-            self._device = torch.device("cuda", torch.cuda.current_device())
+        self._device = torch.device("cuda", torch.cuda.current_device())
         self._logger = _make_logger(trt)
         self._runtime = self._engine = self._context = None
         self._input = self._output = None
@@ -125,16 +116,13 @@ class TensorRTBackend(BackendBase):
         low, _, high = engine.get_tensor_profile_shape(self._in_name, 0)
         self._profile_min, profile_max = max(1, int(low[0])), int(high[0])
         self.max_batch = profile_max if max_batch is None else max(1, min(int(max_batch), profile_max))
-        self._in_dtype = _torch_dtype(trt, engine.get_tensor_dtype(self._in_name), self._in_name)
-        self._out_dtype = _torch_dtype(trt, engine.get_tensor_dtype(self._out_name), self._out_name)
+        self._in_dtype = _torch_dtype(trt, engine, self._in_name)
+        self._out_dtype = _torch_dtype(trt, engine, self._out_name)
         rows = max(self.max_batch, self._profile_min)
         size = self.render_size
         # Fresh allocations: the caching allocator aligns blocks to 512 bytes (>= TensorRT's 256).
         self._input = torch.zeros((rows, 1, size, size), dtype=self._in_dtype, device=self._device)
         self._output = torch.empty((rows, 2, size, size), dtype=self._out_dtype, device=self._device)
-        for name, buffer in ((self._in_name, self._input), (self._out_name, self._output)):
-            if buffer.data_ptr() % 256:
-                raise Unavailable(f"the buffer for {name} is not 256-byte aligned")
 
     def predict_ab(self, l_norm):
         """torch float32 CUDA ``[N, 1, S, S]`` (L/50-1) -> float32 CUDA ``[N, 2, S, S]`` (ab/110),
@@ -201,10 +189,9 @@ class TensorRTBackend(BackendBase):
         self._stream = None
 
 
-def _torch_dtype(trt, dtype, name: str):
-    """TensorRT FLOAT/HALF -> torch float32/float16; Unavailable for anything else."""
-    if dtype == trt.DataType.FLOAT:
-        return torch.float32
-    if dtype == trt.DataType.HALF:
-        return torch.float16
-    raise Unavailable(f"the engine's {name} is {dtype}; facecolor runs float32 or float16 I/O")
+def _torch_dtype(trt, engine, name: str):
+    """The torch dtype of the engine's I/O tensor ``name``: float32 or float16, else Unavailable."""
+    dtype = engine.get_tensor_dtype(name)
+    if dtype not in (trt.DataType.FLOAT, trt.DataType.HALF):
+        raise Unavailable(f"the engine's {name} is {dtype}; facecolor runs float32 or float16 I/O")
+    return torch.float32 if dtype == trt.DataType.FLOAT else torch.float16

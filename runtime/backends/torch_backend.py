@@ -15,10 +15,10 @@ import torch
 from facecolor.checkpoint import CheckpointError, load_generator
 from facecolor.errors import Unavailable
 from facecolor.files import sha256_file
-from facecolor.runtime.backends.base import BackendBase, BackendError, ModelInfo
+from facecolor.runtime.backends.base import Backend, BackendError, ModelInfo
 
 
-class TorchBackend(BackendBase):
+class TorchBackend(Backend):
     """A generator in eval mode. Any render size the architecture accepts works."""
 
     def __init__(
@@ -29,13 +29,13 @@ class TorchBackend(BackendBase):
         render_size: int | None = None,
         precision: str | None = None,
     ) -> None:
-        precision = precision or ("fp16" if device == "cuda" else "fp32")
+        default = "fp16" if device == "cuda" else "fp32"
+        precision = precision or default
         if precision not in ("fp16", "fp32"):
             raise Unavailable(f"precision {precision!r}: use fp16 or fp32")
         if device == "cpu" and precision == "fp16":
             raise Unavailable("PyTorch fp16 runs on CUDA only (CPU autocast is slower than fp32); "
-                                     "use fp32 on the CPU")
-
+                              "use fp32 on the CPU")
         if device == "cuda" and not torch.cuda.is_available():
             raise Unavailable("torch sees no CUDA device: use --device cpu")
         checkpoint_path = Path(checkpoint_path)
@@ -44,8 +44,7 @@ class TorchBackend(BackendBase):
         except CheckpointError as error:
             raise Unavailable(str(error)) from error
         self.precision = precision
-        self.name = f"torch-{device}" if precision == ("fp16" if device == "cuda" else "fp32") \
-            else f"torch-{device}-{precision}"
+        self.name = f"torch-{device}" if precision == default else f"torch-{device}-{precision}"
         self.device = device
         self.render_size = int(render_size or checkpoint.render_size)
         self.max_batch = None

@@ -93,16 +93,10 @@ class NvjpegDecoder:
                 return list(decode_jpeg(tensors, mode=mode, device=self.device))
 
     def upload(self, array: np.ndarray) -> GpuImage:
-        """``Decoded.pixels`` (HxW or HxWx{1,3,4}, uint8 or uint16, host memory, any strides) ->
-        GpuImage on the device, alpha dropped, queued on the decoder's stream."""
-        array = np.asarray(array)
+        """``Decoded.pixels`` (HxW or HxWx3, uint8 or uint16, host memory, any strides: what
+        ``decode_image`` guarantees) -> GpuImage on the device, queued on the decoder's stream."""
         if array.ndim == 2:
             array = array[:, :, None]
-        if array.ndim != 3 or array.shape[2] not in (1, 3, 4):
-            raise ValueError(f"expected an HxW or HxWx{{1,3,4}} image, got shape {array.shape}")
-        if array.dtype not in (np.uint8, np.uint16):
-            raise ValueError(f"expected uint8 or uint16 pixels, got {array.dtype}")
-        array = array[:, :, :3]
         bits = 8 if array.dtype == np.uint8 else 16
         # 16-bit pixels travel as int32: torch's uint16 supports too few ops on CUDA.
         chw = np.ascontiguousarray(array.transpose(2, 0, 1), dtype=np.uint8 if bits == 8 else np.int32)

@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from facecolor.runtime.backends import open_backend
-from facecolor.runtime.backends.base import BackendBase, ModelInfo
+from facecolor.runtime.backends.base import Backend, ModelInfo
 from facecolor.runtime.executor import ThreadExecutor
 from facecolor.runtime.pipeline import Settings
 from facecolor.runtime.run import run_batch
@@ -88,7 +88,7 @@ def bomb_png(width: int = 60_000, height: int = 60_000) -> bytes:
 # --------------------------------------------------------------------------- fakes
 
 
-class FakeBackend(BackendBase):
+class FakeBackend(Backend):
     """A CPU backend whose output is a known function of its input, for geometry tests.
 
     ``ab(l_norm)``: a* = ``a_gain`` * l_norm + ``a_offset``, b* = ``b_offset`` (all in ab/110
