@@ -126,12 +126,7 @@ def _walk_folder(folder, relative, real_root, real_out, out_root, out_format) ->
         if job is None:  # neither an image nor named like one
             continue
         if job.status is None:
-            name = job.target.name
-            if name in taken:
-                reason = f"its output {name} is already written from {taken[name]}"
-                job = replace(job, status=FAILED, reason=reason)
-            else:
-                taken[name] = entry.name
+            job = _claim_output(job, job.target.name, entry.name, taken)
         yield job
     for path, rel in subfolders:
         yield from _walk_folder(path, rel, real_root, real_out, out_root, out_format)
@@ -215,13 +210,17 @@ def _url_jobs(in_store: Storage, out_store: Storage, out_root: PurePath, out_for
     for rel in in_store.iter_files(exclude_prefix=exclude):
         relative = PurePosixPath(rel)
         name, fmt = output_name(relative, out_format)
-        job = Job(relative, relative, out_root / name, fmt)
-        if name in taken:
-            reason = f"its output {name.name} is already written from {taken[name]}"
-            job = replace(job, status=FAILED, reason=reason)
-        else:
-            taken[name] = relative.name
-        yield job
+        yield _claim_output(Job(relative, relative, out_root / name, fmt), name, relative.name, taken)
+
+
+def _claim_output(job: Job, key, source: str, taken: dict) -> Job:
+    """Two inputs that would write one output (``a.png`` and ``a.tif`` into PNG): the first keeps
+    it, the second fails and names the first, so no output is silently overwritten."""
+    if key in taken:
+        reason = f"its output {job.target.name} is already written from {taken[key]}"
+        return replace(job, status=FAILED, reason=reason)
+    taken[key] = source
+    return job
 
 
 def needs_sniffing(job: Job) -> bool:
