@@ -4,7 +4,7 @@
 
 Modules: ``targets`` (backend names, the reference), ``latency`` (the one timer of a model),
 ``measure`` (every throughput figure), ``parity``, ``gates``, ``report``, ``run``, ``cli``;
-``throughput`` holds the harness's commands (rounds, ray, gpu).
+``throughput`` holds the harness's other commands (rounds, ray).
 """
 
 from facecolor.bench.errors import BenchError

@@ -81,20 +81,26 @@ def _compare(ctx: click.Context, param: click.Parameter, value: str | None) -> t
               help="Fewest timed runs per batch size, however slow.")
 @click.option("--pipeline/--no-pipeline", default=True, show_default=True,
               help="Also measure the end-to-end folder rate beside the codec-only rate.")
+@click.option("--pipeline-images", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Time the pipeline and the codecs on N synthetic 1024x1280 gray JPEG portraits (a "
+                   "typical scan) instead of the parity images; make gpu-check uses 1000.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines on stderr.")
 def main(engine: Path, reference: Path | None, data: Path | None, batch_sizes: tuple[int, ...],
          json_out: Path | None, compare: tuple[str, ...] | None, device: str, max_delta_psnr: float,
          max_delta_hist: float, max_dab: float | None, fid_weights: Path | None, limit: int | None,
-         min_time: float, min_runs: int, pipeline: bool, quiet: bool) -> None:
+         min_time: float, min_runs: int, pipeline: bool, pipeline_images: int | None, quiet: bool) -> None:
     """Benchmark an engine here and check it gives the colors of its PyTorch model.
 
     Times the engine alone per batch size (p50/p90/p99, images/s), the whole folder
     pipeline beside the codec alone, and compares its colors with the PyTorch fp32
-    reference (PSNR, Hist, CIEDE2000, FID, |Δab|) under pass/fail gates.
+    reference (PSNR, Hist, CIEDE2000, FID, |Δab|) under pass/fail gates. On CUDA, also
+    nvJPEG alone on the same JPEGs in memory, and pipeline / GPU codec against its 0.80 target.
     """
+    if pipeline_images and not pipeline:
+        raise click.UsageError("--pipeline-images times the pipeline: drop --no-pipeline")
     settings = BenchSettings(
         engine=engine, reference=reference, data=data, compare=compare, device=device, limit=limit,
-        fid_weights=fid_weights, pipeline=pipeline,
+        fid_weights=fid_weights, pipeline=pipeline, pipeline_images=pipeline_images,
         latency=LatencySettings(batch_sizes=batch_sizes, min_time=min_time, min_runs=min(min_runs, 1000)),
         gates=GateSettings(max_delta_psnr=max_delta_psnr, max_delta_hist=max_delta_hist, max_dab=max_dab),
     )

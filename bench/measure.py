@@ -45,6 +45,8 @@ from facecolor.runtime.pipeline import Settings
 from facecolor.runtime.run import run_batch
 from facecolor.runtime.write import encode, output_dtype
 
+GPU_TARGET = 0.80  # pipeline / codec on CUDA (issue 4): the model and color math hidden behind nvJPEG
+
 
 def _copies(files: Sequence[Path], root: Path, folder: Path) -> tuple[Path, ...]:
     """Copies of ``files`` at their paths relative to ``root`` under ``folder``: copies, not
@@ -72,17 +74,18 @@ class PipelineFolder:
         return PipelineFolder(path, _copies(self.files[:count], self.path, path))
 
 
-def prepare_folder(images: ParityImages, workdir: Path) -> PipelineFolder:
-    """The parity's source files, or its synthetic portraits as JPEGs, in ``workdir``."""
+def prepare_folder(images: ParityImages, workdir: Path, synthetic: int | None = None) -> PipelineFolder:
+    """The parity's source files in ``workdir``; else ``synthetic`` gray 1024x1280 JPEG portraits
+    (a typical scan), or as many as the parity's synthetic portraits, at their size."""
     folder = Path(workdir) / "pipeline-in"
     source = Path(images.source)
-    if source.is_dir():
+    if source.is_dir() and not synthetic:
         return PipelineFolder(folder, _copies([source / name for name in images.names], source, folder))
-    folder.mkdir(parents=True, exist_ok=True)
-    files = tuple(folder / f"{name}.jpg" for name in images.names)
-    for target, rgb in zip(files, synthetic_portraits(len(images))):
-        cv2.imwrite(str(target), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
-    return PipelineFolder(folder, files)
+    if synthetic:
+        make_dataset(folder, synthetic, 1280, 1024)
+    else:
+        make_dataset(folder, len(images), 160, 128)
+    return PipelineFolder(folder, tuple(sorted(folder.iterdir())))
 
 
 def _timed(run: Callable[[PipelineFolder, Path], Any], folder: PipelineFolder, workdir: Path, warmup: int,
@@ -131,11 +134,13 @@ def codec_rate(folder: PipelineFolder, workdir: Path) -> dict[str, Any]:
                  threads=threads)
 
 
-def gpu_codec_rate(folder: PipelineFolder, workdir: Path, batch_size: int = 64,
-                   quality: int = 95) -> dict[str, Any]:
+def gpu_codec_rate(folder: PipelineFolder, workdir: Path, batch_size: int = 64, quality: int = 95,
+                   device: str = "cuda") -> dict[str, Any]:
     """The GPU pipeline's codec alone: what nvJPEG takes (the runtime's ``triage``) on nvJPEG,
-    every other file on the CPU codec, as in the GPU pipeline."""
-    decoder, encoder = NvjpegDecoder("cuda"), NvjpegEncoder("cuda", quality)
+    every other file on the CPU codec, as in the GPU pipeline; then nvJPEG's ceiling on those
+    files' bytes in memory (``nvjpeg_alone``). ``device="cpu"``: the same code on torchvision's
+    CPU codec, for tests."""
+    decoder, encoder = NvjpegDecoder(device), NvjpegEncoder(device, quality)
 
     def run(subset: PipelineFolder, out_dir: Path) -> tuple[int, int]:
         on_gpu = on_cpu = 0
@@ -161,7 +166,7 @@ def gpu_codec_rate(folder: PipelineFolder, workdir: Path, batch_size: int = 64,
             for index in cpu:
                 _codec_one(paths[index], out_dir, subset.path)
             on_gpu, on_cpu = on_gpu + len(images), on_cpu + len(cpu)
-        torch.cuda.synchronize()
+        _synchronize(device)
         return on_gpu, on_cpu
 
     try:
@@ -169,27 +174,36 @@ def gpu_codec_rate(folder: PipelineFolder, workdir: Path, batch_size: int = 64,
     finally:
         decoder.close()
         encoder.close()
+    jpegs = [data for data in map(Path.read_bytes, folder.files) if triage(data).on_gpu]
+    steps = ("decode", "encode") if jpegs else ()
+    alone = {step: nvjpeg_alone(jpegs, batch_size, quality, step, device) for step in steps}
     return _rate(folder.count, seconds, codec="cuda (nvJPEG decode + encode, the runtime's GPU codec; other "
-                 "files on the CPU)", batch_size=batch_size, nvjpeg_files=on_gpu, cpu_files=on_cpu)
+                 "files on the CPU)", batch_size=batch_size, nvjpeg_files=on_gpu, cpu_files=on_cpu,
+                 nvjpeg_alone=alone)
 
 
-def nvjpeg_alone(files: list[bytes], batch_size: int, quality: int, step: str) -> dict[str, Any]:
+def _synchronize(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def nvjpeg_alone(files: list[bytes], batch_size: int, quality: int, step: str, device: str = "cuda") -> dict[str, Any]:
     """nvJPEG's ceiling here on bytes in memory: 'decode' (gray), or 'encode' (the portraits
     tinted, so that their chroma costs what a colorized output's does)."""
     tensors = [torch.frombuffer(bytearray(data), dtype=torch.uint8) for data in files]
-    run = lambda chunk: decode_jpeg(chunk, mode=ImageReadMode.GRAY, device="cuda")  # noqa: E731
+    run = lambda chunk: decode_jpeg(chunk, mode=ImageReadMode.GRAY, device=device)  # noqa: E731
     if step == "encode":
-        encoder = NvjpegEncoder("cuda", quality)
-        tint = torch.tensor([1.05, 0.95, 0.8], device="cuda").view(3, 1, 1)
+        encoder = NvjpegEncoder(device, quality)
+        tint = torch.tensor([1.05, 0.95, 0.8], device=device).view(3, 1, 1)
         gray = run(tensors[:batch_size])
         colored = [(g.float() * tint).clamp_(0, 255).to(torch.uint8).contiguous() for g in gray]
         run = lambda chunk: encoder.encode(colored[: len(chunk)])  # noqa: E731
     run(tensors[:batch_size])  # warm-up: nvJPEG handles, encoder state
-    torch.cuda.synchronize()
+    _synchronize(device)
     started = time.perf_counter()
     for start in range(0, len(tensors), batch_size):
         run(tensors[start : start + batch_size])
-    torch.cuda.synchronize()
+    _synchronize(device)
     return _rate(len(files), time.perf_counter() - started, batch_size=batch_size)
 
 
@@ -239,6 +253,7 @@ def pipeline_rate(backend: Backend, folder: PipelineFolder, workdir: Path, codec
         "workers": report.settings.get("workers"),
         "stages": report.stages,
         "peak_gpu_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None,
+        "target_ratio": GPU_TARGET if cuda else None,
     }
 
 

@@ -179,6 +179,22 @@ def _pipeline_table(report: BenchReport) -> str:
     return format_table(headers, rows)
 
 
+def _gpu_lines(report: BenchReport) -> list[str]:
+    """nvJPEG's ceiling, and each CUDA row's figure of merit: pipeline / GPU codec, against its target."""
+    cuda = (report.codec or {}).get("cuda") or {}
+    lines = []
+    for step, rate in (cuda.get("nvjpeg_alone") or {}).items():
+        lines.append(f"nvJPEG {step} alone of the {rate['images']} JPEGs in memory (no reads or writes, batch "
+                     f"{rate['batch_size']}): {_num(rate['images_per_s'], 1)} img/s")
+    for name, row in _ran(report):
+        pipeline = row.pipeline or {}
+        if pipeline.get("target_ratio") and pipeline.get("ratio") is not None:
+            met = "met" if pipeline["ratio"] >= pipeline["target_ratio"] else "NOT met"
+            lines.append(f"{name}: pipeline / GPU codec {pipeline['ratio']:.2f}, target >= "
+                         f"{pipeline['target_ratio']:.2f} (issue 4): {met}")
+    return lines
+
+
 def _parity_table(report: BenchReport) -> str:
     rows = []
     ref = report.reference_scores or {}
@@ -217,11 +233,12 @@ def format_report(report: BenchReport) -> str:
     ]
     if any(row.pipeline for row in report.rows.values()):
         cpu = (report.codec or {}).get("cpu", {})
+        synthetic = " synthetic 1024x1280 gray JPEG" if settings.get("pipeline_images") else ""
         parts += [
             f"Pipeline on a folder (read, decode, engine, encode, write), beside the codec alone (the same "
-            f"{cpu.get('images', '?')} files in the same run: CPU rows against the CPU codec in "
+            f"{cpu.get('images', '?')}{synthetic} files in the same run: CPU rows against the CPU codec in "
             f"{cpu.get('threads', '?')} threads, CUDA rows against nvJPEG)",
-            _pipeline_table(report), "",
+            _pipeline_table(report), *_gpu_lines(report), "",
         ]
     parts += [
         "Parity against the reference (scores vs ground truth; Δ = backend - reference; |Δab| in "

@@ -38,6 +38,7 @@ class BenchSettings:
     limit: int | None = None
     fid_weights: Path | None = None
     pipeline: bool = True
+    pipeline_images: int | None = None  # None: the parity images
     latency: LatencySettings = field(default_factory=LatencySettings)
     gates: gates_module.GateSettings = field(default_factory=gates_module.GateSettings)
 
@@ -84,7 +85,7 @@ class _Run:
             "skipped": self.images.skipped,
         }
         if self.settings.pipeline:
-            self.folder = measure.prepare_folder(self.images, self.workdir)
+            self.folder = measure.prepare_folder(self.images, self.workdir, self.settings.pipeline_images)
             self.progress(f"codec alone: decode + encode of {self.folder.count} files on the CPU")
             self.codec = report.codec = {"cpu": measure.codec_rate(self.folder, self.workdir)}
 
@@ -150,6 +151,7 @@ def run_bench(settings: BenchSettings, progress: Progress | None = None) -> Benc
                 "compare": run.names,
                 "limit": settings.limit,
                 "pipeline": settings.pipeline,
+                "pipeline_images": settings.pipeline_images,
                 "gates": {**dataclasses.asdict(settings.gates), "default_max_dab": gates_module.DEFAULT_MAX_DAB},
                 "fid_weights": str(settings.fid_weights) if settings.fid_weights else None,
             },

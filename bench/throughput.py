@@ -2,7 +2,6 @@
 
     python -m facecolor.bench.throughput rounds --images 1000 --json out/rt-bench.json
     python -m facecolor.bench.throughput ray --config 1x1 --config 2x1 --json out/ray-bench.json
-    python -m facecolor.bench.throughput gpu --json out/gpu_bench.json      # scripts/gpu_bench.py
 
 ``cpu_bound_ratio`` (model-alone CPU per image / pipeline CPU per image) is the ratio the
 pipeline reaches with the cores to itself. Every figure is measured in ``bench.measure``, on
@@ -17,38 +16,27 @@ import os
 import shutil
 import statistics
 import tempfile
-import time
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
 import click
-import torch
 
 from facecolor.bench.latency import LatencySettings, measure_batch
 from facecolor.bench.measure import (
-    PipelineFolder,
-    gpu_codec_rate,
     make_dataset,
-    nvjpeg_alone,
-    pipeline_rate,
     random_checkpoint,
     ray_figures,
     single_process_figures,
     split_into_parts,
     timed_run,
 )
-from facecolor.bench.targets import open_target
 from facecolor.export.cache import cached_onnx
 from facecolor.files import write_json
-from facecolor.machine import system_info
-from facecolor.runtime.backends import ModelNotFound, open_backend, shipped_model
+from facecolor.runtime.backends import open_backend
 from facecolor.runtime.executor import DEFAULT_BATCH, ThreadExecutor, default_batch
 from facecolor.runtime.pipeline import Settings
-from facecolor.table import format_table
 
 CPU_TARGET = 0.85
-GPU_TARGET = 0.80
 
 
 def model_alone(backend, batch_size: int, min_seconds: float) -> tuple[float, float]:
@@ -80,7 +68,7 @@ class Round:
 
 @click.group()
 def main() -> None:
-    """Throughput of facecolor-batch: end to end beside the model alone, Ray pools, the GPU."""
+    """Throughput of facecolor-batch: end to end beside the model alone, and Ray pools."""
 
 
 @main.command(epilog="Example: python -m facecolor.bench.throughput rounds --images 1000 --json out/runtime-bench.json")
@@ -222,116 +210,6 @@ def ray(images, size, data, model, configs, batch_size, files_per_task, repeat, 
               "runs": rows}
     if json_path:
         click.echo(f"wrote {write_json(json_path, result)}")
-
-
-def _measure(rows: dict, name: str, function, *args, **kwargs) -> None:
-    """A failure is recorded (and printed), so one broken measurement does not hide the others."""
-    try:
-        rows[name] = function(*args, **kwargs)
-    except Exception as error:  # noqa: BLE001 - reported in the row and on stderr
-        traceback.print_exc()
-        rows[name] = {"status": f"error: {type(error).__name__}: {error}"}
-
-
-@main.command(epilog="Example: python scripts/gpu_bench.py --json out/gpu_bench.json")
-@click.option("--count", type=click.IntRange(min=1), default=1000, show_default=True, help="Synthetic JPEGs.")
-@click.option("--batch", type=click.IntRange(min=1), default=64, show_default=True,
-              help="Codec and pipeline batch.")
-@click.option("--quality", type=click.IntRange(1, 100), default=90, show_default=True,
-              help="JPEG quality in and out.")
-@click.option("--workers", type=click.IntRange(min=1), default=os.cpu_count() or 4, show_default=True,
-              help="Pipeline CPU threads.")
-@click.option("--repeats", type=click.IntRange(min=1), default=2, show_default=True,
-              help="Timed end-to-end runs (the best counts).")
-@click.option("--model", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help=".safetensors (default: the shipped model, else a random-init gpsagd).")
-@click.option("--onnx", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="Also measure ONNX Runtime CUDA on this file.")
-@click.option("--plan", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="Also measure TensorRT on this plan.")
-@click.option("--pipeline-backend", default="best", show_default=True,
-              help="best (tensorrt > onnxruntime-cuda > torch-cuda) or a backend's name.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write the results here.")
-@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Scratch folder (default: a temp folder).")
-def gpu(count, batch, quality, workers, repeats, model, onnx, plan, pipeline_backend, json_path, workdir) -> None:
-    """nvJPEG alone, the model alone per CUDA backend, the GPU pipeline end to end.
-
-    On COUNT synthetic 1024x1280 gray baseline JPEGs (< 90 s): nvJPEG decode and encode alone
-    on bytes in memory, the runtime's GPU codec alone (reads and writes included), the model
-    alone at batch 64 and 256 on each CUDA backend (PyTorch; ONNX Runtime with --onnx; TensorRT
-    with --plan), and the GPU pipeline end to end. Figure of merit: end to end / codec alone,
-    target 0.80 (issue 4).
-    """
-    if not torch.cuda.is_available():
-        raise click.ClickException("torch sees no CUDA device; nothing to measure")
-    began = time.perf_counter()
-    results: dict = {"system": system_info(), "rows": {}, "notes": []}
-    rows, notes = results["rows"], results["notes"]
-    workdir = Path(tempfile.mkdtemp(prefix="facecolor-gpu-bench-", dir=workdir))
-    try:
-        started = time.perf_counter()
-        folder = make_dataset(workdir / "in", count, 1280, 1024, quality)
-        paths = tuple(sorted(folder.iterdir()))
-        files = [path.read_bytes() for path in paths]
-        results["inputs"] = {"count": count, "width": 1024, "height": 1280, "quality": quality,
-                             "kind": "gray baseline JPEG", "mean_kb": round(sum(map(len, files)) / count / 1024, 1),
-                             "made_in_s": round(time.perf_counter() - started, 2)}
-        system = results["system"]
-        click.echo(f"device: {system['gpu']['name']}; torch {system['versions']['torch']} (CUDA "
-                   f"{system['gpu']['cuda']}); inputs: {results['inputs']}")
-        for step in ("decode", "encode"):
-            _measure(rows, f"nvjpeg_{step}", nvjpeg_alone, files, batch, quality, step)
-        _measure(rows, "nvjpeg_decode_encode", gpu_codec_rate, PipelineFolder(folder, paths), workdir, batch,
-                 quality)
-        try:
-            checkpoint = model or shipped_model()
-        except ModelNotFound:
-            checkpoint = random_checkpoint(workdir)
-        results["model"] = str(checkpoint)
-        backends = {}
-        for name, path, flag in (("torch-fp16", checkpoint, ""), ("ort-cuda", onnx, "--onnx MODEL.onnx"),
-                                 ("trt", plan, "--plan MODEL.plan")):
-            if path is None:
-                notes.append(f"{name}: not measured (pass {flag})")
-                continue
-            try:
-                backend = open_target(name, path, checkpoint, "cuda", 256).backend
-            except Exception as error:  # noqa: BLE001 - a note says why; the bench goes on
-                notes.append(f"{name}: {error}")
-                continue
-            backends[backend.name] = backend
-        for name, backend in backends.items():
-            for size in (64, 256):
-                settings = LatencySettings(batch_sizes=(size,), min_time=0.5)
-                rows[f"model_{name}_b{size}"] = measure_batch(backend, size, settings).to_dict()
-        order = ["tensorrt", "onnxruntime-cuda", "torch-cuda"]
-        chosen = pipeline_backend if pipeline_backend != "best" else next((n for n in order if n in backends), None)
-        if chosen in backends:
-            _measure(rows, "end_to_end", pipeline_rate, backends[chosen], PipelineFolder(folder, paths), workdir,
-                     rows["nvjpeg_decode_encode"], repeats, batch_size=batch, quality=quality, workers=workers)
-        else:
-            rows["end_to_end"] = {"status": f"error: backend {chosen!r} is not open (open: {sorted(backends)})"}
-        for backend in backends.values():
-            backend.close()
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-    ratio = rows["end_to_end"].get("ratio") or 0.0
-    results.update(ratio_end_to_end_over_codec=round(ratio, 3), target_ratio=GPU_TARGET,
-                   meets_target=ratio >= GPU_TARGET, total_s=round(time.perf_counter() - began, 1))
-    table = [[name, f"{row.get('images_per_s') or 0:.0f}", row["status"]] for name, row in rows.items()]
-    table.append(["end-to-end / codec alone", f"{ratio:.2f}",
-                  f"target >= {GPU_TARGET:.2f}: {'met' if ratio >= GPU_TARGET else 'NOT met'}"])
-    click.echo(format_table(["measurement", "images/s", "status"], table))
-    for note in notes:
-        click.echo(f"note: {note}")
-    click.echo(f"total {results['total_s']} s")
-    if json_path:
-        click.echo(f"wrote {write_json(json_path, results)}")
-    failed = [name for name, row in rows.items() if row["status"] != "ok"]
-    if failed:
-        raise click.ClickException(f"{', '.join(failed)} failed (see the tracebacks above)")
 
 
 if __name__ == "__main__":

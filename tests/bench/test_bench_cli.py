@@ -9,7 +9,9 @@ import json
 import pytest
 from click.testing import CliRunner
 
+from facecolor.bench import measure
 from facecolor.bench.cli import main
+from facecolor.bench.report import BenchReport, Row, format_report
 from facecolor.cli import main as facecolor_main
 
 #: Keep timing short (the numbers are not asserted).
@@ -96,6 +98,38 @@ def test_pipeline_rate_beside_codec_rate(run):
     pipeline = report["rows"]["ort-cpu"]["pipeline"]
     assert pipeline["status"] == "ok" and pipeline["images"] == 5
     assert pipeline["ratio"] == pytest.approx(pipeline["images_per_s"] / codec["images_per_s"])
+
+
+def test_pipeline_on_synthetic_scans(tiny, tmp_path):
+    out = tmp_path / "bench.json"
+    result = invoke("--engine", tiny["onnx"], "--limit", "2", "--batch-sizes", "1", "--min-time", "0",
+                    "--min-runs", "1", "--pipeline-images", "3", "--quiet", "--json", out)
+    assert result.exit_code == 0, result.output
+    assert "the same 3 synthetic 1024x1280 gray JPEG files" in result.output
+    report = json.loads(out.read_text())
+    assert report["settings"]["pipeline_images"] == 3 and report["codec"]["cpu"]["images"] == 3
+    assert report["rows"]["ort-cpu"]["pipeline"]["images"] == 3 and report["data"]["images"] == 2
+    conflict = CliRunner().invoke(main, ["--engine", str(tiny["onnx"]), "--pipeline-images", "3", "--no-pipeline"])
+    assert conflict.exit_code == 2 and "drop --no-pipeline" in conflict.output
+
+
+def test_gpu_codec_figures_and_figure_of_merit(run, tmp_path):
+    """The GPU codec's code on torchvision's CPU codec (the CUDA run is tests/bench/test_gpu.py),
+    and how the report shows a CUDA row: nvJPEG alone, pipeline / GPU codec against 0.80."""
+    files = tuple(sorted(measure.make_dataset(tmp_path / "in", 3, 80, 64).iterdir()))
+    codec = measure.gpu_codec_rate(measure.PipelineFolder(tmp_path / "in", files), tmp_path, 2, 90, device="cpu")
+    assert codec["status"] == "ok" and (codec["nvjpeg_files"], codec["cpu_files"]) == (3, 0)
+    for step in ("decode", "encode"):
+        assert codec["nvjpeg_alone"][step]["images"] == 3 and codec["nvjpeg_alone"][step]["images_per_s"] > 0
+    document = {key: value for key, value in run[1].items() if key not in ("format", "format_version", "passed",
+                                                                             "failures", "rows")}
+    report = BenchReport(**document, rows={name: Row(**row) for name, row in run[1]["rows"].items()})
+    report.codec["cuda"] = codec
+    report.rows["ort-cpu"].pipeline.update(ratio=0.79, target_ratio=measure.GPU_TARGET)
+    text = format_report(report)
+    assert "nvJPEG decode alone of the 3 JPEGs in memory (no reads or writes, batch 2)" in text
+    assert "nvJPEG encode alone of the 3 JPEGs" in text
+    assert "ort-cpu: pipeline / GPU codec 0.79, target >= 0.80 (issue 4): NOT met" in text
 
 
 def test_perturbed_engine_fails_the_gate(tiny, tmp_path):

@@ -36,7 +36,9 @@ def check_timed_on_gpu(row: dict) -> None:
 @pytest.mark.gpu
 @needs_cuda
 def test_torch_fp32_and_fp16_on_cuda(tiny, tmp_path):
-    result, report = bench_json(tmp_path, "--engine", tiny["checkpoint"], "--data", tiny["data"], "--device", "cuda")
+    """What make gpu-check runs, small: parity on photos, the pipeline and codecs on synthetic scans."""
+    result, report = bench_json(tmp_path, "--engine", tiny["checkpoint"], "--data", tiny["data"], "--device", "cuda",
+                                "--pipeline-images", "40")
     assert result.exit_code == 0, result.output
     assert list(report["rows"]) == ["torch-fp32", "torch-fp16"]  # the default for a checkpoint on CUDA
     assert report["system"]["gpu"]["name"] in result.output
@@ -48,6 +50,14 @@ def test_torch_fp32_and_fp16_on_cuda(tiny, tmp_path):
     assert fp16["parity"]["agreement"]["nonfinite"] == 0
     assert all(gate["passed"] is not False for gate in fp16["gates"])
     assert fp16["pipeline"]["status"] in ("ok",) or fp16["pipeline"]["status"].startswith("unavailable")
+    codec = report["codec"]["cuda"]  # the GPU codec once, for the first CUDA row
+    assert codec["status"] == "ok" and (codec["images"], codec["nvjpeg_files"], codec["cpu_files"]) == (40, 40, 0)
+    for step in ("decode", "encode"):
+        assert codec["nvjpeg_alone"][step]["images"] == 40 and codec["nvjpeg_alone"][step]["images_per_s"] > 0
+        assert f"nvJPEG {step} alone of the 40 JPEGs in memory" in result.output
+    if fp32["pipeline"]["status"] == "ok":  # else unavailable, as for fp16 above
+        assert fp32["pipeline"]["codec_images_per_s"] == codec["images_per_s"]
+        assert fp32["pipeline"]["target_ratio"] == 0.8 and "torch-fp32: pipeline / GPU codec" in result.output
 
 
 @pytest.mark.gpu
