@@ -111,15 +111,10 @@ def _num(value: Any, digits: int = 2, signed: bool = False) -> str:
     return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
 
 
-def _load(system: dict[str, Any]) -> str:
-    load = system.get("load_average")
-    return f" (load {load[0]:.1f} at the start)" if load else ""
-
-
 def _header(report: BenchReport) -> list[str]:
     system = report.system
     versions = system["versions"]
-    gpu = system.get("gpu")
+    gpu, load = system.get("gpu"), system.get("load_average")
     gpu_text = (
         f"GPU: {gpu['name']} (sm {gpu['compute_capability']}, {gpu['memory_gib']} GiB, CUDA {gpu['cuda']})"
         if gpu else "GPU: none"
@@ -132,7 +127,8 @@ def _header(report: BenchReport) -> list[str]:
     lines = [
         f"facecolor bench: {engine['path']} vs reference {reference['path']} ({reference['how']}, "
         f"PyTorch fp32 on {reference['device']})",
-        f"CPU: {system['cpu']}, {system['cores']} cores{_load(system)} | {gpu_text}",
+        f"CPU: {system['cpu']}, {system['cores']} cores{f' (load {load[0]:.1f} at the start)' if load else ''} "
+        f"| {gpu_text}",
         f"{libs} | facecolor {versions['facecolor']}",
     ]
     if data:
@@ -141,42 +137,32 @@ def _header(report: BenchReport) -> list[str]:
     return lines
 
 
-def _backends_table(report: BenchReport) -> str:
-    rows = [
-        [name, row.precision or "-", row.device or "-", row.backend or "-", row.artifact or "-", row.status]
-        for name, row in report.rows.items()
-    ]
-    return format_table(["backend", "precision", "device", "runs as", "file", "status"], rows, [False] * 6)
+# Columns of the tables: (header, key in the row's record, digits); digits None shows the value as text.
+BACKEND_COLUMNS = (("precision", "precision", None), ("device", "device", None), ("runs as", "backend", None),
+                   ("file", "artifact", None), ("status", "status", None))
+LATENCY_COLUMNS = (("batch", "batch_size", None), ("runs", "runs", None), ("p50 ms", "p50_ms", 2),
+                   ("p90 ms", "p90_ms", 2), ("p99 ms", "p99_ms", 2), ("img/s", "images_per_s", 1),
+                   ("status", "status", None))
+PIPELINE_COLUMNS = (("images", "images", None), ("batch", "batch_size", None), ("pipeline img/s", "images_per_s", 1),
+                    ("codec img/s", "codec_images_per_s", 1), ("pipeline/codec", "ratio", 2), ("status", "status", None))
+# (header, part of the parity record, key, digits); the deltas are signed.
+PARITY_COLUMNS = (("PSNR", "scores", "psnr", 2), ("ΔPSNR", "delta", "psnr", 3), ("Hist", "scores", "hist", 4),
+                  ("ΔHist", "delta", "hist", 4), ("CIEDE2000", "scores", "ciede2000", 2),
+                  ("ΔCIEDE", "delta", "ciede2000", 3), ("FID", "scores", "fid", 2),
+                  ("max|Δab|", "agreement", "max_dab", 3), ("mean|Δab|", "agreement", "mean_dab", 4),
+                  ("PSNR vs ref", "agreement", "psnr", 1))
+
+
+def _table(columns: tuple, records: list[tuple[str, dict[str, Any]]], right: list[bool] | None = None) -> str:
+    """One line per (backend name, record)."""
+    rows = [[name, *(str(record.get(key) or "-") if digits is None else _num(record.get(key), digits)
+                     for _, key, digits in columns)] for name, record in records]
+    return format_table(["backend", *(header for header, _, _ in columns)], rows, right)
 
 
 def _ran(report: BenchReport) -> list[tuple[str, Row]]:
     """Backends that opened (the others' reasons are in the backends table)."""
     return [(name, row) for name, row in report.rows.items() if row.backend is not None]
-
-
-def _latency_table(report: BenchReport) -> str:
-    rows = []
-    for name, row in _ran(report):
-        for result in row.latency:
-            rows.append([
-                name, str(result["batch_size"]), str(result["runs"] or "-"), _num(result["p50_ms"]),
-                _num(result["p90_ms"]), _num(result["p99_ms"]), _num(result["images_per_s"], 1), result["status"],
-            ])
-    headers = ["backend", "batch", "runs", "p50 ms", "p90 ms", "p99 ms", "img/s", "status"]
-    return format_table(headers, rows)
-
-
-def _pipeline_table(report: BenchReport) -> str:
-    rows = []
-    for name, row in _ran(report):
-        pipeline = row.pipeline or {}
-        rows.append([
-            name, str(pipeline.get("images") or "-"), str(pipeline.get("batch_size") or "-"),
-            _num(pipeline.get("images_per_s"), 1), _num(pipeline.get("codec_images_per_s"), 1),
-            _num(pipeline.get("ratio"), 2), pipeline.get("status", "not run"),
-        ])
-    headers = ["backend", "images", "batch", "pipeline img/s", "codec img/s", "pipeline/codec", "status"]
-    return format_table(headers, rows)
 
 
 def _gpu_lines(report: BenchReport) -> list[str]:
@@ -196,40 +182,31 @@ def _gpu_lines(report: BenchReport) -> list[str]:
 
 
 def _parity_table(report: BenchReport) -> str:
-    rows = []
     ref = report.reference_scores or {}
-    if ref:
-        rows.append(["reference", _num(ref.get("psnr")), "-", _num(ref.get("hist"), 4), "-",
-                     _num(ref.get("ciede2000")), "-", _num(ref.get("fid")), "-", "-", "-", ""])
+    rows = [["reference", *(_num(ref.get(key), digits) if part == "scores" else "-"
+                            for _, part, key, digits in PARITY_COLUMNS), ""]] if ref else []
     for name, row in _ran(report):
-        parity = row.parity
-        if parity is None:
-            rows.append([name, *["-"] * 10, row.status])
+        if row.parity is None:
+            rows.append([name, *["-"] * len(PARITY_COLUMNS), row.status])
             continue
-        scores, delta, agree = parity.get("scores") or {}, parity["delta"], parity["agreement"]
         failed = row.failed_gates()
         gates = "pass" if not failed else "FAIL: " + ", ".join(g["name"] for g in failed)
-        rows.append([
-            name, _num(scores.get("psnr")), _num(delta.get("psnr"), 3, True), _num(scores.get("hist"), 4),
-            _num(delta.get("hist"), 4, True), _num(scores.get("ciede2000")), _num(delta.get("ciede2000"), 3, True),
-            _num(scores.get("fid")), _num(agree["max_dab"], 3), _num(agree["mean_dab"], 4),
-            _num(agree["psnr"], 1), gates,
-        ])
-    headers = ["backend", "PSNR", "ΔPSNR", "Hist", "ΔHist", "CIEDE2000", "ΔCIEDE", "FID",
-               "max|Δab|", "mean|Δab|", "PSNR vs ref", "gates"]
-    return format_table(headers, rows)
+        rows.append([name, *(_num((row.parity[part] or {}).get(key), digits, part == "delta")
+                             for _, part, key, digits in PARITY_COLUMNS), gates])
+    return format_table(["backend", *(header for header, *_ in PARITY_COLUMNS), "gates"], rows)
 
 
 def format_report(report: BenchReport) -> str:
     settings = report.settings
-    parts = ["\n".join(_header(report)), "", "Backends", _backends_table(report), ""]
+    backends = _table(BACKEND_COLUMNS, [(name, row.__dict__) for name, row in report.rows.items()], [False] * 6)
+    parts = ["\n".join(_header(report)), "", "Backends", backends, ""]
     if not _ran(report):
         parts += ["No backend could run here; see the statuses above.", ""]
         return "\n".join(parts)
     parts += [
         f"Latency of the engine alone (after warm-up; runs fill >= {settings['min_time']} s per batch; "
         "img/s = batch / p50)",
-        _latency_table(report), "",
+        _table(LATENCY_COLUMNS, [(name, result) for name, row in _ran(report) for result in row.latency]), "",
     ]
     if any(row.pipeline for row in report.rows.values()):
         cpu = (report.codec or {}).get("cpu", {})
@@ -238,18 +215,17 @@ def format_report(report: BenchReport) -> str:
             f"Pipeline on a folder (read, decode, engine, encode, write), beside the codec alone (the same "
             f"{cpu.get('images', '?')}{synthetic} files in the same run: CPU rows against the CPU codec in "
             f"{cpu.get('threads', '?')} threads, CUDA rows against nvJPEG)",
-            _pipeline_table(report), *_gpu_lines(report), "",
+            _table(PIPELINE_COLUMNS, [(name, row.pipeline or {"status": "not run"}) for name, row in _ran(report)]),
+            *_gpu_lines(report), "",
         ]
     parts += [
         "Parity against the reference (scores vs ground truth; Δ = backend - reference; |Δab| in "
         "CIELAB units; PSNR vs ref between the two RGB outputs)",
         _parity_table(report), "",
     ]
-    gate_lines = []
-    for name, row in report.rows.items():
-        for gate in row.gates:
-            mark = {True: "pass", False: "FAIL", None: "n/a"}[gate["passed"]]
-            gate_lines.append(f"  {mark:<4}  {name}: {gate['message']}")
+    marks = {True: "pass", False: "FAIL", None: "n/a"}
+    gate_lines = [f"  {marks[gate['passed']]:<4}  {name}: {gate['message']}"
+                  for name, row in report.rows.items() for gate in row.gates]
     if gate_lines:
         parts += ["Gates:", *gate_lines, ""]
     notes = list(report.notes)
