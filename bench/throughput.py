@@ -16,7 +16,6 @@ import os
 import shutil
 import statistics
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -46,24 +45,6 @@ def model_alone(backend, batch_size: int, min_seconds: float) -> tuple[float, fl
     if not result.ok:
         raise click.ClickException(f"the model alone at batch {batch_size}: {result.status}")
     return result.images_per_s, result.cpu_s_per_image
-
-
-@dataclass
-class Round:
-    images: int
-    seconds: float
-    cpu_s: float
-    alone_before: float
-    alone_after: float
-    stages: dict
-
-    @property
-    def images_per_s(self) -> float:
-        return self.images / self.seconds
-
-    @property
-    def ratio(self) -> float:
-        return self.images_per_s / statistics.mean([self.alone_before, self.alone_after])
 
 
 @click.group()
@@ -106,29 +87,26 @@ def rounds(images, size, data, model, device, batch_size, workers, rounds, model
     backend, reason = open_backend(model, device, batch_size=batch_size or DEFAULT_BATCH["cuda"], notify=click.echo)
     click.echo(reason)
     batch = batch_size or default_batch(backend.device)
-    results: list[Round] = []
-    failed = 0
+    runs, alone, ratios = [], [], []  # alone: the model alone (images/s, CPU s per image) before, then after each
     with backend:
-        alone, alone_cpu = model_alone(backend, batch, model_seconds)
-        alone_cpus = [alone_cpu]
+        alone.append(model_alone(backend, batch, model_seconds))
         for number, part in enumerate(parts, 1):
             with tempfile.TemporaryDirectory(prefix="facecolor-bench-out-") as out:
                 settings = Settings(in_dir=part, out_dir=Path(out), batch_size=batch, overwrite=True,
                                     workers=workers or max(1, os.cpu_count() or 1))
-                report, seconds, cpu = timed_run(settings, ThreadExecutor(backend, reason))
-            after, after_cpu = model_alone(backend, batch, model_seconds)
-            alone_cpus.append(after_cpu)
-            results.append(Round(report.done, seconds, cpu, alone, after, report.stages))
-            failed += report.failed
-            click.echo(f"round {number}/{len(parts)}: end to end {results[-1].images_per_s:.2f} images/s, "
-                       f"model alone {alone:.2f} -> {after:.2f} images/s, ratio {results[-1].ratio:.0%}")
-            alone = after
-    done = sum(r.images for r in results)
-    end_to_end = done / sum(r.seconds for r in results)
-    alone_mean = statistics.mean([results[0].alone_before] + [r.alone_after for r in results])
-    ratio = statistics.median(r.ratio for r in results)
-    cpu_pipeline = sum(r.cpu_s for r in results) / max(1, done)
-    cpu_alone = statistics.mean(alone_cpus)
+                runs.append(timed_run(settings, ThreadExecutor(backend, reason)))
+            alone.append(model_alone(backend, batch, model_seconds))
+            report, seconds, _ = runs[-1]
+            before, after = alone[-2][0], alone[-1][0]
+            ratios.append(report.done / seconds / statistics.mean([before, after]))
+            click.echo(f"round {number}/{len(parts)}: end to end {report.done / seconds:.2f} images/s, "
+                       f"model alone {before:.2f} -> {after:.2f} images/s, ratio {ratios[-1]:.0%}")
+    done = sum(report.done for report, _, _ in runs)
+    end_to_end = done / sum(seconds for _, seconds, _ in runs)
+    alone_mean = statistics.mean(rate for rate, _ in alone)
+    ratio = statistics.median(ratios)
+    cpu_pipeline = sum(cpu for _, _, cpu in runs) / max(1, done)
+    cpu_alone = statistics.mean(cpu for _, cpu in alone)
     result = {
         "device": backend.device,
         "backend": backend.name,
@@ -138,20 +116,21 @@ def rounds(images, size, data, model, device, batch_size, workers, rounds, model
         "images": images,
         "size": [width, height],
         "batch_size": batch,
-        "failed": failed,
+        "failed": sum(report.failed for report, _, _ in runs),
         "end_to_end_images_per_s": round(end_to_end, 3),
         "model_alone_images_per_s": round(alone_mean, 3),
         "ratio": round(ratio, 3),
         "ratio_of_means": round(end_to_end / alone_mean, 3),
-        "rounds": [{"images": r.images, "end_to_end_images_per_s": round(r.images_per_s, 3),
-                    "model_alone_before_after": [round(r.alone_before, 3), round(r.alone_after, 3)],
-                    "ratio": round(r.ratio, 3), "stages_busy_s": r.stages} for r in results],
+        "rounds": [{"images": report.done, "end_to_end_images_per_s": round(report.done / seconds, 3),
+                    "model_alone_before_after": [round(alone[k][0], 3), round(alone[k + 1][0], 3)],
+                    "ratio": round(ratios[k], 3), "stages_busy_s": report.stages}
+                   for k, (report, seconds, _) in enumerate(runs)],
         "cpu_s_per_image": {"model_alone": round(cpu_alone, 4), "end_to_end": round(cpu_pipeline, 4)},
         "cpu_bound_ratio": round(cpu_alone / cpu_pipeline, 3),
     }
     target = f" (CPU target {CPU_TARGET:.0%})" if backend.device == "cpu" else ""
     click.echo(f"end to end: {end_to_end:.2f} images/s; model alone: {alone_mean:.2f} images/s; "
-               f"median ratio of {len(results)} rounds {ratio:.0%}{target}")
+               f"median ratio of {len(runs)} rounds {ratio:.0%}{target}")
     click.echo(f"CPU per image: model alone {cpu_alone:.3f} s, end to end {cpu_pipeline:.3f} s; "
                f"ratio with the cores to itself {cpu_alone / cpu_pipeline:.0%}{target}")
     if json_path:
