@@ -130,7 +130,3 @@ def check_gates(parity: dict[str, Any], precision: str, settings: GateSettings) 
                    if settings.max_dab is None else "CIELAB units", _within(max_dab, limit), note)
     )
     return results
-
-
-def failed(gates: list[GateResult]) -> list[GateResult]:
-    return [gate for gate in gates if gate.passed is False]

@@ -12,7 +12,6 @@ thread pools) stay out of the rate; a handful of files under-states both rates a
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import shutil
 import sys
@@ -89,17 +88,17 @@ def prepare_folder(images: ParityImages, workdir: Path, synthetic: int | None = 
 
 
 def _timed(run: Callable[[PipelineFolder, Path], Any], folder: PipelineFolder, workdir: Path, warmup: int,
-           name: str, repeats: int = 1) -> list[tuple[Any, float]]:
-    """(result, wall seconds) of each of ``repeats`` timed runs, after an untimed warm-up."""
+           name: str) -> tuple[Any, float]:
+    """(result, wall seconds) of a timed run, after an untimed warm-up on the first ``warmup`` files."""
     out_dir = Path(workdir) / name
     timed = []
-    for subset in (folder.head(warmup), *[folder] * repeats):
+    for subset in (folder.head(warmup), folder):
         shutil.rmtree(out_dir, ignore_errors=True)
         started = time.perf_counter()
         result = run(subset, out_dir)
         timed.append((result, time.perf_counter() - started))
     shutil.rmtree(out_dir, ignore_errors=True)
-    return timed[1:]
+    return timed[1]
 
 
 def _rate(images: int, seconds: float, **details: Any) -> dict[str, Any]:
@@ -129,7 +128,7 @@ def codec_rate(folder: PipelineFolder, workdir: Path) -> dict[str, Any]:
         with ThreadPoolExecutor(max_workers=threads) as pool:
             list(pool.map(lambda p: _codec_one(p, out_dir, subset.path), subset.files))
 
-    [(_, seconds)] = _timed(run, folder, workdir, threads, "codec-out")
+    _, seconds = _timed(run, folder, workdir, threads, "codec-out")
     return _rate(folder.count, seconds, codec="cpu (OpenCV/Pillow, the runtime's decode and write)",
                  threads=threads)
 
@@ -170,7 +169,7 @@ def gpu_codec_rate(folder: PipelineFolder, workdir: Path, batch_size: int = 64, 
         return on_gpu, on_cpu
 
     try:
-        [((on_gpu, on_cpu), seconds)] = _timed(run, folder, workdir, batch_size, "gpu-codec-out")
+        (on_gpu, on_cpu), seconds = _timed(run, folder, workdir, batch_size, "gpu-codec-out")
     finally:
         decoder.close()
         encoder.close()
@@ -220,36 +219,31 @@ def _status(report: Any, count: int) -> str:
     return "ok"
 
 
-def pipeline_rate(backend: Backend, folder: PipelineFolder, workdir: Path, codec: dict[str, Any] | None = None,
-                  repeats: int = 1, **overrides: Any) -> dict[str, Any]:
-    """facecolor-batch's run with ``backend`` (its settings for the device unless ``overrides``
-    say otherwise): the best run's images/s, each stage's busy seconds (which one limits the
-    rate), and the ratio to ``codec``'s images/s."""
-    base = dataclasses.replace(Settings(in_dir=folder.path, out_dir=Path(workdir), overwrite=True,
-                                        batch_size=default_batch(backend.device)), **overrides)
+def pipeline_rate(backend: Backend, folder: PipelineFolder, workdir: Path, codec: dict[str, Any]) -> dict[str, Any]:
+    """facecolor-batch's run with ``backend`` and its settings for the device: images/s, each
+    stage's busy seconds (which one limits the rate), and the ratio to ``codec``'s images/s."""
+    batch_size = default_batch(backend.device)
 
-    def run(subset: PipelineFolder, out_dir: Path) -> Any:
-        settings = dataclasses.replace(base, in_dir=subset.path, out_dir=out_dir)  # the stages stages_for picks
+    def run(subset: PipelineFolder, out_dir: Path) -> Any:  # with the stages stages_for picks
+        settings = Settings(in_dir=subset.path, out_dir=out_dir, overwrite=True, batch_size=batch_size)
         return run_batch(settings, ThreadExecutor(backend, "facecolor-bench"), progress=False, echo=lambda line: None)
 
     cuda = backend.device == "cuda"
     if cuda:
         torch.cuda.reset_peak_memory_stats()
-    runs = _timed(run, folder, workdir, base.batch_size, f"pipeline-out-{backend.name}", repeats)
-    report, seconds = max(runs, key=lambda run: run[0].done / run[1])
+    report, seconds = _timed(run, folder, workdir, batch_size, f"pipeline-out-{backend.name}")
     rate = report.done / seconds if seconds > 0 else None
-    codec_rate_ = (codec or {}).get("images_per_s")
     return {
-        "status": next((s for s in (_status(r, folder.count) for r, _ in runs) if s != "ok"), "ok"),
+        "status": _status(report, folder.count),
         "backend": backend.name,
         "images": report.done,
         "seconds": seconds,
         "images_per_s": rate,
-        "runs_images_per_s": [r.done / s for r, s in runs],
-        "codec": (codec or {}).get("codec"),
-        "codec_images_per_s": codec_rate_,
-        "ratio": rate / codec_rate_ if rate and codec_rate_ else None,
-        "batch_size": base.batch_size,
+        "runs_images_per_s": [rate],
+        "codec": codec.get("codec"),
+        "codec_images_per_s": codec["images_per_s"],
+        "ratio": rate / codec["images_per_s"] if rate and codec["images_per_s"] else None,
+        "batch_size": batch_size,
         "workers": report.settings.get("workers"),
         "stages": report.stages,
         "peak_gpu_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -78,9 +78,7 @@ class BenchReport:
         return not self.failures
 
     def to_dict(self) -> dict[str, Any]:
-        document = {field.name: getattr(self, field.name) for field in fields(self)}
-        document["rows"] = {name: row.__dict__ for name, row in self.rows.items()}
-        return _json_safe({"format": FORMAT, "format_version": FORMAT_VERSION, **document,
+        return _json_safe({"format": FORMAT, "format_version": FORMAT_VERSION, **asdict(self),
                            "passed": self.passed, "failures": self.failures})
 
     def write_json(self, path: Path) -> Path:

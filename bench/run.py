@@ -112,7 +112,7 @@ class _Run:
             parity_batch = min(parity_module.PARITY_BATCH, backend.max_batch or parity_module.PARITY_BATCH,
                                len(self.images))
             results = measure_latency(backend, self.settings.latency, already_ran=parity_batch)
-            row.latency = [result.to_dict() for result in results]
+            row.latency = [dataclasses.asdict(result) for result in results]
             if self.settings.pipeline:
                 row.pipeline = self._pipeline(name, backend)
         except Exception as error:  # noqa: BLE001 - record it, go on with the next backend
