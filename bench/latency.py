@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from facecolor.runtime.backends.base import Backend, BackendError
+from facecolor.runtime.backends.base import Backend
+from facecolor.runtime.pipeline import failure_reason
 
 DEFAULT_BATCH_SIZES = (1, 16, 64, 256)
 
@@ -202,10 +203,8 @@ def measure_batch(backend: Backend, batch_size: int, settings: LatencySettings) 
         cpu = time.process_time()
         samples = [timer(call) for _ in range(runs)]
         cpu = (time.process_time() - cpu) / (runs * batch_size)
-    except BackendError as error:
-        return LatencyResult(batch_size, f"error: {error}")
-    except Exception as error:  # CUDA out-of-memory and friends, raised outside the backend
-        return LatencyResult(batch_size, f"error: {type(error).__name__}: {error}")
+    except Exception as error:  # the backend's errors, and CUDA out-of-memory and friends raised outside it
+        return LatencyResult(batch_size, f"error: {failure_reason(error)}")
     stats = percentiles(samples)
     return LatencyResult(
         batch_size=batch_size,
