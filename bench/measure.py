@@ -265,10 +265,10 @@ _BASES = 16
 
 
 def make_dataset(folder: Path, count: int, height: int, width: int, quality: int = 90) -> Path:
-    """Gray JPEG portraits, reused between runs wherever ``split_into_parts`` moved them; most are
-    shifted, brightened copies of ``_BASES``, so a thousand 1.3 MP files take seconds."""
+    """Gray JPEG portraits, reused between runs; most are shifted, brightened copies of
+    ``_BASES``, so a thousand 1.3 MP files take seconds."""
     folder.mkdir(parents=True, exist_ok=True)
-    existing = {path.name for path in folder.rglob("portrait_*.jpg")}
+    existing = {path.name for path in folder.glob("portrait_*.jpg")}
     missing = [i for i in range(count) if f"portrait_{i:05d}.jpg" not in existing]
     portraits = synthetic_portraits(min(_BASES, count), size=(height, width)) if missing else []
     bases = [cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) for rgb in portraits]
@@ -294,22 +294,12 @@ def random_checkpoint(folder: Path) -> Path:
     return path
 
 
-def split_into_parts(folder: Path, parts: int) -> list[Path]:
-    """One ``part-K`` subfolder per round, kept between runs."""
-    targets = [folder / f"part-{k}" for k in range(parts)]
-    existing = sorted(p for p in folder.iterdir() if p.is_dir() and p.name.startswith("part-"))
-    if existing == targets and not any(folder.glob("portrait_*.jpg")):
-        return targets
-    files = sorted(folder.rglob("portrait_*.jpg"), key=lambda path: path.name)
-    for target in targets:
-        target.mkdir(exist_ok=True)
-    for index, path in enumerate(files):
-        destination = targets[index * parts // len(files)] / path.name
-        if path != destination:
-            path.replace(destination)
-    for stale in existing:
-        if stale not in targets:
-            stale.rmdir()
+def split_into_parts(folder: Path, parts: int, scratch: Path) -> list[Path]:
+    """Copies of the folder's portraits in ``parts`` subfolders of ``scratch``, one per round."""
+    files = sorted(folder.glob("portrait_*.jpg"))
+    targets = [scratch / f"part-{k}" for k in range(parts)]
+    for k, target in enumerate(targets):
+        _copies(files[k * len(files) // parts : (k + 1) * len(files) // parts], folder, target)
     return targets
 
 

@@ -82,13 +82,13 @@ def rounds(images, size, data, model, device, batch_size, workers, rounds, model
     rounds = min(rounds, images)
     click.echo(f"dataset: {images} synthetic {width}x{height} JPEGs in {data}, {rounds} rounds")
     make_dataset(data, images, height, width)
-    parts = split_into_parts(data, rounds)
     model = model or random_checkpoint(work)
     backend, reason = open_backend(model, device, batch_size=batch_size or DEFAULT_BATCH["cuda"], notify=click.echo)
     click.echo(reason)
     batch = batch_size or default_batch(backend.device)
     runs, alone, ratios = [], [], []  # alone: the model alone (images/s, CPU s per image) before, then after each
-    with backend:
+    with backend, tempfile.TemporaryDirectory(prefix="facecolor-bench-parts-") as scratch:
+        parts = split_into_parts(data, rounds, Path(scratch))
         alone.append(model_alone(backend, batch, model_seconds))
         for number, part in enumerate(parts, 1):
             with tempfile.TemporaryDirectory(prefix="facecolor-bench-out-") as out:
