@@ -45,5 +45,5 @@ bench:  ## latency and parity of the exported model against PyTorch (run make ex
 	$(PYTHON) -m facecolor.bench --engine models/$(SHIPPED).onnx --reference $(MODEL) \
 		--data $(DATA)/ffhq_dev --limit 64 --json out/bench.json
 
-gpu-check:  ## on a CUDA machine: the GPU and TensorRT tests, then the benchmark (< 5 minutes)
+gpu-check:  ## on a CUDA machine: the GPU and TensorRT tests, then the bench on every CUDA backend (< 5 minutes)
 	bash scripts/gpu-check.sh

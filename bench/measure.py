@@ -1,5 +1,5 @@
-"""Every throughput figure of the bench, measured one way (``facecolor-bench``'s pipeline and
-codec rates, ``python -m facecolor.bench.throughput``'s rounds, Ray and GPU figures).
+"""Every throughput figure of the bench, measured one way (``facecolor-bench``'s pipeline, codec
+and nvJPEG rates, ``python -m facecolor.bench.throughput``'s rounds and Ray figures).
 
 The engine alone is rarely the bottleneck of a colorizing run: decoding and encoding
 full-resolution photos are (notes/tensorrt-onnx.md measured nvJPEG at 2.5x the fused model's
