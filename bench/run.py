@@ -126,7 +126,7 @@ class _Run:
         self.progress(f"{name}: pipeline on {self.folder.count} files")
         try:
             if backend.device not in self.codec:  # the GPU codec, once, for the first CUDA row
-                self.progress(f"codec alone: nvJPEG decode + encode of {self.folder.count} files")
+                self.progress(f"codec alone: nvJPEG decode + encode of {self.folder.count} files, then in memory")
                 self.codec[backend.device] = measure.gpu_codec_rate(self.folder, self.workdir)
             return measure.pipeline_rate(backend, self.folder, self.workdir, self.codec[backend.device])
         except Unavailable as error:
