@@ -13,9 +13,10 @@ own L*, and converted with OpenCV's float Lab -> sRGB formula and constants as
 interpolates a table). For images larger than the render (all real photos) that is one Triton
 kernel on CUDA: 4 bytes of L* and a few cached ab taps read per pixel, 3 (or 12) written, where
 eager torch makes about twenty-five full-resolution float32 passes (notes/tensorrt-onnx.md
-measured them at more than half the codec's budget). ``colorize_torch`` is the same in plain
-torch: the kernel's reference (tested through Triton's interpreter) and the path for smaller
-images.
+measured them at more than half the codec's budget). What the kernel does not take (images no
+larger than the render, CUDA without Triton, the CPU in tests) goes through the CPU path's own
+``colorize_image`` on host copies, which is also the reference the kernel is tested against
+(through Triton's interpreter): one definition of the output, not a torch twin of it.
 """
 
 from __future__ import annotations
@@ -35,9 +36,10 @@ from facecolor.color import (
 from facecolor.color import lightness as cpu_lightness
 from facecolor.errors import Unavailable
 from facecolor.runtime.geometry import Geometry, fit_geometry
+from facecolor.runtime.render import colorize_image
 
 # Triton is imported at module level so that the kernel's globals (``tl``) resolve when Triton
-# compiles it; without Triton the module still imports and the torch path is used.
+# compiles it; without Triton the module still imports and the host path is used.
 try:
     import triton
     import triton.language as tl
@@ -47,8 +49,6 @@ except ImportError:  # pragma: no cover - Triton ships with torch's CUDA wheels
 #: sRGB (D65) -> Y weights, the middle row of the RGB->XYZ matrix of ``facecolor.color``.
 Y_WEIGHTS = CIE_RGB_TO_XYZ[1]
 WHITE_X, _, WHITE_Z = OPENCV_WHITE_D65
-F_THRESHOLD = 6.0 / 29.0  # f(t) at the break: the cube root of CIE_EPSILON
-OFFSET = 16.0 / 116.0
 
 
 @dataclass
@@ -197,55 +197,6 @@ def preprocess(images: Sequence[GpuImage], render_size: int) -> PreparedBatch:
     return PreparedBatch(l_norm, groups)
 
 
-# --------------------------------------------------------------------------- postprocess in torch
-
-
-def lab_to_srgb_torch(lightness: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """CIELAB (float32 tensors of one shape, any device; L* in [0, 100]) -> float32
-    ``[3, *shape]`` sRGB in [0, 1], with OpenCV's float formula."""
-    low = lightness <= OPENCV_L_BREAK
-    fy = torch.where(low, CIE_SLOPE * (lightness / OPENCV_KAPPA) + OFFSET, (lightness + 16.0) / 116.0)
-    y = torch.where(low, lightness / OPENCV_KAPPA, fy * fy * fy)
-    fx = fy + a / 500.0
-    fz = torch.clamp(fy - b / 200.0, min=0.0)  # facecolor.color: f(Z) >= 0 (far out of gamut)
-    x = torch.where(fx <= F_THRESHOLD, (fx - OFFSET) / CIE_SLOPE, fx * fx * fx) * WHITE_X
-    z = torch.where(fz <= F_THRESHOLD, (fz - OFFSET) / CIE_SLOPE, fz * fz * fz) * WHITE_Z
-    linear = torch.stack([m0 * x + m1 * y + m2 * z for m0, m1, m2 in OPENCV_XYZ_TO_RGB]).clamp_(0.0, 1.0)
-    return torch.where(linear <= 0.0031308, 12.92 * linear, 1.055 * torch.pow(linear, 1.0 / 2.4) - 0.055)
-
-
-def upsample_ab(ab_norm: torch.Tensor, geometry: Geometry) -> torch.Tensor:
-    """Network ab (float32 ``[B, 2, S, S]``, ab/110, any device) -> float32 ``[B, 2, H, W]`` a*b*
-    in CIELAB units, clamped to [-110, 110], same device, as ``runtime.render.upsample_ab``
-    resizes it. Clamping the small crop is enough: neither resize leaves its inputs' range."""
-    y0, y1, x0, x1 = geometry.crop
-    crop = (ab_norm[:, :, y0:y1, x0:x1] * AB_SCALE).clamp_(-AB_SCALE, AB_SCALE)
-    if geometry.shrinks:
-        return F.interpolate(crop, size=(geometry.height, geometry.width), mode="bilinear", align_corners=False)
-    rows = on_device(crop.device, resize_matrix, geometry.inner_height, geometry.height)  # [H, h]
-    cols = on_device(crop.device, resize_matrix, geometry.inner_width, geometry.width)  # [W, w]
-    return torch.matmul(torch.matmul(rows, crop), cols.T)
-
-
-def _output_kind(bits: int) -> tuple[float, torch.dtype]:
-    if bits == 8:
-        return 255.0, torch.uint8
-    if bits == 16:
-        return 65535.0, torch.int32
-    raise ValueError(f"output bits must be 8 or 16, not {bits}")
-
-
-def colorize_torch(
-    lightness: torch.Tensor, ab_norm: torch.Tensor, geometry: Geometry, *, bits: int = 8
-) -> torch.Tensor:
-    """One group: float32 L* ``[B, H, W]`` in [0, 100] and ab/110 ``[B, 2, S, S]`` on one device
-    -> ``[B, 3, H, W]`` contiguous, same device: uint8 for ``bits=8``, int32 in [0, 65535] for 16."""
-    ab = upsample_ab(ab_norm, geometry)
-    rgb = lab_to_srgb_torch(lightness, ab[:, 0], ab[:, 1])  # [3, B, H, W]
-    peak, dtype = _output_kind(bits)
-    return torch.floor(rgb * peak + 0.5).clamp_(0.0, peak).to(dtype).transpose(0, 1).contiguous()
-
-
 # --------------------------------------------------------------------------- postprocess in triton
 
 
@@ -325,22 +276,15 @@ def triton_available() -> bool:
     return triton is not None
 
 
-def colorize_triton(
-    lightness: torch.Tensor, ab_norm: torch.Tensor, geometry: Geometry, *, bits: int = 8, block: int = 1024
-) -> torch.Tensor:
-    """``colorize_torch`` as one Triton kernel, on the current stream, for tensors on one CUDA
-    device (or the CPU under ``TRITON_INTERPRET=1``). Only for images larger than the render
-    (``geometry.shrinks``): the kernel samples ab bilinearly."""
-    if triton is None:
-        raise Unavailable("triton is not installed (it ships with torch's CUDA wheels); use colorize_torch")
+def _colorize_fused(lightness: torch.Tensor, ab_norm: torch.Tensor, geometry: Geometry, bits: int) -> torch.Tensor:
+    """One group through the kernel, on the current stream; only for ``geometry.shrinks`` (the
+    kernel samples ab bilinearly). Tensors on one CUDA device, or the CPU under
+    ``TRITON_INTERPRET=1``."""
     count, height, width = (int(n) for n in lightness.shape)
-    if not geometry.shrinks:
-        raise ValueError("the kernel upsamples ab bilinearly: use colorize_torch for images smaller than the render")
-    if (height, width) != (geometry.height, geometry.width):
-        raise ValueError(f"lightness is {height}x{width}, the geometry says {geometry.height}x{geometry.width}")
-    peak, dtype = _output_kind(bits)
+    peak, dtype = (255.0, torch.uint8) if bits == 8 else (65535.0, torch.int32)
     out = torch.empty((count, 3, height, width), dtype=dtype, device=lightness.device)
     y0, _, x0, _ = geometry.crop
+    block = 1024
     _colorize_kernel[(triton.cdiv(height * width, block), count)](
         lightness.contiguous(), ab_norm.contiguous(), out,
         height, width, geometry.render_size, y0, x0, geometry.inner_height, geometry.inner_width,
@@ -350,6 +294,17 @@ def colorize_triton(
         BLOCK=block,
     )
     return out
+
+
+def _colorize_on_host(lightness: torch.Tensor, ab_norm: torch.Tensor, geometry: Geometry, bits: int) -> torch.Tensor:
+    """One group through the CPU path's ``colorize_image`` on host copies, returned to the device
+    in the kernel's layout and dtypes."""
+    dtype = np.uint8 if bits == 8 else np.uint16
+    pairs = zip(lightness.cpu().numpy(), ab_norm.cpu().numpy())
+    rgb = np.stack([colorize_image(light, ab, geometry, dtype) for light, ab in pairs])  # [B, H, W, 3]
+    if bits == 16:
+        rgb = rgb.astype(np.int32)
+    return torch.from_numpy(rgb).permute(0, 3, 1, 2).to(lightness.device).contiguous()
 
 
 # --------------------------------------------------------------------------- postprocess
@@ -365,6 +320,8 @@ def postprocess(
     if use_triton and not triton_available():
         raise Unavailable("use_triton=True, but triton cannot be imported: install torch's CUDA wheel or pass "
                           "use_triton=None")
+    if max_bits not in (8, 16):
+        raise ValueError(f"output bits must be 8 or 16, not {max_bits}")
     count = len(batch.l_norm)
     if ab_norm.shape[0] != count or ab_norm.shape[1] != 2:
         raise ValueError(f"ab has shape {tuple(ab_norm.shape)}, expected [{count}, 2, S, S]")
@@ -372,10 +329,9 @@ def postprocess(
     fused = ab_norm.is_cuda and triton_available() if use_triton is None else use_triton
     results: list[torch.Tensor | None] = [None] * count
     for group in batch.groups:
-        # Images smaller than the render need area resampling: plain torch.
-        colorize = colorize_triton if fused and group.geometry.shrinks else colorize_torch
+        colorize = _colorize_fused if fused and group.geometry.shrinks else _colorize_on_host
         ab = ab_norm[batch_rows(group.indices, ab_norm.device)]
-        stacked = colorize(group.lightness, ab, group.geometry, bits=min(group.bits, max_bits))
+        stacked = colorize(group.lightness, ab, group.geometry, min(group.bits, max_bits))
         for position, index in enumerate(group.indices):
             results[index] = stacked[position]
     return results  # type: ignore[return-value]
