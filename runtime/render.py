@@ -1,8 +1,7 @@
 """CPU math between the full-resolution image and the network's square render (DESIGN §2).
 
     pixels --full_lightness--> L* (HxW) --render_lightness--> L/50-1 (SxS) --network--> ab/110 (2xSxS)
-    ab/110 --upsample_ab--> a*b* (HxWx2) --lab_to_image(with the full L*)--> sRGB uint8/uint16 (HxWx3)
-    (the runtime's hot path does both at once, on reused arrays: colorize_image)
+    ab/110 --colorize_image(upsample_ab_planes, then with the full L*)--> sRGB uint8/uint16 (HxWx3)
 
 Only the render goes through the network; the output keeps the input's own full-resolution
 L*, so sharpness is never lost. Full-size work is OpenCV/numpy on float32 in host memory.
@@ -73,11 +72,6 @@ def upsample_ab_planes(
     )
 
 
-def upsample_ab(ab_norm: np.ndarray, geometry: Geometry) -> np.ndarray:
-    """``upsample_ab_planes`` as one float32 HxWx2 array."""
-    return cv2.merge(upsample_ab_planes(ab_norm, geometry))
-
-
 def quantize(rgb: np.ndarray, dtype: np.dtype, scratch: Scratch = FRESH) -> np.ndarray:
     """float32 sRGB HxWx3 -> uint8 or uint16, rounded half to even and saturated (values
     outside [0, 1] included); the same result as ``color.to_dtype``, in one OpenCV pass."""
@@ -89,11 +83,6 @@ def quantize(rgb: np.ndarray, dtype: np.dtype, scratch: Scratch = FRESH) -> np.n
     cv2.multiply(rgb.reshape(rgb.shape[0], -1), peak, dst=out.reshape(out.shape[0], -1),
                  dtype=cv2.CV_8U if dtype == np.uint8 else cv2.CV_16U)
     return out
-
-
-def lab_to_image(lightness: np.ndarray, ab: np.ndarray, dtype: np.dtype = np.uint8) -> np.ndarray:
-    """Full-res L* float32 HxW and a*b* float32 HxWx2 -> sRGB HxWx3 (RGB order) of ``dtype``."""
-    return quantize(color.join_lab(lightness, ab), dtype)
 
 
 def colorize_image(

@@ -30,7 +30,7 @@ from facecolor.runtime.pipeline import Settings
 from facecolor.runtime.run import run_batch
 from facecolor.runtime.pipeline_cpu import build_stages as cpu_stages
 from facecolor.runtime.pipeline_gpu import build_stages as gpu_stages
-from facecolor.runtime.render import lab_to_image, render_lightness, upsample_ab, full_lightness
+from facecolor.runtime.render import colorize_image, full_lightness, render_lightness
 from facecolor.runtime.report import REPORT_NAME
 
 pytestmark = [
@@ -141,7 +141,7 @@ def test_cuda_pre_and_postprocess_are_the_cpu_math(bits):
         torch.cuda.synchronize()
         for index, gray in enumerate(grays):
             geometry = fit_geometry(*gray.shape, 128)
-            reference = lab_to_image(full_lightness(gray), upsample_ab(ab[index], geometry), dtype)
+            reference = colorize_image(full_lightness(gray), ab[index], geometry, dtype)
             ours = outputs[index].permute(1, 2, 0).cpu().numpy()
             most, mean = stats(f"colorize triton={use_triton} {bits}-bit {gray.shape}", ours, reference)
             assert most <= (1 if bits == 8 else 40) and mean < (0.01 if bits == 8 else 2.0)
