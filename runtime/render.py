@@ -19,25 +19,30 @@ from facecolor.runtime.geometry import Geometry
 from facecolor.scratch import FRESH, Scratch
 
 
-@functools.lru_cache(maxsize=1)
-def _gray8_lightness() -> np.ndarray:
-    """L* of the 256 gray levels, from ``color.lightness`` itself: float32 [1, 256]."""
-    return np.ascontiguousarray(color.lightness(np.arange(256, dtype=np.uint8)[None, :]), dtype=np.float32)
+@functools.lru_cache(maxsize=2)
+def gray_levels(bits: int) -> np.ndarray:
+    """float32 ``[2**bits]``: L* of sRGB (g, g, g) for every level g, from ``color.lightness``
+    itself (the GPU path's table too)."""
+    ramp = np.arange(1 << bits, dtype=np.uint8 if bits == 8 else np.uint16)[None]
+    return color.lightness(ramp)[0].astype(np.float32)
+
+
+def gray_view(pixels: np.ndarray) -> np.ndarray:
+    """HxWx3 pixels with R == G == B (common for scans) as the HxW view of one channel, so that
+    they are read as gray (the exact table; a third of the GPU path's upload); others as given."""
+    equal = pixels.ndim == 3 and all(np.array_equal(pixels[:, :, 0], pixels[:, :, c]) for c in (1, 2))
+    return pixels[:, :, 0] if equal else pixels
 
 
 def full_lightness(pixels: np.ndarray) -> np.ndarray:
     """uint8/uint16 HxW or HxWx3 RGB (any strides) -> L* float32 HxW in [0, 100], contiguous.
 
-    Color files holding a gray picture (common for scans) are read as gray; 8-bit gray goes
-    through ``cv2.LUT`` on ``color.lightness``'s own 256 values: the same result, 4x faster
-    than numpy's gather.
+    8-bit gray goes through ``cv2.LUT`` on ``color.lightness``'s own 256 values: the same result,
+    4x faster than numpy's gather.
     """
-    if pixels.ndim == 3 and np.array_equal(pixels[:, :, 0], pixels[:, :, 1]) and np.array_equal(
-        pixels[:, :, 1], pixels[:, :, 2]
-    ):
-        pixels = pixels[:, :, 0]
+    pixels = gray_view(pixels)
     if pixels.ndim == 2 and pixels.dtype == np.uint8:
-        return cv2.LUT(np.ascontiguousarray(pixels), _gray8_lightness())
+        return cv2.LUT(np.ascontiguousarray(pixels), gray_levels(8))
     return np.ascontiguousarray(color.lightness(pixels), dtype=np.float32)
 
 

@@ -33,10 +33,9 @@ from facecolor.color import (
     AB_SCALE, CIE_EPSILON, CIE_RGB_TO_XYZ, CIE_SLOPE, OPENCV_KAPPA, OPENCV_L_BREAK, OPENCV_WHITE_D65,
     OPENCV_XYZ_TO_RGB, normalize_l,
 )
-from facecolor.color import lightness as cpu_lightness
 from facecolor.errors import Unavailable
 from facecolor.runtime.geometry import Geometry, fit_geometry
-from facecolor.runtime.render import colorize_image
+from facecolor.runtime.render import colorize_image, gray_levels
 
 # Triton is imported at module level so that the kernel's globals (``tl``) resolve when Triton
 # compiles it; without Triton the module still imports and the host path is used.
@@ -93,23 +92,16 @@ def batch_rows(indices: list[int], device: torch.device) -> slice | torch.Tensor
 
 
 @functools.lru_cache(maxsize=2)
-def gray_table(bits: int) -> torch.Tensor:
-    """float32 ``[2**bits]``: L* of sRGB (g, g, g) for every level g."""
-    ramp = np.arange(1 << bits, dtype=np.uint8 if bits == 8 else np.uint16)[None]
-    return torch.from_numpy(cpu_lightness(ramp)[0].astype(np.float32))
-
-
-@functools.lru_cache(maxsize=2)
-def rgb_tables(bits: int) -> torch.Tensor:
+def rgb_tables(bits: int) -> np.ndarray:
     """float32 ``[3, 2**bits]``: each channel's Y weight times the linear sRGB of every level,
     decoded in float64."""
     unit = np.arange(1 << bits, dtype=np.float64) / ((1 << bits) - 1)
     linear = np.where(unit <= 0.04045, unit / 12.92, ((unit + 0.055) / 1.055) ** 2.4)
-    return torch.from_numpy(np.outer(Y_WEIGHTS, linear).astype(np.float32))
+    return np.outer(Y_WEIGHTS, linear).astype(np.float32)
 
 
 @functools.lru_cache(maxsize=256)
-def resize_matrix(n_in: int, n_out: int) -> torch.Tensor:
+def resize_matrix(n_in: int, n_out: int) -> np.ndarray:
     """float32 ``[n_out, n_in]``: the linear map OpenCV's resize applies along one axis.
 
     Shrinking: each output pixel averages the input interval ``[d s, (d+1) s)`` (s = n_in /
@@ -133,13 +125,13 @@ def resize_matrix(n_in: int, n_out: int) -> torch.Tensor:
             frac = src - s0
             matrix[d, s0] += 1.0 - frac
             matrix[d, s1] += frac
-    return torch.from_numpy(matrix.astype(np.float32))
+    return matrix.astype(np.float32)
 
 
 @functools.lru_cache(maxsize=512)
-def on_device(device: torch.device, build: Callable[..., torch.Tensor], *args: int) -> torch.Tensor:
-    """``build(*args)`` (one of the CPU tables above) on ``device``, uploaded once."""
-    return build(*args).to(device)
+def on_device(device: torch.device, build: Callable[..., np.ndarray], *args: int) -> torch.Tensor:
+    """``build(*args)`` (one of the host tables above, or ``gray_levels``) on ``device``, uploaded once."""
+    return torch.from_numpy(build(*args)).to(device)
 
 
 # --------------------------------------------------------------------------- preprocess
@@ -154,7 +146,7 @@ def lightness_from_pixels(pixels: torch.Tensor, bits: int) -> torch.Tensor:
         raise ValueError(f"bits must be 8 or 16, not {bits}")
     index = pixels.to(torch.int32)
     if pixels.shape[1] == 1:
-        return on_device(pixels.device, gray_table, bits)[index[:, 0]]
+        return on_device(pixels.device, gray_levels, bits)[index[:, 0]]
     tables = on_device(pixels.device, rgb_tables, bits)
     y = tables[0][index[:, 0]]
     y += tables[1][index[:, 1]]

@@ -200,7 +200,7 @@ def test_render_is_the_cpu_render(shape):
 
 def test_resize_matrix_rows_are_averages():
     for n_in, n_out in ((1280, 128), (1024, 102), (7, 3), (5, 9), (4, 4)):
-        matrix = resize_matrix(n_in, n_out).double()
+        matrix = torch.from_numpy(resize_matrix(n_in, n_out)).double()
         assert matrix.shape == (n_out, n_in)
         torch.testing.assert_close(matrix.sum(1), torch.ones(n_out, dtype=torch.float64))
         assert (matrix >= 0).all()
