@@ -167,10 +167,8 @@ def _exif_orientation(header: Image.Image) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             if header.format == "PNG":
-                raw = header.info.get("exif")
                 exif = Image.Exif()
-                if raw:
-                    exif.load(raw)
+                exif.load(header.info.get("exif") or b"")
             else:
                 exif = header.getexif()
             value = int(exif.get(_EXIF_ORIENTATION, 1) or 1)

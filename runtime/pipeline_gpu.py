@@ -105,8 +105,7 @@ class GpuPipeline:
                 item.fail("decode", failure_reason(error))
         for item in items:
             if isinstance(item.payload, Decoded):
-                decoded = item.payload
-                item.payload = self._work(item, self.decoder.upload(decoded.pixels), decoded.format)
+                item.payload = self._work(item, self.decoder.upload(item.payload.pixels), item.payload.format)
         event = self.decoder.ready_event()
         for item in items:
             if isinstance(item.payload, GpuWork):

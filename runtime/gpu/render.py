@@ -62,7 +62,8 @@ class GpuImage:
 @dataclass
 class Group:
     """Images of one size and kind: their ``indices`` in the batch and their ``lightness``, float32
-    ``[B, H, W]`` L* in [0, 100] on the device, kept for the postprocess to join with ab."""
+    ``[B, H, W]`` L* in [0, 100], contiguous, on the device, kept for the postprocess to join with
+    ab."""
 
     indices: list[int]
     geometry: Geometry
@@ -138,8 +139,7 @@ def on_device(device: torch.device, build: Callable[..., np.ndarray], *args: int
 
 
 def lightness_from_pixels(pixels: torch.Tensor, bits: int) -> torch.Tensor:
-    """L* of a stack of images: ``pixels`` ``[B, 1|3, H, W]``, uint8 or int32 (see GpuImage), any
-    device -> float32 ``[B, H, W]`` in ``[0, 100]``, contiguous, on the same device."""
+    """Stacked ``GpuImage.pixels`` ``[B, 1|3, H, W]``, any device -> their ``Group.lightness``."""
     if pixels.ndim != 4 or pixels.shape[1] not in (1, 3):
         raise ValueError(f"expected [B, 1|3, H, W] pixels, got {tuple(pixels.shape)}")
     if bits not in (8, 16):
@@ -156,16 +156,13 @@ def lightness_from_pixels(pixels: torch.Tensor, bits: int) -> torch.Tensor:
 
 
 def render(lightness: torch.Tensor, geometry: Geometry) -> torch.Tensor:
-    """Full-resolution L* (float32 ``[B, H, W]`` in ``[0, 100]``, geometry's size, any device) ->
-    the network input: float32 ``[B, 1, S, S]`` in ``[-1, 1]`` (L/50 - 1), contiguous, same
-    device; resized into the inner box, edge-padded to the square (``geometry.padding``)."""
+    """A group's ``Group.lightness`` -> its rows of ``PreparedBatch.l_norm``, same device: resized
+    into the inner box, edge-padded to the square (``geometry.padding``)."""
     rows = on_device(lightness.device, resize_matrix, geometry.height, geometry.inner_height)  # [h, H]
     cols = on_device(lightness.device, resize_matrix, geometry.width, geometry.inner_width)  # [w, W]
     inner = normalize_l(torch.matmul(torch.matmul(rows, lightness), cols.T)).unsqueeze(1)  # [B, 1, h, w]
     top, bottom, left, right = geometry.padding
-    if top or bottom or left or right:
-        inner = F.pad(inner, (left, right, top, bottom), mode="replicate")
-    return inner.contiguous()
+    return F.pad(inner, (left, right, top, bottom), mode="replicate")  # contiguous, padded or not
 
 
 def preprocess(images: Sequence[GpuImage], render_size: int) -> PreparedBatch:
@@ -264,10 +261,6 @@ if triton is not None:
             tl.store(out + channel * npix, level.to(out_ptr.dtype.element_ty), mask=mask)
 
 
-def triton_available() -> bool:
-    return triton is not None
-
-
 def _colorize_fused(lightness: torch.Tensor, ab_norm: torch.Tensor, geometry: Geometry, bits: int) -> torch.Tensor:
     """One group through the kernel, on the current stream; only for ``geometry.shrinks`` (the
     kernel samples ab bilinearly). Tensors on one CUDA device, or the CPU under
@@ -309,7 +302,7 @@ def postprocess(
     device. Returns N contiguous ``[3, H, W]`` tensors on the device, in batch order: uint8 for
     8-bit inputs (or ``max_bits=8``), int32 in [0, 65535] for 16-bit ones. ``use_triton``: None
     runs the kernel on CUDA when Triton imports, True requires it, False never runs it."""
-    if use_triton and not triton_available():
+    if use_triton and triton is None:
         raise Unavailable("use_triton=True, but triton cannot be imported: install torch's CUDA wheel or pass "
                           "use_triton=None")
     if max_bits not in (8, 16):
@@ -318,7 +311,7 @@ def postprocess(
     if ab_norm.shape[0] != count or ab_norm.shape[1] != 2:
         raise ValueError(f"ab has shape {tuple(ab_norm.shape)}, expected [{count}, 2, S, S]")
     ab_norm = ab_norm.float().contiguous()
-    fused = ab_norm.is_cuda and triton_available() if use_triton is None else use_triton
+    fused = ab_norm.is_cuda and triton is not None if use_triton is None else use_triton
     results: list[torch.Tensor | None] = [None] * count
     for group in batch.groups:
         colorize = _colorize_fused if fused and group.geometry.shrinks else _colorize_on_host

@@ -24,7 +24,8 @@ from facecolor.runtime.geometry import fit_geometry
 from facecolor.runtime.gpu.cuda import mark
 from facecolor.runtime.gpu.jpeg import triage
 from facecolor.runtime.gpu.nvjpeg import NvjpegDecoder, NvjpegEncoder
-from facecolor.runtime.gpu.render import GpuImage, postprocess, preprocess, triton_available
+from facecolor.runtime.gpu import render as gpu_render
+from facecolor.runtime.gpu.render import GpuImage, postprocess, preprocess
 from facecolor.runtime.executor import ThreadExecutor
 from facecolor.runtime.pipeline import Settings
 from facecolor.runtime.run import run_batch
@@ -135,7 +136,7 @@ def test_cuda_pre_and_postprocess_are_the_cpu_math(bits):
         diff = np.abs(batch.l_norm[index, 0].cpu().numpy() - reference).max()
         print(f"render {gray.shape}: max |diff| {diff:.2e}")
         assert diff < 1e-4
-    print("triton available:", triton_available())
+    print("triton available:", gpu_render.triton is not None)
     for use_triton in (None, False):
         outputs = postprocess(batch, torch.from_numpy(ab).to(device), use_triton=use_triton)
         torch.cuda.synchronize()
