@@ -252,7 +252,8 @@ def test_triton_kernel_under_the_interpreter():
     ``kernel_interpreted.py`` in a subprocess, since TRITON_INTERPRET must be set before import."""
     pytest.importorskip("triton")
     here = Path(__file__).resolve()
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(here.with_name("kernel_interpreted.py"))]
+    script = str(here.with_name("kernel_interpreted.py"))
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", script]
     env = dict(os.environ, TRITON_INTERPRET="1")
     done = subprocess.run(command, env=env, cwd=here.parents[2], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and " passed" in done.stdout and "skipped" not in done.stdout, done.stdout + done.stderr
