@@ -69,18 +69,16 @@ class Decoded:
         return self.pixels.shape[1]
 
 
+#: EXIF orientation -> (swap rows and columns first?, then flip these axes: 0 rows, 1 columns);
+#: the GPU path's ``gpu.nvjpeg.orient`` reads it too.
+UPRIGHT = {2: (False, (1,)), 3: (False, (0, 1)), 4: (False, (0,)), 5: (True, ()), 6: (True, (1,)), 7: (True, (0, 1)),
+           8: (True, (0,))}
+
+
 def apply_orientation(pixels: np.ndarray, orientation: int) -> np.ndarray:
     """Rotate/flip HxW[xC] pixels so that EXIF ``orientation`` (1-8) becomes 1; views only."""
-    if orientation == 2:
-        return pixels[:, ::-1]
-    if orientation == 3:
-        return pixels[::-1, ::-1]
-    if orientation == 4:
-        return pixels[::-1]
-    if orientation in (5, 6, 7, 8):
-        swapped = pixels.swapaxes(0, 1)
-        return {5: swapped, 6: swapped[:, ::-1], 7: swapped[::-1, ::-1], 8: swapped[::-1]}[orientation]
-    return pixels
+    swap, flips = UPRIGHT.get(orientation, (False, ()))
+    return np.flip(pixels.swapaxes(0, 1) if swap else pixels, flips)
 
 
 def jpeg_is_truncated(data: bytes | bytearray) -> bool:
@@ -169,10 +167,8 @@ def _exif_orientation(header: Image.Image) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             if header.format == "PNG":
-                raw = header.info.get("exif")
                 exif = Image.Exif()
-                if raw:
-                    exif.load(raw)
+                exif.load(header.info.get("exif") or b"")
             else:
                 exif = header.getexif()
             value = int(exif.get(_EXIF_ORIENTATION, 1) or 1)

@@ -25,7 +25,8 @@ class GeometryError(FacecolorError, ValueError):
 @dataclass(frozen=True)
 class Geometry:
     """One image's placement in pixels: the full ``height`` x ``width`` image resized to
-    ``inner_height`` x ``inner_width`` inside the ``render_size`` square, with edge padding."""
+    ``inner_height`` x ``inner_width`` at ``top``, ``left`` inside the ``render_size`` square,
+    with edge padding around it."""
 
     height: int
     width: int
@@ -33,9 +34,7 @@ class Geometry:
     inner_height: int
     inner_width: int
     top: int
-    bottom: int
     left: int
-    right: int
 
     @property
     def crop(self) -> tuple[int, int, int, int]:
@@ -45,7 +44,8 @@ class Geometry:
     @property
     def padding(self) -> tuple[int, int, int, int]:
         """``(top, bottom, left, right)``: the order of ``cv2.copyMakeBorder``."""
-        return self.top, self.bottom, self.left, self.right
+        size = self.render_size
+        return self.top, size - self.inner_height - self.top, self.left, size - self.inner_width - self.left
 
     @property
     def shrinks(self) -> bool:
@@ -63,16 +63,5 @@ def fit_geometry(height: int, width: int, render_size: int) -> Geometry:
     scale = render_size / max(height, width)
     inner_h = min(render_size, max(1, round(height * scale)))
     inner_w = min(render_size, max(1, round(width * scale)))
-    top = (render_size - inner_h) // 2
-    left = (render_size - inner_w) // 2
-    return Geometry(
-        height=height,
-        width=width,
-        render_size=render_size,
-        inner_height=inner_h,
-        inner_width=inner_w,
-        top=top,
-        bottom=render_size - inner_h - top,
-        left=left,
-        right=render_size - inner_w - left,
-    )
+    return Geometry(height, width, render_size, inner_h, inner_w,
+                    top=(render_size - inner_h) // 2, left=(render_size - inner_w) // 2)

@@ -35,6 +35,7 @@ from facecolor.runtime.gpu.nvjpeg import NvjpegDecoder, NvjpegEncoder
 from facecolor.runtime.gpu.render import GpuImage, postprocess, preprocess
 from facecolor.runtime.pipeline import BatchStage, FatalError, Item, MapStage, Settings, failure_reason
 from facecolor.runtime.pipeline_cpu import read_stage, save
+from facecolor.runtime.render import gray_view
 from facecolor.runtime.write import encode, metadata_note, output_dtype
 
 
@@ -56,12 +57,10 @@ class GpuWork:
 
 @contextmanager
 def _gpu_errors_are_fatal() -> Iterator[None]:
-    """GpuError (out of memory, CUDA faults: no single file explains them) stops the run; an
-    NvjpegError is left to the caller, who sends the files to the CPU codecs."""
+    """GpuError (out of memory, CUDA faults: no single file explains them) stops the run. The
+    stages catch an NvjpegError themselves and send its files to the CPU codecs."""
     try:
         yield
-    except NvjpegError:
-        raise
     except GpuError as error:
         raise FatalError(str(error)) from error
 
@@ -88,32 +87,25 @@ class GpuPipeline:
         return item
 
     def _decode_on_cpu(self, data: bytes) -> Decoded:
-        """RGB pixels with R == G == B keep one channel, as ``runtime.render.full_lightness``
-        treats them (the exact gray table, and a third of the upload)."""
         decoded = decode_image(data, max_pixels=self.settings.max_pixels)
-        pixels = decoded.pixels
-        if pixels.ndim == 3 and all(np.array_equal(pixels[:, :, 0], pixels[:, :, c]) for c in (1, 2)):
-            return replace(decoded, pixels=pixels[:, :, 0])
-        return decoded
+        return replace(decoded, pixels=gray_view(decoded.pixels))
 
     @_gpu_errors_are_fatal()
     def decode(self, items: list[Item]) -> list[Item]:
         """nvJPEG for the Triage payloads, upload for the Decoded ones; then one event."""
         jpegs = [item for item in items if isinstance(item.payload, Triage)]
-        if jpegs:
-            results = self.decoder.decode([i.payload.data for i in jpegs], [i.payload.info for i in jpegs])
-            for item, result in zip(jpegs, results):
-                if isinstance(result, GpuImage):
-                    item.payload = self._work(item, result, "jpeg")
-                    continue
-                try:  # nvJPEG refused it: the CPU decoder's reason is the one to report
-                    item.payload = self._decode_on_cpu(item.payload.data)
-                except Exception as error:
-                    item.fail("decode", failure_reason(error))
+        results = self.decoder.decode([i.payload.data for i in jpegs], [i.payload.info for i in jpegs])
+        for item, result in zip(jpegs, results):
+            if isinstance(result, GpuImage):
+                item.payload = self._work(item, result, "jpeg")
+                continue
+            try:  # nvJPEG refused it: the CPU decoder's reason is the one to report
+                item.payload = self._decode_on_cpu(item.payload.data)
+            except Exception as error:
+                item.fail("decode", failure_reason(error))
         for item in items:
             if isinstance(item.payload, Decoded):
-                decoded = item.payload
-                item.payload = self._work(item, self.decoder.upload(decoded.pixels), decoded.format)
+                item.payload = self._work(item, self.decoder.upload(item.payload.pixels), item.payload.format)
         event = self.decoder.ready_event()
         for item in items:
             if isinstance(item.payload, GpuWork):
@@ -213,8 +205,7 @@ def build_stages(settings: Settings, backend) -> list[MapStage | BatchStage]:
     """The stages for a CUDA backend (torch CUDA tensors in and out)."""
     if backend.device != "cuda":
         raise ValueError(f"the GPU pipeline needs a CUDA backend, not {backend.name}")
-    with _gpu_errors_are_fatal():
-        return GpuPipeline(settings, backend).stages()
+    return GpuPipeline(settings, backend).stages()
 
 
 def _unique(events: Iterable[torch.cuda.Event | None]) -> list[torch.cuda.Event]:

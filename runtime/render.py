@@ -1,8 +1,7 @@
 """CPU math between the full-resolution image and the network's square render (DESIGN §2).
 
     pixels --full_lightness--> L* (HxW) --render_lightness--> L/50-1 (SxS) --network--> ab/110 (2xSxS)
-    ab/110 --upsample_ab--> a*b* (HxWx2) --lab_to_image(with the full L*)--> sRGB uint8/uint16 (HxWx3)
-    (the runtime's hot path does both at once, on reused arrays: colorize_image)
+    ab/110 --colorize_image(upsample_ab_planes, then with the full L*)--> sRGB uint8/uint16 (HxWx3)
 
 Only the render goes through the network; the output keeps the input's own full-resolution
 L*, so sharpness is never lost. Full-size work is OpenCV/numpy on float32 in host memory.
@@ -20,25 +19,30 @@ from facecolor.runtime.geometry import Geometry
 from facecolor.scratch import FRESH, Scratch
 
 
-@functools.lru_cache(maxsize=1)
-def _gray8_lightness() -> np.ndarray:
-    """L* of the 256 gray levels, from ``color.lightness`` itself: float32 [1, 256]."""
-    return np.ascontiguousarray(color.lightness(np.arange(256, dtype=np.uint8)[None, :]), dtype=np.float32)
+@functools.lru_cache(maxsize=2)
+def gray_levels(bits: int) -> np.ndarray:
+    """float32 ``[2**bits]``: L* of sRGB (g, g, g) for every level g, from ``color.lightness``
+    itself (the GPU path's table too)."""
+    ramp = np.arange(1 << bits, dtype=np.uint8 if bits == 8 else np.uint16)[None]
+    return color.lightness(ramp)[0].astype(np.float32)
+
+
+def gray_view(pixels: np.ndarray) -> np.ndarray:
+    """HxWx3 pixels with R == G == B (common for scans) as the HxW view of one channel, so that
+    they are read as gray (the exact table; a third of the GPU path's upload); others as given."""
+    equal = pixels.ndim == 3 and all(np.array_equal(pixels[:, :, 0], pixels[:, :, c]) for c in (1, 2))
+    return pixels[:, :, 0] if equal else pixels
 
 
 def full_lightness(pixels: np.ndarray) -> np.ndarray:
     """uint8/uint16 HxW or HxWx3 RGB (any strides) -> L* float32 HxW in [0, 100], contiguous.
 
-    Color files holding a gray picture (common for scans) are read as gray; 8-bit gray goes
-    through ``cv2.LUT`` on ``color.lightness``'s own 256 values: the same result, 4x faster
-    than numpy's gather.
+    8-bit gray goes through ``cv2.LUT`` on ``color.lightness``'s own 256 values: the same result,
+    4x faster than numpy's gather.
     """
-    if pixels.ndim == 3 and np.array_equal(pixels[:, :, 0], pixels[:, :, 1]) and np.array_equal(
-        pixels[:, :, 1], pixels[:, :, 2]
-    ):
-        pixels = pixels[:, :, 0]
+    pixels = gray_view(pixels)
     if pixels.ndim == 2 and pixels.dtype == np.uint8:
-        return cv2.LUT(np.ascontiguousarray(pixels), _gray8_lightness())
+        return cv2.LUT(np.ascontiguousarray(pixels), gray_levels(8))
     return np.ascontiguousarray(color.lightness(pixels), dtype=np.float32)
 
 
@@ -73,11 +77,6 @@ def upsample_ab_planes(
     )
 
 
-def upsample_ab(ab_norm: np.ndarray, geometry: Geometry) -> np.ndarray:
-    """``upsample_ab_planes`` as one float32 HxWx2 array."""
-    return cv2.merge(upsample_ab_planes(ab_norm, geometry))
-
-
 def quantize(rgb: np.ndarray, dtype: np.dtype, scratch: Scratch = FRESH) -> np.ndarray:
     """float32 sRGB HxWx3 -> uint8 or uint16, rounded half to even and saturated (values
     outside [0, 1] included); the same result as ``color.to_dtype``, in one OpenCV pass."""
@@ -89,11 +88,6 @@ def quantize(rgb: np.ndarray, dtype: np.dtype, scratch: Scratch = FRESH) -> np.n
     cv2.multiply(rgb.reshape(rgb.shape[0], -1), peak, dst=out.reshape(out.shape[0], -1),
                  dtype=cv2.CV_8U if dtype == np.uint8 else cv2.CV_16U)
     return out
-
-
-def lab_to_image(lightness: np.ndarray, ab: np.ndarray, dtype: np.dtype = np.uint8) -> np.ndarray:
-    """Full-res L* float32 HxW and a*b* float32 HxWx2 -> sRGB HxWx3 (RGB order) of ``dtype``."""
-    return quantize(color.join_lab(lightness, ab), dtype)
 
 
 def colorize_image(

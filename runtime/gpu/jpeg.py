@@ -132,8 +132,7 @@ def read_jpeg_info(data: bytes) -> JpegInfo:
             adobe = data[start + 11]
     if frame is None:
         raise JpegHeaderError("the JPEG has no frame header (SOF) before its first scan")
-    kind, precision, height, width, ncomp, ids = frame
-    return JpegInfo(kind, precision, height, width, ncomp, ids, orientation, adobe)
+    return JpegInfo(*frame, orientation, adobe)
 
 
 @dataclass(frozen=True)

@@ -21,12 +21,14 @@ Streams and threads, from torchvision's source and issue tracker:
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Sequence
 
 import numpy as np
 import torch
 from torchvision.io import ImageReadMode, decode_jpeg, encode_jpeg
 
+from facecolor.runtime.decode import UPRIGHT
 from facecolor.runtime.gpu.cuda import NvjpegError, cuda_errors, host_wait, mark, new_stream, torch_device
 from facecolor.runtime.gpu.jpeg import JpegInfo
 from facecolor.runtime.gpu.render import GpuImage
@@ -35,11 +37,11 @@ from facecolor.runtime.write import jpeg_with_comment
 
 def orient(image: torch.Tensor, orientation: int) -> torch.Tensor:
     """``[C, H, W]`` pixels (any dtype and device) shown upright for their EXIF orientation
-    (1..8), contiguous: the transpose and flips of ``runtime.decode.apply_orientation``."""
-    if orientation in (5, 6, 7, 8):
+    (1..8), contiguous: ``runtime.decode.UPRIGHT``'s swap and flips on the last two axes."""
+    swap, flips = UPRIGHT.get(orientation, (False, ()))
+    if swap:
         image = image.transpose(-2, -1)
-    flips = {2: (-1,), 3: (-2, -1), 4: (-2,), 6: (-1,), 7: (-2, -1), 8: (-2,)}.get(orientation)
-    return (image.flip(flips) if flips else image).contiguous()
+    return (image.flip([axis - 2 for axis in flips]) if flips else image).contiguous()
 
 
 class NvjpegDecoder:
@@ -60,7 +62,10 @@ class NvjpegDecoder:
             indices = [i for i, info in enumerate(infos) if info.is_gray == gray]
             if not indices:
                 continue
-            decoded = self._decode_batch([files[i] for i in indices], mode, "gray" if gray else "colour")
+            # torch.frombuffer shares a bytearray's memory; read-only bytes are copied into one.
+            buffers = [files[i] if isinstance(files[i], bytearray) else bytearray(files[i]) for i in indices]
+            tensors = [torch.frombuffer(buffer, dtype=torch.uint8) for buffer in buffers]
+            decoded = self._nvjpeg(tensors, mode, "gray" if gray else "colour")
             with torch.cuda.stream(self.stream):  # the orientation fixes queue behind the decodes
                 for index, image in zip(indices, decoded):
                     if not isinstance(image, NvjpegError):
@@ -68,29 +73,18 @@ class NvjpegDecoder:
                     results[index] = image
         return results  # type: ignore[return-value]
 
-    def _decode_batch(self, files, mode, kind: str) -> list[torch.Tensor | NvjpegError]:
+    def _nvjpeg(self, tensors: list[torch.Tensor], mode, kind: str) -> list[torch.Tensor | NvjpegError]:
         """nvJPEG on the whole list, or on each file alone when one bad file failed the batch."""
-        # torch.frombuffer shares a bytearray's memory; read-only bytes are copied into one.
-        buffers = [data if isinstance(data, bytearray) else bytearray(data) for data in files]
-        tensors = [torch.frombuffer(buffer, dtype=torch.uint8) for buffer in buffers]
+        what = f"{len(tensors)} {kind} JPEGs" if len(tensors) > 1 else f"one {kind} JPEG"
         try:
-            return self._nvjpeg(tensors, mode, f"{len(tensors)} {kind} JPEGs")
+            with torch.cuda.stream(self.stream):
+                host_wait(self.stream)  # pytorch/vision#9606 (see the module docstring)
+                with cuda_errors(f"nvJPEG decode of {what}", NvjpegError):
+                    return list(decode_jpeg(tensors, mode=mode, device=self.device))
         except NvjpegError as error:
             if len(tensors) == 1:
                 return [error]
-        outputs: list[torch.Tensor | NvjpegError] = []
-        for tensor in tensors:
-            try:
-                outputs += self._nvjpeg([tensor], mode, f"one {kind} JPEG")
-            except NvjpegError as error:
-                outputs.append(error)
-        return outputs
-
-    def _nvjpeg(self, tensors: list[torch.Tensor], mode, what: str) -> list[torch.Tensor]:
-        with torch.cuda.stream(self.stream):
-            host_wait(self.stream)  # pytorch/vision#9606 (see the module docstring)
-            with cuda_errors(f"nvJPEG decode of {what}", NvjpegError):
-                return list(decode_jpeg(tensors, mode=mode, device=self.device))
+        return [result for tensor in tensors for result in self._nvjpeg([tensor], mode, kind)]
 
     def upload(self, array: np.ndarray) -> GpuImage:
         """``Decoded.pixels`` (HxW or HxWx3, uint8 or uint16, host memory, any strides: what
@@ -151,14 +145,10 @@ class NvjpegEncoder:
             if cuda:
                 host_wait(torch.cuda.default_stream(self.device))  # the bitstream copies
             host_wait(self.stream)
-            lengths = [int(t.numel()) for t in encoded]
+            ends = list(itertools.accumulate(int(t.numel()) for t in encoded))
             blob = torch.cat(encoded).cpu().numpy().tobytes()  # one device-to-host copy
-        files, start = [], 0
-        for length in lengths:
-            jpeg = blob[start:start + length]
-            files.append(jpeg_with_comment(jpeg, self.note) if self.note else jpeg)
-            start += length
-        return files
+        files = [blob[start:end] for start, end in zip([0, *ends], ends)]
+        return [jpeg_with_comment(jpeg, self.note) for jpeg in files] if self.note else files
 
     def close(self) -> None:
         host_wait(self.stream)

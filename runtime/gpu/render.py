@@ -13,9 +13,10 @@ own L*, and converted with OpenCV's float Lab -> sRGB formula and constants as
 interpolates a table). For images larger than the render (all real photos) that is one Triton
 kernel on CUDA: 4 bytes of L* and a few cached ab taps read per pixel, 3 (or 12) written, where
 eager torch makes about twenty-five full-resolution float32 passes (notes/tensorrt-onnx.md
-measured them at more than half the codec's budget). ``colorize_torch`` is the same in plain
-torch: the kernel's reference (tested through Triton's interpreter) and the path for smaller
-images.
+measured them at more than half the codec's budget). What the kernel does not take (images no
+larger than the render, CUDA without Triton, the CPU in tests) goes through the CPU path's own
+``colorize_image`` on host copies, which is also the reference the kernel is tested against
+(through Triton's interpreter): one definition of the output, not a torch twin of it.
 """
 
 from __future__ import annotations
@@ -32,12 +33,12 @@ from facecolor.color import (
     AB_SCALE, CIE_EPSILON, CIE_RGB_TO_XYZ, CIE_SLOPE, OPENCV_KAPPA, OPENCV_L_BREAK, OPENCV_WHITE_D65,
     OPENCV_XYZ_TO_RGB, normalize_l,
 )
-from facecolor.color import lightness as cpu_lightness
 from facecolor.errors import Unavailable
 from facecolor.runtime.geometry import Geometry, fit_geometry
+from facecolor.runtime.render import colorize_image, gray_levels
 
 # Triton is imported at module level so that the kernel's globals (``tl``) resolve when Triton
-# compiles it; without Triton the module still imports and the torch path is used.
+# compiles it; without Triton the module still imports and the host path is used.
 try:
     import triton
     import triton.language as tl
@@ -47,8 +48,6 @@ except ImportError:  # pragma: no cover - Triton ships with torch's CUDA wheels
 #: sRGB (D65) -> Y weights, the middle row of the RGB->XYZ matrix of ``facecolor.color``.
 Y_WEIGHTS = CIE_RGB_TO_XYZ[1]
 WHITE_X, _, WHITE_Z = OPENCV_WHITE_D65
-F_THRESHOLD = 6.0 / 29.0  # f(t) at the break: the cube root of CIE_EPSILON
-OFFSET = 16.0 / 116.0
 
 
 @dataclass
@@ -63,7 +62,8 @@ class GpuImage:
 @dataclass
 class Group:
     """Images of one size and kind: their ``indices`` in the batch and their ``lightness``, float32
-    ``[B, H, W]`` L* in [0, 100] on the device, kept for the postprocess to join with ab."""
+    ``[B, H, W]`` L* in [0, 100], contiguous, on the device, kept for the postprocess to join with
+    ab."""
 
     indices: list[int]
     geometry: Geometry
@@ -93,23 +93,16 @@ def batch_rows(indices: list[int], device: torch.device) -> slice | torch.Tensor
 
 
 @functools.lru_cache(maxsize=2)
-def gray_table(bits: int) -> torch.Tensor:
-    """float32 ``[2**bits]``: L* of sRGB (g, g, g) for every level g."""
-    ramp = np.arange(1 << bits, dtype=np.uint8 if bits == 8 else np.uint16)[None]
-    return torch.from_numpy(cpu_lightness(ramp)[0].astype(np.float32))
-
-
-@functools.lru_cache(maxsize=2)
-def rgb_tables(bits: int) -> torch.Tensor:
+def rgb_tables(bits: int) -> np.ndarray:
     """float32 ``[3, 2**bits]``: each channel's Y weight times the linear sRGB of every level,
     decoded in float64."""
     unit = np.arange(1 << bits, dtype=np.float64) / ((1 << bits) - 1)
     linear = np.where(unit <= 0.04045, unit / 12.92, ((unit + 0.055) / 1.055) ** 2.4)
-    return torch.from_numpy(np.outer(Y_WEIGHTS, linear).astype(np.float32))
+    return np.outer(Y_WEIGHTS, linear).astype(np.float32)
 
 
 @functools.lru_cache(maxsize=256)
-def resize_matrix(n_in: int, n_out: int) -> torch.Tensor:
+def resize_matrix(n_in: int, n_out: int) -> np.ndarray:
     """float32 ``[n_out, n_in]``: the linear map OpenCV's resize applies along one axis.
 
     Shrinking: each output pixel averages the input interval ``[d s, (d+1) s)`` (s = n_in /
@@ -133,28 +126,27 @@ def resize_matrix(n_in: int, n_out: int) -> torch.Tensor:
             frac = src - s0
             matrix[d, s0] += 1.0 - frac
             matrix[d, s1] += frac
-    return torch.from_numpy(matrix.astype(np.float32))
+    return matrix.astype(np.float32)
 
 
 @functools.lru_cache(maxsize=512)
-def on_device(device: torch.device, build: Callable[..., torch.Tensor], *args: int) -> torch.Tensor:
-    """``build(*args)`` (one of the CPU tables above) on ``device``, uploaded once."""
-    return build(*args).to(device)
+def on_device(device: torch.device, build: Callable[..., np.ndarray], *args: int) -> torch.Tensor:
+    """``build(*args)`` (one of the host tables above, or ``gray_levels``) on ``device``, uploaded once."""
+    return torch.from_numpy(build(*args)).to(device)
 
 
 # --------------------------------------------------------------------------- preprocess
 
 
 def lightness_from_pixels(pixels: torch.Tensor, bits: int) -> torch.Tensor:
-    """L* of a stack of images: ``pixels`` ``[B, 1|3, H, W]``, uint8 or int32 (see GpuImage), any
-    device -> float32 ``[B, H, W]`` in ``[0, 100]``, contiguous, on the same device."""
+    """Stacked ``GpuImage.pixels`` ``[B, 1|3, H, W]``, any device -> their ``Group.lightness``."""
     if pixels.ndim != 4 or pixels.shape[1] not in (1, 3):
         raise ValueError(f"expected [B, 1|3, H, W] pixels, got {tuple(pixels.shape)}")
     if bits not in (8, 16):
         raise ValueError(f"bits must be 8 or 16, not {bits}")
     index = pixels.to(torch.int32)
     if pixels.shape[1] == 1:
-        return on_device(pixels.device, gray_table, bits)[index[:, 0]]
+        return on_device(pixels.device, gray_levels, bits)[index[:, 0]]
     tables = on_device(pixels.device, rgb_tables, bits)
     y = tables[0][index[:, 0]]
     y += tables[1][index[:, 1]]
@@ -164,16 +156,13 @@ def lightness_from_pixels(pixels: torch.Tensor, bits: int) -> torch.Tensor:
 
 
 def render(lightness: torch.Tensor, geometry: Geometry) -> torch.Tensor:
-    """Full-resolution L* (float32 ``[B, H, W]`` in ``[0, 100]``, geometry's size, any device) ->
-    the network input: float32 ``[B, 1, S, S]`` in ``[-1, 1]`` (L/50 - 1), contiguous, same
-    device; resized into the inner box, edge-padded to the square (``geometry.padding``)."""
+    """A group's ``Group.lightness`` -> its rows of ``PreparedBatch.l_norm``, same device: resized
+    into the inner box, edge-padded to the square (``geometry.padding``)."""
     rows = on_device(lightness.device, resize_matrix, geometry.height, geometry.inner_height)  # [h, H]
     cols = on_device(lightness.device, resize_matrix, geometry.width, geometry.inner_width)  # [w, W]
     inner = normalize_l(torch.matmul(torch.matmul(rows, lightness), cols.T)).unsqueeze(1)  # [B, 1, h, w]
     top, bottom, left, right = geometry.padding
-    if top or bottom or left or right:
-        inner = F.pad(inner, (left, right, top, bottom), mode="replicate")
-    return inner.contiguous()
+    return F.pad(inner, (left, right, top, bottom), mode="replicate")  # contiguous, padded or not
 
 
 def preprocess(images: Sequence[GpuImage], render_size: int) -> PreparedBatch:
@@ -195,55 +184,6 @@ def preprocess(images: Sequence[GpuImage], render_size: int) -> PreparedBatch:
         l_norm[batch_rows(indices, device)] = render(lightness, geometry)
         groups.append(Group(indices, geometry, bits, lightness))
     return PreparedBatch(l_norm, groups)
-
-
-# --------------------------------------------------------------------------- postprocess in torch
-
-
-def lab_to_srgb_torch(lightness: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """CIELAB (float32 tensors of one shape, any device; L* in [0, 100]) -> float32
-    ``[3, *shape]`` sRGB in [0, 1], with OpenCV's float formula."""
-    low = lightness <= OPENCV_L_BREAK
-    fy = torch.where(low, CIE_SLOPE * (lightness / OPENCV_KAPPA) + OFFSET, (lightness + 16.0) / 116.0)
-    y = torch.where(low, lightness / OPENCV_KAPPA, fy * fy * fy)
-    fx = fy + a / 500.0
-    fz = torch.clamp(fy - b / 200.0, min=0.0)  # facecolor.color: f(Z) >= 0 (far out of gamut)
-    x = torch.where(fx <= F_THRESHOLD, (fx - OFFSET) / CIE_SLOPE, fx * fx * fx) * WHITE_X
-    z = torch.where(fz <= F_THRESHOLD, (fz - OFFSET) / CIE_SLOPE, fz * fz * fz) * WHITE_Z
-    linear = torch.stack([m0 * x + m1 * y + m2 * z for m0, m1, m2 in OPENCV_XYZ_TO_RGB]).clamp_(0.0, 1.0)
-    return torch.where(linear <= 0.0031308, 12.92 * linear, 1.055 * torch.pow(linear, 1.0 / 2.4) - 0.055)
-
-
-def upsample_ab(ab_norm: torch.Tensor, geometry: Geometry) -> torch.Tensor:
-    """Network ab (float32 ``[B, 2, S, S]``, ab/110, any device) -> float32 ``[B, 2, H, W]`` a*b*
-    in CIELAB units, clamped to [-110, 110], same device, as ``runtime.render.upsample_ab``
-    resizes it. Clamping the small crop is enough: neither resize leaves its inputs' range."""
-    y0, y1, x0, x1 = geometry.crop
-    crop = (ab_norm[:, :, y0:y1, x0:x1] * AB_SCALE).clamp_(-AB_SCALE, AB_SCALE)
-    if geometry.shrinks:
-        return F.interpolate(crop, size=(geometry.height, geometry.width), mode="bilinear", align_corners=False)
-    rows = on_device(crop.device, resize_matrix, geometry.inner_height, geometry.height)  # [H, h]
-    cols = on_device(crop.device, resize_matrix, geometry.inner_width, geometry.width)  # [W, w]
-    return torch.matmul(torch.matmul(rows, crop), cols.T)
-
-
-def _output_kind(bits: int) -> tuple[float, torch.dtype]:
-    if bits == 8:
-        return 255.0, torch.uint8
-    if bits == 16:
-        return 65535.0, torch.int32
-    raise ValueError(f"output bits must be 8 or 16, not {bits}")
-
-
-def colorize_torch(
-    lightness: torch.Tensor, ab_norm: torch.Tensor, geometry: Geometry, *, bits: int = 8
-) -> torch.Tensor:
-    """One group: float32 L* ``[B, H, W]`` in [0, 100] and ab/110 ``[B, 2, S, S]`` on one device
-    -> ``[B, 3, H, W]`` contiguous, same device: uint8 for ``bits=8``, int32 in [0, 65535] for 16."""
-    ab = upsample_ab(ab_norm, geometry)
-    rgb = lab_to_srgb_torch(lightness, ab[:, 0], ab[:, 1])  # [3, B, H, W]
-    peak, dtype = _output_kind(bits)
-    return torch.floor(rgb * peak + 0.5).clamp_(0.0, peak).to(dtype).transpose(0, 1).contiguous()
 
 
 # --------------------------------------------------------------------------- postprocess in triton
@@ -321,26 +261,15 @@ if triton is not None:
             tl.store(out + channel * npix, level.to(out_ptr.dtype.element_ty), mask=mask)
 
 
-def triton_available() -> bool:
-    return triton is not None
-
-
-def colorize_triton(
-    lightness: torch.Tensor, ab_norm: torch.Tensor, geometry: Geometry, *, bits: int = 8, block: int = 1024
-) -> torch.Tensor:
-    """``colorize_torch`` as one Triton kernel, on the current stream, for tensors on one CUDA
-    device (or the CPU under ``TRITON_INTERPRET=1``). Only for images larger than the render
-    (``geometry.shrinks``): the kernel samples ab bilinearly."""
-    if triton is None:
-        raise Unavailable("triton is not installed (it ships with torch's CUDA wheels); use colorize_torch")
+def _colorize_fused(lightness: torch.Tensor, ab_norm: torch.Tensor, geometry: Geometry, bits: int) -> torch.Tensor:
+    """One group through the kernel, on the current stream; only for ``geometry.shrinks`` (the
+    kernel samples ab bilinearly). Tensors on one CUDA device, or the CPU under
+    ``TRITON_INTERPRET=1``."""
     count, height, width = (int(n) for n in lightness.shape)
-    if not geometry.shrinks:
-        raise ValueError("the kernel upsamples ab bilinearly: use colorize_torch for images smaller than the render")
-    if (height, width) != (geometry.height, geometry.width):
-        raise ValueError(f"lightness is {height}x{width}, the geometry says {geometry.height}x{geometry.width}")
-    peak, dtype = _output_kind(bits)
+    peak, dtype = (255.0, torch.uint8) if bits == 8 else (65535.0, torch.int32)
     out = torch.empty((count, 3, height, width), dtype=dtype, device=lightness.device)
     y0, _, x0, _ = geometry.crop
+    block = 1024
     _colorize_kernel[(triton.cdiv(height * width, block), count)](
         lightness.contiguous(), ab_norm.contiguous(), out,
         height, width, geometry.render_size, y0, x0, geometry.inner_height, geometry.inner_width,
@@ -350,6 +279,17 @@ def colorize_triton(
         BLOCK=block,
     )
     return out
+
+
+def _colorize_on_host(lightness: torch.Tensor, ab_norm: torch.Tensor, geometry: Geometry, bits: int) -> torch.Tensor:
+    """One group through the CPU path's ``colorize_image`` on host copies, returned to the device
+    in the kernel's layout and dtypes."""
+    dtype = np.uint8 if bits == 8 else np.uint16
+    pairs = zip(lightness.cpu().numpy(), ab_norm.cpu().numpy())
+    rgb = np.stack([colorize_image(light, ab, geometry, dtype) for light, ab in pairs])  # [B, H, W, 3]
+    if bits == 16:
+        rgb = rgb.astype(np.int32)
+    return torch.from_numpy(rgb).permute(0, 3, 1, 2).to(lightness.device).contiguous()
 
 
 # --------------------------------------------------------------------------- postprocess
@@ -362,20 +302,21 @@ def postprocess(
     device. Returns N contiguous ``[3, H, W]`` tensors on the device, in batch order: uint8 for
     8-bit inputs (or ``max_bits=8``), int32 in [0, 65535] for 16-bit ones. ``use_triton``: None
     runs the kernel on CUDA when Triton imports, True requires it, False never runs it."""
-    if use_triton and not triton_available():
+    if use_triton and triton is None:
         raise Unavailable("use_triton=True, but triton cannot be imported: install torch's CUDA wheel or pass "
                           "use_triton=None")
+    if max_bits not in (8, 16):
+        raise ValueError(f"output bits must be 8 or 16, not {max_bits}")
     count = len(batch.l_norm)
     if ab_norm.shape[0] != count or ab_norm.shape[1] != 2:
         raise ValueError(f"ab has shape {tuple(ab_norm.shape)}, expected [{count}, 2, S, S]")
     ab_norm = ab_norm.float().contiguous()
-    fused = ab_norm.is_cuda and triton_available() if use_triton is None else use_triton
+    fused = ab_norm.is_cuda and triton is not None if use_triton is None else use_triton
     results: list[torch.Tensor | None] = [None] * count
     for group in batch.groups:
-        # Images smaller than the render need area resampling: plain torch.
-        colorize = colorize_triton if fused and group.geometry.shrinks else colorize_torch
+        colorize = _colorize_fused if fused and group.geometry.shrinks else _colorize_on_host
         ab = ab_norm[batch_rows(group.indices, ab_norm.device)]
-        stacked = colorize(group.lightness, ab, group.geometry, bits=min(group.bits, max_bits))
+        stacked = colorize(group.lightness, ab, group.geometry, min(group.bits, max_bits))
         for position, index in enumerate(group.indices):
             results[index] = stacked[position]
     return results  # type: ignore[return-value]

@@ -24,13 +24,14 @@ from facecolor.runtime.geometry import fit_geometry
 from facecolor.runtime.gpu.cuda import mark
 from facecolor.runtime.gpu.jpeg import triage
 from facecolor.runtime.gpu.nvjpeg import NvjpegDecoder, NvjpegEncoder
-from facecolor.runtime.gpu.render import GpuImage, postprocess, preprocess, triton_available
+from facecolor.runtime.gpu import render as gpu_render
+from facecolor.runtime.gpu.render import GpuImage, postprocess, preprocess
 from facecolor.runtime.executor import ThreadExecutor
 from facecolor.runtime.pipeline import Settings
 from facecolor.runtime.run import run_batch
 from facecolor.runtime.pipeline_cpu import build_stages as cpu_stages
 from facecolor.runtime.pipeline_gpu import build_stages as gpu_stages
-from facecolor.runtime.render import lab_to_image, render_lightness, upsample_ab, full_lightness
+from facecolor.runtime.render import colorize_image, full_lightness, render_lightness
 from facecolor.runtime.report import REPORT_NAME
 
 pytestmark = [
@@ -135,13 +136,13 @@ def test_cuda_pre_and_postprocess_are_the_cpu_math(bits):
         diff = np.abs(batch.l_norm[index, 0].cpu().numpy() - reference).max()
         print(f"render {gray.shape}: max |diff| {diff:.2e}")
         assert diff < 1e-4
-    print("triton available:", triton_available())
+    print("triton available:", gpu_render.triton is not None)
     for use_triton in (None, False):
         outputs = postprocess(batch, torch.from_numpy(ab).to(device), use_triton=use_triton)
         torch.cuda.synchronize()
         for index, gray in enumerate(grays):
             geometry = fit_geometry(*gray.shape, 128)
-            reference = lab_to_image(full_lightness(gray), upsample_ab(ab[index], geometry), dtype)
+            reference = colorize_image(full_lightness(gray), ab[index], geometry, dtype)
             ours = outputs[index].permute(1, 2, 0).cpu().numpy()
             most, mean = stats(f"colorize triton={use_triton} {bits}-bit {gray.shape}", ours, reference)
             assert most <= (1 if bits == 8 else 40) and mean < (0.01 if bits == 8 else 2.0)

@@ -22,8 +22,9 @@ def test_fit(height, width, size, inner, padding):
     g = fit_geometry(height, width, size)
     assert (g.inner_height, g.inner_width) == inner
     assert g.padding == padding
-    assert g.top + g.inner_height + g.bottom == size
-    assert g.left + g.inner_width + g.right == size
+    top, bottom, left, right = g.padding
+    assert top + g.inner_height + bottom == size
+    assert left + g.inner_width + right == size
     y0, y1, x0, x1 = g.crop
     assert (y1 - y0, x1 - x0) == inner
     scale = size / max(height, width)  # one scale for both sides: the aspect ratio is kept
