@@ -2,20 +2,16 @@
 
 The stages are the runtime's own (``stages_for``), changed at the edges only, so outputs are
 byte-for-byte what a local run writes: a URL IN replaces ``read`` by a ranged fsspec read
-(same size guard); a URL OUT keeps ``write`` (encode, note, atomic write) writing into a
-private scratch folder and adds an ``upload`` stage that sends each file whole (one PUT:
-atomic on object stores).
+(same size guard); for a URL OUT, ``write`` (encode, note) hands the bytes on
+(``pipeline_cpu.save``) to an added ``upload`` stage that sends each file whole (one PUT:
+atomic on object stores), so nothing is staged on local disk.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
-import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import Any
 
 from facecolor.runtime.decode import DecodeError
@@ -25,8 +21,6 @@ from facecolor.runtime.pipeline_cpu import build_stages as build_cpu_stages
 from facecolor.runtime.pipeline_gpu import build_stages as build_gpu_stages
 from facecolor.runtime.storage import Storage
 from facecolor.runtime.walk import NOT_AN_IMAGE, SKIPPED, needs_sniffing, sniff_format, unsupported_reason
-
-_SCRATCH_PREFIX = "facecolor-upload-"
 
 
 def storage_read_stage(settings: Settings, in_store: Storage) -> Callable[[Item], Item]:
@@ -50,30 +44,15 @@ def storage_read_stage(settings: Settings, in_store: Storage) -> Callable[[Item]
     return read
 
 
-def upload_stage(out_store: Storage, scratch: Path) -> Callable[[Item], Item]:
-    """``upload`` for a URL OUT: the finished scratch file goes whole to OUT, then is deleted."""
+def upload_stage(out_store: Storage) -> Callable[[Item], Item]:
+    """``upload`` for a URL OUT: the encoded bytes ``write`` kept go whole to OUT."""
 
     def upload(item: Item) -> Item:
-        local = Path(item.job.target)
-        rel = local.relative_to(scratch).as_posix()
-        try:
-            out_store.write_bytes(rel, local.read_bytes())
-        finally:
-            local.unlink(missing_ok=True)
+        out_store.write_bytes(PurePosixPath(item.job.target).as_posix(), item.payload)
+        item.payload = None
         return item
 
     return upload
-
-
-def _prune_stale_scratch(root: Path) -> None:
-    """Remove scratch folders of processes that died (a killed Ray worker leaves its own)."""
-    for entry in root.glob(f"{_SCRATCH_PREFIX}*"):
-        try:
-            os.kill(int(entry.name[len(_SCRATCH_PREFIX):].split("-", 1)[0]), 0)  # is its process alive?
-        except ProcessLookupError:
-            shutil.rmtree(entry, ignore_errors=True)
-        except (ValueError, OSError):
-            continue
 
 
 DEFAULT_BATCH = {"cpu": 8, "cuda": 64}
@@ -88,30 +67,6 @@ def stages_for(settings: Settings, backend) -> list[MapStage | BatchStage]:
     """The CPU pipeline for CPU backends, the GPU pipeline for CUDA backends."""
     build_stages = build_gpu_stages if backend.device == "cuda" else build_cpu_stages
     return build_stages(settings, backend)
-
-
-@contextlib.contextmanager
-def _scratch_folder(out_store: Storage) -> Iterator[Path | None]:
-    """A private folder for the write stage when OUT is a URL (None when it is local), removed
-    afterwards; the folders of processes that died are pruned first."""
-    if out_store.is_local:
-        yield None
-        return
-    root = Path(tempfile.gettempdir())
-    _prune_stale_scratch(root)
-    scratch = Path(tempfile.mkdtemp(prefix=f"{_SCRATCH_PREFIX}{os.getpid()}-", dir=root))
-    try:
-        yield scratch
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-
-
-def _scratch_item(item: Item, scratch: Path | None) -> Item:
-    """Point a URL OUT's target at its scratch copy (the write stage writes local files)."""
-    if scratch is None or item.job.status is not None:
-        return item
-    item.job = replace(item.job, target=scratch.joinpath(*PurePosixPath(item.job.target).parts))
-    return item
 
 
 class ThreadExecutor:
@@ -131,15 +86,13 @@ class ThreadExecutor:
 
     def run(self, settings: Settings, items: Iterable[Item], in_store: Storage, out_store: Storage,
             report=None) -> Iterator[Item]:
-        with _scratch_folder(out_store) as scratch:
-            runner = StageRunner(self._stages(settings, in_store, out_store, scratch))
-            try:
-                yield from runner.run(_scratch_item(item, scratch) for item in items)
-            finally:
-                self.stats = runner.stats
+        runner = StageRunner(self._stages(settings, in_store, out_store))
+        try:
+            yield from runner.run(items)
+        finally:
+            self.stats = runner.stats
 
-    def _stages(self, settings: Settings, in_store: Storage, out_store: Storage,
-                scratch: Path | None) -> list[MapStage | BatchStage]:
+    def _stages(self, settings: Settings, in_store: Storage, out_store: Storage) -> list[MapStage | BatchStage]:
         stages = list(self._make_stages(settings))
         if not in_store.is_local:
             index = next((i for i, s in enumerate(stages) if s.name == "read" and isinstance(s, MapStage)), None)
@@ -149,9 +102,9 @@ class ThreadExecutor:
                     "copy IN to a local folder or run on a CPU backend"
                 )
             stages[index] = replace(stages[index], fn=storage_read_stage(settings, in_store))
-        if scratch is not None:
+        if not out_store.is_local:
             workers = max(2, settings.workers)
-            stages.append(MapStage("upload", upload_stage(out_store, scratch), workers=workers,
+            stages.append(MapStage("upload", upload_stage(out_store), workers=workers,
                                    queue_size=2 * workers))
         return stages
 

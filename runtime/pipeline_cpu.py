@@ -110,9 +110,12 @@ def write_stage(settings: Settings, model_label: str):
 
 
 def save(item: Item, data: bytes) -> Item:
-    """The end of every pipeline's ``write``: the encoded file written atomically, its size kept."""
-    write_atomically(item.job.target, data, fixed_temp=True)
-    item.payload, item.size = None, len(data)
+    """The end of every pipeline's ``write``: the encoded file written atomically, its size kept.
+    A target relative to a URL OUT (``walk.list_jobs``) keeps the bytes for the ``upload`` stage."""
+    local = item.job.target.is_absolute()
+    if local:
+        write_atomically(item.job.target, data, fixed_temp=True)
+    item.payload, item.size = None if local else data, len(data)
     return item
 
 
