@@ -1,16 +1,11 @@
 """``facecolor-batch IN OUT --ray [ADDRESS]``: the runtime's stages on a Ray cluster.
 
-Only how batches execute changes (docs/ray.md): the driver's ``run_batch`` lists the jobs,
-and the ones still to do become Ray Data rows of paths that ``map_batches`` sends, a block of
-``files_per_task`` at a time, to a fixed pool of actors, each with one backend opened once. An
-actor runs the runtime's own ``ThreadExecutor`` over its block, so its stages overlap as on one
-machine, and returns one row per input plus one record for the block (its actor, backend and
-stage numbers), which ``RayExecutor`` turns into the finished items and report sections of a
-single-machine run.
-
-Nothing is lost when a worker dies: actors restart and the block they held is retried
-(outputs are written atomically, so a retried block rewrites whole files only). The model
-travels through Ray's object store, so workers need the package, not the model file.
+Only how batches execute changes (docs/ray.md): the jobs still to do become Ray Data rows of
+paths, sent a block of ``files_per_task`` at a time to a fixed pool of actors, each with one
+backend opened once and running the runtime's own ``ThreadExecutor`` over its block. Nothing
+is lost when a worker dies: actors restart and the block they held is retried (outputs are
+written atomically, so a retried block rewrites whole files only). The model travels through
+Ray's object store, so workers need the package, not the model file.
 """
 
 from __future__ import annotations
@@ -125,15 +120,13 @@ class ColorizeActor:
         return self.runner.run(self._settings, items, self._in_store, self._out_store)
 
     def __call__(self, batch: Mapping[str, Any]) -> dict[str, list]:
-        rows = {bytes(relative): (bytes(output), str(fmt))
-                for relative, output, fmt in zip(batch["relative"], batch["output"], batch["out_format"])}
-        jobs = [row_job(relative, output, fmt, self._in_store, self._out_store)
-                for relative, (output, fmt) in rows.items()]
+        jobs = [row_job(*row, self._in_store, self._out_store)
+                for row in zip(batch["relative"], batch["output"], batch["out_format"])]
         out: dict[str, list] = {name: [] for name in RESULT_COLUMNS}
         cpu_start = time.process_time()  # this actor's CPU time, all its threads
         for item in self.finished_items(jobs):
-            relative = os.fsencode(str(item.job.relative))
-            values = (relative, *rows[relative], item.status or DONE, item.reason, item.stage, int(item.size))
+            values = (*job_row(item.job, self._out_store).values(), item.status or DONE, item.reason, item.stage,
+                      int(item.size))
             for name, value in zip(RESULT_COLUMNS, values):
                 out[name].append(value)
         count = len(out["status"])
@@ -387,10 +380,8 @@ class RayExecutor:
                 report.backend["other_backends"] = list(backends.values())[1:]
         actors = report.backend["actors"]
         actor, restarted, ready_at = str(first["actor"]), bool(first["restarted"]), float(first["ready_at"])
-        known = actors.get(actor)
-        if known is None or (restarted and ready_at > known["ready_at"]):
-            restarts = known["restarts"] + 1 if known is not None else int(restarted)
-            cpu_s = known["cpu_s"] if known is not None else 0.0
-            known = actors[actor] = {"node": str(first["node"]), "ready_at": ready_at, "restarts": restarts,
-                                     "cpu_s": cpu_s}
+        known = actors.setdefault(actor, {"node": str(first["node"]), "ready_at": ready_at,
+                                          "restarts": int(restarted), "cpu_s": 0.0})
+        if restarted and ready_at > known["ready_at"]:  # a later life of the actor: it restarted again
+            known.update(node=str(first["node"]), ready_at=ready_at, restarts=known["restarts"] + 1)
         known["cpu_s"] = round(known["cpu_s"] + float(sum(block["cpu_s"])), 3)
