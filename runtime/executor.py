@@ -23,9 +23,11 @@ from facecolor.runtime.storage import Storage
 from facecolor.runtime.walk import NOT_AN_IMAGE, SKIPPED, needs_sniffing, sniff_format, unsupported_reason
 
 
-def storage_read_stage(settings: Settings, in_store: Storage) -> Callable[[Item], Item]:
-    """``read`` for a URL IN; an object without an image extension is read 16 bytes first and
-    dropped when it is no image, as the local walk drops ``notes.txt``."""
+def storage_read_stage(settings: Settings, in_store: Storage, then: Callable[[Item], Item]) -> Callable[[Item], Item]:
+    """``read`` for a URL IN: the object's bytes, then the pipeline's own ``read`` (``then``,
+    which takes them as read: the GPU path triages them there). An object without an image
+    extension is read 16 bytes first and dropped when it is no image, as the local walk drops
+    ``notes.txt``."""
     limit = read_limit(settings)
 
     def read(item: Item) -> Item:
@@ -39,7 +41,7 @@ def storage_read_stage(settings: Settings, in_store: Storage) -> Callable[[Item]
             raise DecodeError(f"file of more than {limit / 1e6:.0f} MB is larger than the pixel limit allows "
                               "(--max-pixels)")
         item.payload = data
-        return item
+        return then(item)
 
     return read
 
@@ -101,7 +103,7 @@ class ThreadExecutor:
                     f"the {self.backend.device} pipeline has no 'read' stage to read object storage from; "
                     "copy IN to a local folder or run on a CPU backend"
                 )
-            stages[index] = replace(stages[index], fn=storage_read_stage(settings, in_store))
+            stages[index] = replace(stages[index], fn=storage_read_stage(settings, in_store, stages[index].fn))
         if not out_store.is_local:
             workers = max(2, settings.workers)
             stages.append(MapStage("upload", upload_stage(out_store), workers=workers,

@@ -55,6 +55,8 @@ def read_stage(settings: Settings):
     limit = read_limit(settings)
 
     def read(item: Item) -> Item:
+        if item.payload is not None:  # fetched from a URL IN already (executor.storage_read_stage)
+            return item
         size = os.stat(item.job.source).st_size
         if size > limit:
             raise DecodeError(f"file of {size / 1e6:.0f} MB is larger than the pixel limit allows (--max-pixels)")
