@@ -172,26 +172,15 @@ class StageRunner:
                 self._fatal = error
         self._stop.set()
 
-    def _finish(self, item: Item) -> None:
-        item.payload = None
-        self._results.put(item)
-
     def _forward(self, index: int, item: Item) -> bool:
         """Pass ``item`` from stage ``index`` (-1: the feeder) on; False once the run stopped."""
         if item.status is None and index + 1 == len(self.stages):
             item.status = DONE
         if item.status is not None:  # done, or failed (or decided) on the way: straight to the results
-            self._finish(item)
+            item.payload = None
+            self._results.put(item)
             return True
         return self._put(self._queues[index + 1], item)
-
-    def _end_stage(self, index: int, remaining: list[int]) -> None:
-        """Called by each thread of stage ``index`` as it exits; the last one passes the end on."""
-        with self._lock:
-            remaining[0] -= 1
-            last = remaining[0] == 0
-        if last:
-            self._put(self._queues[index + 1], _END)
 
     def _worker(self, index: int, stage: MapStage | BatchStage, remaining: list[int]) -> None:
         try:
@@ -203,8 +192,12 @@ class StageRunner:
                 self._map_loop(index, stage)
         except BaseException as error:  # the backend failed, or a bug in the runner: stop, never hang
             self._fatal_error(error)
-        finally:
-            self._end_stage(index, remaining)
+        finally:  # the stage's last thread to exit passes the end on
+            with self._lock:
+                remaining[0] -= 1
+                last = remaining[0] == 0
+            if last:
+                self._put(self._queues[index + 1], _END)
 
     def _timed(self, stage: MapStage | BatchStage, arg: Any, items: int) -> Any:
         """``stage.fn(arg)``, its wall and thread CPU time added to the stage's numbers."""
