@@ -148,20 +148,21 @@ def artifact_for(kind: str, model: Path, *, max_batch: int, notify: Notify | Non
     return model
 
 
-def missing_for(kind: str, device: str, requested: str) -> list[str]:
+def missing_for(kind: str, device: str, requested: str, *, fixes: bool = True) -> list[str]:
     """Everything this machine lacks to run ``kind`` on ``device`` (all of it, so one run tells
-    the whole story); ``requested`` is the user's --device."""
+    the whole story), each with its fix unless ``fixes`` is False (``open_backend``'s first
+    line names only what was missing); ``requested`` is the user's --device."""
     missing = []
-    if device == "cuda":
-        if not cuda_available():
-            missing.append("no CUDA device (torch sees none)")
-        elif requested == "cpu":
-            missing.append("--device cpu")
+    if device == "cuda" and not cuda_available():
+        missing.append(("no CUDA device", "torch sees none"))
+    elif device == "cuda" and requested == "cpu":
+        missing.append(("--device cpu", None))
     if kind == "tensorrt" and not _tensorrt_installed():
-        missing.append("TensorRT not installed (pip install 'facecolor[tensorrt]')")
+        missing.append(("TensorRT not installed", "pip install 'facecolor[tensorrt]'"))
     if kind == "onnxruntime" and device == "cuda" and not cuda_provider_available():
-        missing.append("onnxruntime has no CUDAExecutionProvider (pip install onnxruntime-gpu)")
-    return missing
+        missing.append(("onnxruntime-gpu not installed",
+                        "onnxruntime has no CUDAExecutionProvider: pip install onnxruntime-gpu"))
+    return [f"{what} ({fix})" if fixes and fix else what for what, fix in missing]
 
 
 def open_kind(kind: str, artifact: Path, device: str, *, precision: str | None = "fp32", max_batch: int,
@@ -203,10 +204,9 @@ CANDIDATES = (
 def _open_candidate(kind: str, device: str, model: Path, *, batch_size: int, render_size: int | None,
                     info: ModelInfo | None, notify: Notify | None, threads: int | None) -> Backend:
     """One candidate of ``open_backend``, or Unavailable with a short reason."""
-    if kind == "tensorrt" and not _tensorrt_installed():
-        raise Unavailable("TensorRT not installed")
-    if kind == "onnxruntime" and device == "cuda" and not cuda_provider_available():
-        raise Unavailable("onnxruntime-gpu not installed")
+    missing = missing_for(kind, device, device, fixes=False)  # only a library can be missing here
+    if missing:
+        raise Unavailable(missing[0])
     try:
         artifact = artifact_for(kind, model, max_batch=batch_size, notify=notify)
     except Exception as error:
@@ -250,13 +250,9 @@ def open_backend(
         gpu_name = torch.cuda.get_device_name(torch.cuda.current_device())
     if device == "cuda" and gpu_name is None:
         raise Unavailable("--device cuda, but torch sees no CUDA device: use --device cpu or auto")
-    passed_over: list[str] = []
-    if device == "cpu":
-        passed_over.append("--device cpu")
-    elif gpu_name is None:
-        passed_over.append("no CUDA device")
-        if not _tensorrt_installed():
-            passed_over.append("TensorRT not installed")
+    passed_over = ["--device cpu"] if device == "cpu" else []
+    if device == "auto" and gpu_name is None:  # the first candidate's reasons say why none on CUDA runs
+        passed_over = missing_for("tensorrt", "cuda", device, fixes=False)
 
     info, native_size = (None, None)
     if suffix == ".safetensors":
