@@ -174,21 +174,10 @@ def open_kind(kind: str, artifact: Path, device: str, *, precision: str | None =
         return TorchBackend(artifact, device=device, render_size=render_size, precision=precision)
     if kind == "onnxruntime":
         return OnnxRuntimeBackend(artifact, device=device, render_size=render_size, threads=threads, model=model)
-    backend = TensorRTBackend(artifact, max_batch=max_batch)
-    if model is not None:
-        backend.model = model
-    return backend
+    return TensorRTBackend(artifact, max_batch=max_batch, model=model)
 
 
 # --------------------------------------------------------------------------- choosing
-
-
-def _checkpoint_info(path: Path) -> tuple[ModelInfo, int]:
-    try:
-        checkpoint = read_checkpoint(path)
-    except CheckpointError as error:
-        raise ModelNotFound(str(error)) from error
-    return ModelInfo(checkpoint.preset, sha256_file(path), path), checkpoint.render_size
 
 
 #: What ``--device auto`` tries, in order: (kind, device, the model files it runs).
@@ -256,7 +245,11 @@ def open_backend(
 
     info, native_size = (None, None)
     if suffix == ".safetensors":
-        info, native_size = _checkpoint_info(model)
+        try:
+            checkpoint = read_checkpoint(model)
+        except CheckpointError as error:
+            raise ModelNotFound(str(error)) from error
+        info, native_size = ModelInfo(checkpoint.preset, sha256_file(model), model), checkpoint.render_size
     resized = render_size is not None and native_size is not None and render_size != native_size
     if resized:
         passed_over.append(f"--render-size {render_size} differs from the model's {native_size}, "
