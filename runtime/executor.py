@@ -1,8 +1,8 @@
 """Run the runtime's stages in this process's threads, with IN and OUT as any storage.
 
 The stages are the runtime's own (``stages_for``), changed at the edges only, so outputs are
-byte-for-byte what a local run writes: a URL IN replaces ``read`` by a ranged fsspec read
-(same size guard); for a URL OUT, ``write`` (encode, note) hands the bytes on
+byte-for-byte what a local run writes: a URL IN puts a ranged fsspec read (same size guard)
+in front of ``read``; for a URL OUT, ``write`` (encode, note) hands the bytes on
 (``pipeline_cpu.save``) to an added ``upload`` stage that sends each file whole (one PUT:
 atomic on object stores), so nothing is staged on local disk.
 """
@@ -20,7 +20,7 @@ from facecolor.runtime.pipeline_cpu import read_limit
 from facecolor.runtime.pipeline_cpu import build_stages as build_cpu_stages
 from facecolor.runtime.pipeline_gpu import build_stages as build_gpu_stages
 from facecolor.runtime.storage import Storage
-from facecolor.runtime.walk import NOT_AN_IMAGE, SKIPPED, needs_sniffing, sniff_format, unsupported_reason
+from facecolor.runtime.walk import EXTENSION_FORMATS, NOT_AN_IMAGE, SKIPPED, sniff_format, unsupported_reason
 
 
 def storage_read_stage(settings: Settings, in_store: Storage, then: Callable[[Item], Item]) -> Callable[[Item], Item]:
@@ -31,12 +31,12 @@ def storage_read_stage(settings: Settings, in_store: Storage, then: Callable[[It
     limit = read_limit(settings)
 
     def read(item: Item) -> Item:
-        rel = PurePosixPath(item.job.relative).as_posix()
-        if needs_sniffing(item.job) and sniff_format(in_store.read_bytes(rel, max_bytes=15)) is None:
-            item.status, item.stage = SKIPPED, "read"
-            item.reason = unsupported_reason(PurePosixPath(rel)) or NOT_AN_IMAGE
+        rel = PurePosixPath(item.job.relative)
+        named_as_image = rel.suffix.lower() in EXTENSION_FORMATS  # else its content decides
+        if not named_as_image and sniff_format(in_store.read_bytes(str(rel), max_bytes=15)) is None:
+            item.status, item.stage, item.reason = SKIPPED, "read", unsupported_reason(rel) or NOT_AN_IMAGE
             return item
-        data = in_store.read_bytes(rel, max_bytes=limit)
+        data = in_store.read_bytes(str(rel), max_bytes=limit)
         if len(data) > limit:
             raise DecodeError(f"file of more than {limit / 1e6:.0f} MB is larger than the pixel limit allows "
                               "(--max-pixels)")

@@ -217,11 +217,6 @@ def _claim_output(job: Job, key, source: str, taken: dict) -> Job:
     return job
 
 
-def needs_sniffing(job: Job) -> bool:
-    """True for a URL input whose name has no image extension: its content decides."""
-    return PurePosixPath(job.relative).suffix.lower() not in EXTENSION_FORMATS
-
-
 def job_row(job: Job, out_store: Storage) -> dict[str, Any]:
     """A job still to do as a compact Ray Data row: its path relative to IN, its output's path
     relative to OUT (empty when the same), the output format (empty: the content's). Paths

@@ -60,10 +60,6 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def _tensorrt_installed() -> bool:
-    return importlib.util.find_spec("tensorrt") is not None
-
-
 # --------------------------------------------------------------------------- which file, which precision
 
 
@@ -157,7 +153,7 @@ def missing_for(kind: str, device: str, requested: str, *, fixes: bool = True) -
         missing.append(("no CUDA device", "torch sees none"))
     elif device == "cuda" and requested == "cpu":
         missing.append(("--device cpu", None))
-    if kind == "tensorrt" and not _tensorrt_installed():
+    if kind == "tensorrt" and importlib.util.find_spec("tensorrt") is None:
         missing.append(("TensorRT not installed", "pip install 'facecolor[tensorrt]'"))
     if kind == "onnxruntime" and device == "cuda" and not cuda_provider_available():
         missing.append(("onnxruntime-gpu not installed",
