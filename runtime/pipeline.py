@@ -281,15 +281,12 @@ class StageRunner:
             raise self._fatal
 
     def _start(self, items: Iterable[Item]) -> None:
-        def spawn(target, *args, name: str) -> None:
-            thread = threading.Thread(target=target, args=args, name=name, daemon=True)
-            thread.start()
-            self._threads.append(thread)
-
         for index, stage in enumerate(self.stages):
-            threads = 1 if isinstance(stage, BatchStage) else max(1, stage.workers)
-            remaining = [threads]
-            for n in range(threads):
-                suffix = "" if isinstance(stage, BatchStage) else f"-{n}"
-                spawn(self._worker, index, stage, remaining, name=f"facecolor-{stage.name}{suffix}")
-        spawn(self._feed, items, name="facecolor-walk")
+            batched = isinstance(stage, BatchStage)
+            remaining = [1 if batched else max(1, stage.workers)]  # threads of the stage still running
+            self._threads += [threading.Thread(target=self._worker, args=(index, stage, remaining), daemon=True,
+                                               name=f"facecolor-{stage.name}" + ("" if batched else f"-{n}"))
+                              for n in range(remaining[0])]
+        self._threads.append(threading.Thread(target=self._feed, args=(items,), name="facecolor-walk", daemon=True))
+        for thread in self._threads:
+            thread.start()
