@@ -1,12 +1,10 @@
 """Where inputs are read and outputs written: a local folder or an object-storage prefix.
 
-A :class:`Storage` is one root: a local folder (fsspec's local filesystem) or a URL fsspec
-understands (``s3://`` through s3fs; ``gs://``, ``az://``, ``memory://`` ... with their fsspec
-package), listed, read and checked through the same fsspec calls. Files under it are
-named by their ``/``-separated path relative to the root, the path a run mirrors from IN to
-OUT. Credentials come from the standard places (for S3 the AWS variables or an instance
-role) or from fsspec ``storage_options`` (the command line reads them as JSON from
-``FACECOLOR_STORAGE_OPTIONS``).
+A :class:`Storage` is one root, listed, read and checked through the same fsspec calls
+whether it is a local folder (fsspec's local filesystem) or a URL (``s3://`` through s3fs;
+``gs://``, ``az://``, ``memory://`` ... with their fsspec package). Files under it are named
+by their ``/``-separated path relative to the root, the path a run mirrors from IN to OUT.
+Credentials: docs/ray.md.
 
 Writes never leave a broken file behind: a local write renames a temporary file; an object
 store takes the object whole, in one PUT (or one multipart upload, visible only once
@@ -117,10 +115,8 @@ class Storage:
         return f"Storage({self.location!r})"
 
     def _open_filesystem(self):
-        try:
-            import fsspec
-        except ImportError as error:
-            raise StorageError(f"{self.location}: URLs need fsspec: pip install 'facecolor[ray]'") from error
+        import fsspec  # a core dependency (torch's too), imported once a root is opened
+
         try:
             # A client of our own: fsspec's shared instances would keep the endpoint and
             # credentials of whichever run made them first in this process.
