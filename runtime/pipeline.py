@@ -154,14 +154,10 @@ class StageRunner:
                 continue
         return False
 
-    def _get(self, q: queue.Queue, timeout: float | None = None) -> Any:
-        deadline = None if timeout is None else time.monotonic() + timeout
+    def _get(self, q: queue.Queue) -> Any:
         while not self._stop.is_set():
-            wait = _POLL_S if deadline is None else min(_POLL_S, deadline - time.monotonic())
-            if wait <= 0:
-                raise queue.Empty
             try:
-                return q.get(timeout=wait)
+                return q.get(timeout=_POLL_S)
             except queue.Empty:
                 continue
         return _END
@@ -238,7 +234,7 @@ class StageRunner:
             batch = [first]
             while len(batch) < stage.batch_size:
                 try:
-                    item = self._get(inbox, timeout=stage.linger_s) if inbox.empty() else inbox.get_nowait()
+                    item = inbox.get(timeout=stage.linger_s)  # short: no need to watch the stop flag meanwhile
                 except queue.Empty:
                     break
                 if item is _END:
