@@ -80,12 +80,6 @@ class ModelShipment:
         return target
 
 
-def ship_model(path: Path) -> ModelShipment:
-    import ray
-
-    return ModelShipment(path.name, sha256_file(path), [ray.put(path.read_bytes())])
-
-
 class ColorizeActor:
     """One Ray Data actor: a backend opened once, the runtime's stages run per block of jobs."""
 
@@ -330,12 +324,12 @@ class RayExecutor:
             report.settings = {**settings.as_dict(), "ray": plan.__dict__, "files_per_task": files_per_task}
             self.announce(f"ray: {plan.describe()}, {settings.batch_size} images per batch, "
                           f"{files_per_task} per task, model {self.model_path.name}")
-            from ray.data import DataContext
-
-            context = DataContext.get_current()
+            context = ray.data.DataContext.get_current()
             context.enable_progress_bars = False  # the driver draws its own bar
             context.print_on_execution_start = False
-            shipment = ship_model(self.model_path)  # referenced here until the last block is in
+            # referenced here until the last block is in
+            shipment = ModelShipment(self.model_path.name, sha256_file(self.model_path),
+                                     [ray.put(self.model_path.read_bytes())])
             constructor = {"model": shipment, "device": plan.device, "render_size": self.options.render_size,
                            "settings": settings, "in_store": in_store, "out_store": out_store}
             dataset = _map_with_actors(_dataset(ray, rows, files_per_task), self.actor_class, plan, files_per_task,
