@@ -103,15 +103,14 @@ def report_location(out_dir: str | Path) -> str:
     return f"{text.rstrip('/')}/{REPORT_NAME}" if is_url(text) else os.path.join(text, REPORT_NAME)
 
 
-def _count_jobs(in_store: Storage, out_store: Storage, settings: Settings, box: list[int | None],
-                stop: threading.Event) -> None:
+def _count_jobs(in_store: Storage, out_store: Storage, settings: Settings, bar: tqdm, stop: threading.Event) -> None:
     """Count the jobs of a local run in a second, lazy walk, so the progress bar can show an ETA."""
     n = 0
     for _ in list_jobs(in_store, out_store, settings.out_format, overwrite=settings.overwrite):
         if stop.is_set():
             return
         n += 1
-    box[0] = n
+    bar.total = n  # drawn from the bar's next update
 
 
 def run_batch(
@@ -140,17 +139,16 @@ def run_batch(
         backend, model = executor.describe()
         report = Report(settings=settings.as_dict(), backend=backend, model=model)
         jobs = list_jobs(in_store, out_store, settings.out_format, overwrite=settings.overwrite)
-        total: list[int | None] = [None]
-        stop_count = threading.Event()
         if not in_store.is_local:
             jobs = list(jobs)  # already one listing in memory: give the bar its total
-            total[0] = len(jobs)
-        elif out_store.is_local:  # a second walk costs only local metadata; never a second OUT listing
-            threading.Thread(target=_count_jobs, args=(in_store, out_store, settings, total, stop_count),
+        # disable=None: tqdm draws only when stderr is a terminal, so logs get no \r-lines
+        bar = tqdm(total=None if in_store.is_local else len(jobs), unit="img", file=sys.stderr,
+                   disable=None if progress else True, dynamic_ncols=True)
+        stop_count = threading.Event()
+        if in_store.is_local and out_store.is_local:  # a second walk costs only local metadata, never OUT listings
+            threading.Thread(target=_count_jobs, args=(in_store, out_store, settings, bar, stop_count),
                              daemon=True).start()
         items = (Item.from_job(job) for job in jobs)
-        # disable=None: tqdm draws only when stderr is a terminal, so logs get no \r-lines
-        bar = tqdm(total=None, unit="img", file=sys.stderr, disable=None if progress else True, dynamic_ncols=True)
         status, fatal = "complete", None
         try:
             for item in executor.run(settings, items, in_store, out_store, report):
@@ -158,9 +156,6 @@ def run_batch(
                 if item.status == FAILED:
                     bar.clear()
                     echo(f"failed: {display(item.job.relative)}: {item.reason}")
-                if bar.total is None and total[0] is not None:
-                    bar.total = total[0]
-                    bar.refresh()
                 bar.update(1)
         except KeyboardInterrupt:
             status = "interrupted"
