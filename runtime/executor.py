@@ -61,12 +61,10 @@ DEFAULT_BATCH = {"cpu": 8, "cuda": 64}
 
 
 def default_batch(device: str) -> int:
-    """Images per inference batch when none is asked for: 64 on CUDA, 8 on the CPU."""
     return DEFAULT_BATCH.get(device, DEFAULT_BATCH["cpu"])
 
 
 def stages_for(settings: Settings, backend) -> list[MapStage | BatchStage]:
-    """The CPU pipeline for CPU backends, the GPU pipeline for CUDA backends."""
     build_stages = build_gpu_stages if backend.device == "cuda" else build_cpu_stages
     return build_stages(settings, backend)
 

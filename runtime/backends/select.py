@@ -54,7 +54,6 @@ def cuda_available() -> bool:
 
 
 def resolve_device(device: str) -> str:
-    """'auto' -> 'cuda' when torch sees a GPU, else 'cpu'; 'cpu'/'cuda' unchanged."""
     if device == "auto":
         return "cuda" if cuda_available() else "cpu"
     return device
