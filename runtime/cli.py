@@ -40,16 +40,12 @@ class Location(click.ParamType):
         return self._path.convert(value, param, ctx)
 
 
-IN_LOCATION = Location(exists=True)
-OUT_LOCATION = Location(exists=False)
-
-
 @click.command(
     name="batch",
     epilog="Example: facecolor-batch ./yearbook-1931 ./yearbook-1931-color --format jpg",
 )
-@click.argument("in_dir", type=IN_LOCATION)
-@click.argument("out_dir", type=OUT_LOCATION)
+@click.argument("in_dir", type=Location(exists=True))
+@click.argument("out_dir", type=Location(exists=False))
 @click.option("--model", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="A .safetensors checkpoint, .onnx or TensorRT .plan (default: the shipped model).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,

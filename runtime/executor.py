@@ -1,21 +1,17 @@
 """Run the runtime's stages in this process's threads, with IN and OUT as any storage.
 
 The stages are the runtime's own (``stages_for``), changed at the edges only, so outputs are
-byte-for-byte what a local run writes: a URL IN replaces ``read`` by a ranged fsspec read
-(same size guard); a URL OUT keeps ``write`` (encode, note, atomic write) writing into a
-private scratch folder and adds an ``upload`` stage that sends each file whole (one PUT:
-atomic on object stores).
+byte-for-byte what a local run writes: a URL IN puts a ranged fsspec read (same size guard)
+in front of ``read``; for a URL OUT, ``write`` (encode, note) hands the bytes on
+(``pipeline_cpu.save``) to an added ``upload`` stage that sends each file whole (one PUT:
+atomic on object stores), so nothing is staged on local disk.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
-import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import Any
 
 from facecolor.runtime.decode import DecodeError
@@ -24,94 +20,53 @@ from facecolor.runtime.pipeline_cpu import read_limit
 from facecolor.runtime.pipeline_cpu import build_stages as build_cpu_stages
 from facecolor.runtime.pipeline_gpu import build_stages as build_gpu_stages
 from facecolor.runtime.storage import Storage
-from facecolor.runtime.walk import NOT_AN_IMAGE, SKIPPED, needs_sniffing, sniff_format, unsupported_reason
-
-_SCRATCH_PREFIX = "facecolor-upload-"
+from facecolor.runtime.walk import EXTENSION_FORMATS, NOT_AN_IMAGE, SKIPPED, sniff_format, unsupported_reason
 
 
-def storage_read_stage(settings: Settings, in_store: Storage) -> Callable[[Item], Item]:
-    """``read`` for a URL IN; an object without an image extension is read 16 bytes first and
-    dropped when it is no image, as the local walk drops ``notes.txt``."""
+def storage_read_stage(settings: Settings, in_store: Storage, then: Callable[[Item], Item]) -> Callable[[Item], Item]:
+    """``read`` for a URL IN: the object's bytes, then the pipeline's own ``read`` (``then``,
+    which takes them as read: the GPU path triages them there). An object without an image
+    extension is read 16 bytes first and dropped when it is no image, as the local walk drops
+    ``notes.txt``."""
     limit = read_limit(settings)
 
     def read(item: Item) -> Item:
-        rel = PurePosixPath(item.job.relative).as_posix()
-        if needs_sniffing(item.job) and sniff_format(in_store.read_bytes(rel, max_bytes=15)) is None:
-            item.status, item.stage = SKIPPED, "read"
-            item.reason = unsupported_reason(PurePosixPath(rel)) or NOT_AN_IMAGE
+        rel = PurePosixPath(item.job.relative)
+        named_as_image = rel.suffix.lower() in EXTENSION_FORMATS  # else its content decides
+        if not named_as_image and sniff_format(in_store.read_bytes(str(rel), max_bytes=15)) is None:
+            item.status, item.stage, item.reason = SKIPPED, "read", unsupported_reason(rel) or NOT_AN_IMAGE
             return item
-        data = in_store.read_bytes(rel, max_bytes=limit)
+        data = in_store.read_bytes(str(rel), max_bytes=limit)
         if len(data) > limit:
             raise DecodeError(f"file of more than {limit / 1e6:.0f} MB is larger than the pixel limit allows "
                               "(--max-pixels)")
         item.payload = data
-        return item
+        return then(item)
 
     return read
 
 
-def upload_stage(out_store: Storage, scratch: Path) -> Callable[[Item], Item]:
-    """``upload`` for a URL OUT: the finished scratch file goes whole to OUT, then is deleted."""
+def upload_stage(out_store: Storage) -> Callable[[Item], Item]:
+    """``upload`` for a URL OUT: the encoded bytes ``write`` kept go whole to OUT."""
 
     def upload(item: Item) -> Item:
-        local = Path(item.job.target)
-        rel = local.relative_to(scratch).as_posix()
-        try:
-            out_store.write_bytes(rel, local.read_bytes())
-        finally:
-            local.unlink(missing_ok=True)
+        out_store.write_bytes(PurePosixPath(item.job.target).as_posix(), item.payload)
+        item.payload = None
         return item
 
     return upload
-
-
-def _prune_stale_scratch(root: Path) -> None:
-    """Remove scratch folders of processes that died (a killed Ray worker leaves its own)."""
-    for entry in root.glob(f"{_SCRATCH_PREFIX}*"):
-        try:
-            os.kill(int(entry.name[len(_SCRATCH_PREFIX):].split("-", 1)[0]), 0)  # is its process alive?
-        except ProcessLookupError:
-            shutil.rmtree(entry, ignore_errors=True)
-        except (ValueError, OSError):
-            continue
 
 
 DEFAULT_BATCH = {"cpu": 8, "cuda": 64}
 
 
 def default_batch(device: str) -> int:
-    """Images per inference batch when none is asked for: 64 on CUDA, 8 on the CPU."""
     return DEFAULT_BATCH.get(device, DEFAULT_BATCH["cpu"])
 
 
 def stages_for(settings: Settings, backend) -> list[MapStage | BatchStage]:
-    """The CPU pipeline for CPU backends, the GPU pipeline for CUDA backends."""
     build_stages = build_gpu_stages if backend.device == "cuda" else build_cpu_stages
     return build_stages(settings, backend)
-
-
-@contextlib.contextmanager
-def _scratch_folder(out_store: Storage) -> Iterator[Path | None]:
-    """A private folder for the write stage when OUT is a URL (None when it is local), removed
-    afterwards; the folders of processes that died are pruned first."""
-    if out_store.is_local:
-        yield None
-        return
-    root = Path(tempfile.gettempdir())
-    _prune_stale_scratch(root)
-    scratch = Path(tempfile.mkdtemp(prefix=f"{_SCRATCH_PREFIX}{os.getpid()}-", dir=root))
-    try:
-        yield scratch
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-
-
-def _scratch_item(item: Item, scratch: Path | None) -> Item:
-    """Point a URL OUT's target at its scratch copy (the write stage writes local files)."""
-    if scratch is None or item.job.status is not None:
-        return item
-    item.job = replace(item.job, target=scratch.joinpath(*PurePosixPath(item.job.target).parts))
-    return item
 
 
 class ThreadExecutor:
@@ -131,15 +86,13 @@ class ThreadExecutor:
 
     def run(self, settings: Settings, items: Iterable[Item], in_store: Storage, out_store: Storage,
             report=None) -> Iterator[Item]:
-        with _scratch_folder(out_store) as scratch:
-            runner = StageRunner(self._stages(settings, in_store, out_store, scratch))
-            try:
-                yield from runner.run(_scratch_item(item, scratch) for item in items)
-            finally:
-                self.stats = runner.stats
+        runner = StageRunner(self._stages(settings, in_store, out_store))
+        try:
+            yield from runner.run(items)
+        finally:
+            self.stats = runner.stats
 
-    def _stages(self, settings: Settings, in_store: Storage, out_store: Storage,
-                scratch: Path | None) -> list[MapStage | BatchStage]:
+    def _stages(self, settings: Settings, in_store: Storage, out_store: Storage) -> list[MapStage | BatchStage]:
         stages = list(self._make_stages(settings))
         if not in_store.is_local:
             index = next((i for i, s in enumerate(stages) if s.name == "read" and isinstance(s, MapStage)), None)
@@ -148,10 +101,10 @@ class ThreadExecutor:
                     f"the {self.backend.device} pipeline has no 'read' stage to read object storage from; "
                     "copy IN to a local folder or run on a CPU backend"
                 )
-            stages[index] = replace(stages[index], fn=storage_read_stage(settings, in_store))
-        if scratch is not None:
+            stages[index] = replace(stages[index], fn=storage_read_stage(settings, in_store, stages[index].fn))
+        if not out_store.is_local:
             workers = max(2, settings.workers)
-            stages.append(MapStage("upload", upload_stage(out_store, scratch), workers=workers,
+            stages.append(MapStage("upload", upload_stage(out_store), workers=workers,
                                    queue_size=2 * workers))
         return stages
 

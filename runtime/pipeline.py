@@ -154,14 +154,10 @@ class StageRunner:
                 continue
         return False
 
-    def _get(self, q: queue.Queue, timeout: float | None = None) -> Any:
-        deadline = None if timeout is None else time.monotonic() + timeout
+    def _get(self, q: queue.Queue) -> Any:
         while not self._stop.is_set():
-            wait = _POLL_S if deadline is None else min(_POLL_S, deadline - time.monotonic())
-            if wait <= 0:
-                raise queue.Empty
             try:
-                return q.get(timeout=wait)
+                return q.get(timeout=_POLL_S)
             except queue.Empty:
                 continue
         return _END
@@ -172,26 +168,15 @@ class StageRunner:
                 self._fatal = error
         self._stop.set()
 
-    def _finish(self, item: Item) -> None:
-        item.payload = None
-        self._results.put(item)
-
     def _forward(self, index: int, item: Item) -> bool:
         """Pass ``item`` from stage ``index`` (-1: the feeder) on; False once the run stopped."""
         if item.status is None and index + 1 == len(self.stages):
             item.status = DONE
         if item.status is not None:  # done, or failed (or decided) on the way: straight to the results
-            self._finish(item)
+            item.payload = None
+            self._results.put(item)
             return True
         return self._put(self._queues[index + 1], item)
-
-    def _end_stage(self, index: int, remaining: list[int]) -> None:
-        """Called by each thread of stage ``index`` as it exits; the last one passes the end on."""
-        with self._lock:
-            remaining[0] -= 1
-            last = remaining[0] == 0
-        if last:
-            self._put(self._queues[index + 1], _END)
 
     def _worker(self, index: int, stage: MapStage | BatchStage, remaining: list[int]) -> None:
         try:
@@ -203,8 +188,12 @@ class StageRunner:
                 self._map_loop(index, stage)
         except BaseException as error:  # the backend failed, or a bug in the runner: stop, never hang
             self._fatal_error(error)
-        finally:
-            self._end_stage(index, remaining)
+        finally:  # the stage's last thread to exit passes the end on
+            with self._lock:
+                remaining[0] -= 1
+                last = remaining[0] == 0
+            if last:
+                self._put(self._queues[index + 1], _END)
 
     def _timed(self, stage: MapStage | BatchStage, arg: Any, items: int) -> Any:
         """``stage.fn(arg)``, its wall and thread CPU time added to the stage's numbers."""
@@ -245,7 +234,7 @@ class StageRunner:
             batch = [first]
             while len(batch) < stage.batch_size:
                 try:
-                    item = self._get(inbox, timeout=stage.linger_s) if inbox.empty() else inbox.get_nowait()
+                    item = inbox.get(timeout=stage.linger_s)  # short: no need to watch the stop flag meanwhile
                 except queue.Empty:
                     break
                 if item is _END:
@@ -288,15 +277,12 @@ class StageRunner:
             raise self._fatal
 
     def _start(self, items: Iterable[Item]) -> None:
-        def spawn(target, *args, name: str) -> None:
-            thread = threading.Thread(target=target, args=args, name=name, daemon=True)
-            thread.start()
-            self._threads.append(thread)
-
         for index, stage in enumerate(self.stages):
-            threads = 1 if isinstance(stage, BatchStage) else max(1, stage.workers)
-            remaining = [threads]
-            for n in range(threads):
-                suffix = "" if isinstance(stage, BatchStage) else f"-{n}"
-                spawn(self._worker, index, stage, remaining, name=f"facecolor-{stage.name}{suffix}")
-        spawn(self._feed, items, name="facecolor-walk")
+            batched = isinstance(stage, BatchStage)
+            remaining = [1 if batched else max(1, stage.workers)]  # threads of the stage still running
+            self._threads += [threading.Thread(target=self._worker, args=(index, stage, remaining), daemon=True,
+                                               name=f"facecolor-{stage.name}" + ("" if batched else f"-{n}"))
+                              for n in range(remaining[0])]
+        self._threads.append(threading.Thread(target=self._feed, args=(items,), name="facecolor-walk", daemon=True))
+        for thread in self._threads:
+            thread.start()

@@ -55,6 +55,8 @@ def read_stage(settings: Settings):
     limit = read_limit(settings)
 
     def read(item: Item) -> Item:
+        if item.payload is not None:  # fetched from a URL IN already (executor.storage_read_stage)
+            return item
         size = os.stat(item.job.source).st_size
         if size > limit:
             raise DecodeError(f"file of {size / 1e6:.0f} MB is larger than the pixel limit allows (--max-pixels)")
@@ -110,9 +112,12 @@ def write_stage(settings: Settings, model_label: str):
 
 
 def save(item: Item, data: bytes) -> Item:
-    """The end of every pipeline's ``write``: the encoded file written atomically, its size kept."""
-    write_atomically(item.job.target, data, fixed_temp=True)
-    item.payload, item.size = None, len(data)
+    """The end of every pipeline's ``write``: the encoded file written atomically, its size kept.
+    A target relative to a URL OUT (``walk.list_jobs``) keeps the bytes for the ``upload`` stage."""
+    local = item.job.target.is_absolute()
+    if local:
+        write_atomically(item.job.target, data, fixed_temp=True)
+    item.payload, item.size = None if local else data, len(data)
     return item
 
 

@@ -10,19 +10,31 @@ RayExecutor`` on Ray); everything around them is this module's, once.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
-from facecolor.runtime.pipeline import FatalError, Item, Settings, StageStats, failure_reason
+from facecolor.runtime.pipeline import FatalError, Item, Settings, failure_reason
 from facecolor.runtime.report import REPORT_NAME, Report
 from facecolor.runtime.storage import Storage, StorageError, is_url, open_storage
 from facecolor.runtime.walk import FAILED, display, list_jobs
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory lock, runs must not share OUT_DIR
+    fcntl = None
+
+if TYPE_CHECKING:
+    from facecolor.runtime.distributed.ray_job import RayExecutor
+    from facecolor.runtime.executor import ThreadExecutor
+
+LOCK_NAME = ".facecolor-lock"
 
 
 class DirectoryError(FatalError):
@@ -31,23 +43,6 @@ class DirectoryError(FatalError):
 
 class LocationError(FatalError):
     """IN or OUT cannot be used (missing, unreadable, OUT containing IN); says why."""
-
-
-class Executor(Protocol):
-    """How a run's batches are executed; the run around them is ``run_batch``'s."""
-
-    def describe(self) -> tuple[dict[str, Any], dict[str, Any]]:
-        """The report's ``backend`` and ``model`` sections as known before the run."""
-        ...
-
-    def run(self, settings: Settings, items: Iterable[Item], in_store: Storage, out_store: Storage,
-            report: Report) -> Iterator[Item]:
-        """Yield every item once finished; items already decided by the walk pass through."""
-        ...
-
-    @property
-    def stats(self) -> dict[str, StageStats]:
-        ...
 
 
 def check_locations(in_store: Storage, out_store: Storage) -> None:
@@ -79,41 +74,27 @@ def check_locations(in_store: Storage, out_store: Storage) -> None:
         raise LocationError(str(error)) from error
 
 
-class OutputLock:
+@contextlib.contextmanager
+def _output_lock(out_store: Storage) -> Iterator[None]:
     """An advisory lock on a local OUT (created first), held for the run and freed by the OS
     if the process dies. Object stores have none (see docs/ray.md): two runs into one prefix
     write the same bytes."""
-
-    NAME = ".facecolor-lock"
-
-    def __init__(self, out_store: Storage) -> None:
-        self.out_store = out_store
-        self._handle = None
-
-    def __enter__(self):
-        if not self.out_store.is_local:
-            return self
-        self.out_store.makedirs()
+    if out_store.is_local:
+        out_store.makedirs()
+    if not out_store.is_local or fcntl is None:
+        yield
+        return
+    path = out_store.root_path / LOCK_NAME
+    with open(path, "a+") as handle:
         try:
-            import fcntl
-        except ImportError:  # Windows: no advisory lock, runs must not share OUT_DIR
-            return self
-        self.path = self.out_store.root_path / self.NAME
-        self._handle = open(self.path, "a+")
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:  # another run holds the lock
+            raise FatalError(f"another facecolor-batch is writing into {display(out_store.root_path)}; "
+                             "wait for it to finish or choose another OUT_DIR") from error
         try:
-            fcntl.flock(self._handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as error:
-            self._handle.close()
-            raise FatalError(  # another run holds the lock
-                f"another facecolor-batch is writing into {display(self.out_store.root_path)}; "
-                "wait for it to finish or choose another OUT_DIR"
-            ) from error
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._handle is not None:
-            self.path.unlink(missing_ok=True)  # still ours: leave no stray file in OUT_DIR
-            self._handle.close()  # closing releases the lock
+            yield
+        finally:
+            path.unlink(missing_ok=True)  # still ours: leave no stray file in OUT_DIR (closing frees the lock)
 
 
 def report_location(out_dir: str | Path) -> str:
@@ -122,20 +103,19 @@ def report_location(out_dir: str | Path) -> str:
     return f"{text.rstrip('/')}/{REPORT_NAME}" if is_url(text) else os.path.join(text, REPORT_NAME)
 
 
-def _count_jobs(in_store: Storage, out_store: Storage, settings: Settings, box: list[int | None],
-                stop: threading.Event) -> None:
+def _count_jobs(in_store: Storage, out_store: Storage, settings: Settings, bar: tqdm, stop: threading.Event) -> None:
     """Count the jobs of a local run in a second, lazy walk, so the progress bar can show an ETA."""
     n = 0
     for _ in list_jobs(in_store, out_store, settings.out_format, overwrite=settings.overwrite):
         if stop.is_set():
             return
         n += 1
-    box[0] = n
+    bar.total = n  # drawn from the bar's next update
 
 
 def run_batch(
     settings: Settings,
-    executor: Executor,
+    executor: ThreadExecutor | RayExecutor,
     *,
     in_store: Storage | None = None,
     out_store: Storage | None = None,
@@ -146,28 +126,29 @@ def run_batch(
     return the Report, also written into OUT however the run ends (status 'complete',
     'interrupted' on Ctrl-C, or 'fatal' with its reason, the error then propagating).
 
-    ``echo`` prints a line to stderr (each failed input as it happens); the progress bar is
-    drawn on stderr only when it is a terminal.
+    ``executor.describe()`` gives the report's backend and model sections before the run,
+    ``executor.run`` yields every item once finished (those the walk decided pass through),
+    ``executor.stats`` the stage numbers. ``echo`` prints a line to stderr (each failed input
+    as it happens); the progress bar is drawn on stderr only when it is a terminal.
     """
     in_store = in_store or open_storage(settings.in_dir)
     out_store = out_store or open_storage(settings.out_dir)
     check_locations(in_store, out_store)
     echo = echo or (lambda line: print(line, file=sys.stderr))
-    with OutputLock(out_store):
+    with _output_lock(out_store):
         backend, model = executor.describe()
         report = Report(settings=settings.as_dict(), backend=backend, model=model)
         jobs = list_jobs(in_store, out_store, settings.out_format, overwrite=settings.overwrite)
-        total: list[int | None] = [None]
-        stop_count = threading.Event()
         if not in_store.is_local:
             jobs = list(jobs)  # already one listing in memory: give the bar its total
-            total[0] = len(jobs)
-        elif out_store.is_local:  # a second walk costs only local metadata; never a second OUT listing
-            threading.Thread(target=_count_jobs, args=(in_store, out_store, settings, total, stop_count),
+        # disable=None: tqdm draws only when stderr is a terminal, so logs get no \r-lines
+        bar = tqdm(total=None if in_store.is_local else len(jobs), unit="img", file=sys.stderr,
+                   disable=None if progress else True, dynamic_ncols=True)
+        stop_count = threading.Event()
+        if in_store.is_local and out_store.is_local:  # a second walk costs only local metadata, never OUT listings
+            threading.Thread(target=_count_jobs, args=(in_store, out_store, settings, bar, stop_count),
                              daemon=True).start()
         items = (Item.from_job(job) for job in jobs)
-        # disable=None: tqdm draws only when stderr is a terminal, so logs get no \r-lines
-        bar = tqdm(total=None, unit="img", file=sys.stderr, disable=None if progress else True, dynamic_ncols=True)
         status, fatal = "complete", None
         try:
             for item in executor.run(settings, items, in_store, out_store, report):
@@ -175,9 +156,6 @@ def run_batch(
                 if item.status == FAILED:
                     bar.clear()
                     echo(f"failed: {display(item.job.relative)}: {item.reason}")
-                if bar.total is None and total[0] is not None:
-                    bar.total = total[0]
-                    bar.refresh()
                 bar.update(1)
         except KeyboardInterrupt:
             status = "interrupted"

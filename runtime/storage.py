@@ -1,12 +1,10 @@
 """Where inputs are read and outputs written: a local folder or an object-storage prefix.
 
-A :class:`Storage` is one root: a local folder (fsspec's local filesystem) or a URL fsspec
-understands (``s3://`` through s3fs; ``gs://``, ``az://``, ``memory://`` ... with their fsspec
-package), listed, read and checked through the same fsspec calls. Files under it are
-named by their ``/``-separated path relative to the root, the path a run mirrors from IN to
-OUT. Credentials come from the standard places (for S3 the AWS variables or an instance
-role) or from fsspec ``storage_options`` (the command line reads them as JSON from
-``FACECOLOR_STORAGE_OPTIONS``).
+A :class:`Storage` is one root, listed, read and checked through the same fsspec calls
+whether it is a local folder (fsspec's local filesystem) or a URL (``s3://`` through s3fs;
+``gs://``, ``az://``, ``memory://`` ... with their fsspec package). Files under it are named
+by their ``/``-separated path relative to the root, the path a run mirrors from IN to OUT.
+Credentials: docs/ray.md.
 
 Writes never leave a broken file behind: a local write renames a temporary file; an object
 store takes the object whole, in one PUT (or one multipart upload, visible only once
@@ -71,28 +69,26 @@ def _clean_relpath(rel: str) -> str:
 
 
 @contextlib.contextmanager
-def _explained(what: str) -> Iterator[None]:
+def _explained(what: str, keep: tuple[type[Exception], ...] = ()) -> Iterator[None]:
     """Turn a client's own error (botocore and aiohttp raise their own types) into a
-    StorageError that says what to do."""
+    StorageError that says what to do; errors of the ``keep`` types pass as they are."""
     try:
         yield
+    except keep:
+        raise
     except Exception as error:
-        raise _explain(error, what) from error
-
-
-def _explain(error: BaseException, what: str) -> StorageError:
-    name = type(error).__name__
-    text = f"{what}: {name}: {error}"
-    if name in ("NoCredentialsError", "PartialCredentialsError") or "credential" in str(error).lower():
-        text += ("; give credentials with AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE "
-                 "or an instance role (on a Ray cluster: on every node)")
-    elif isinstance(error, PermissionError) or "AccessDenied" in str(error):
-        text += "; the credentials lack permission for this bucket or prefix"
-    elif isinstance(error, FileNotFoundError):
-        text += "; check the bucket and prefix (and AWS_ENDPOINT_URL for a non-AWS server)"
-    elif "Could not connect" in str(error) or "Connect" in name:
-        text += "; check AWS_ENDPOINT_URL (or storage option endpoint_url) and the network"
-    return StorageError(text)
+        name = type(error).__name__
+        text = f"{what}: {name}: {error}"
+        if name in ("NoCredentialsError", "PartialCredentialsError") or "credential" in str(error).lower():
+            text += ("; give credentials with AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE "
+                     "or an instance role (on a Ray cluster: on every node)")
+        elif isinstance(error, PermissionError) or "AccessDenied" in str(error):
+            text += "; the credentials lack permission for this bucket or prefix"
+        elif isinstance(error, FileNotFoundError):
+            text += "; check the bucket and prefix (and AWS_ENDPOINT_URL for a non-AWS server)"
+        elif "Could not connect" in str(error) or "Connect" in name:
+            text += "; check AWS_ENDPOINT_URL (or storage option endpoint_url) and the network"
+        raise StorageError(text) from error
 
 
 class Storage:
@@ -119,10 +115,8 @@ class Storage:
         return f"Storage({self.location!r})"
 
     def _open_filesystem(self):
-        try:
-            import fsspec
-        except ImportError as error:
-            raise StorageError(f"{self.location}: URLs need fsspec: pip install 'facecolor[ray]'") from error
+        import fsspec  # a core dependency (torch's too), imported once a root is opened
+
         try:
             # A client of our own: fsspec's shared instances would keep the endpoint and
             # credentials of whichever run made them first in this process.
@@ -206,28 +200,16 @@ class Storage:
 
     def existing(self) -> set[str]:
         """Every relative path already under the root (one listing: no request per file)."""
-        with _explained(f"cannot list {self.location}"):
-            if not self.fs.exists(self.root):
-                return set()
         return set(self.iter_files())
-
-    def exists(self, rel: str) -> bool:
-        with _explained(f"cannot check {self.url(rel)}"):
-            return bool(self.fs.isfile(self.full(rel)))
 
     def read_bytes(self, rel: str, max_bytes: int | None = None) -> bytes:
         """The file's bytes, or only its first ``max_bytes + 1`` when ``max_bytes`` is given
         (one ranged read: a caller sees that the file is larger than it accepts without
         holding all of it). FileNotFoundError, PermissionError or StorageError on failure:
         the caller records it as that one input's failure."""
-        try:
-            if max_bytes is None:
-                return self.fs.cat_file(self.full(rel))
-            return self.fs.cat_file(self.full(rel), start=0, end=max_bytes + 1)
-        except (FileNotFoundError, PermissionError):
-            raise
-        except Exception as error:
-            raise _explain(error, f"cannot read {self.url(rel)}") from error
+        end = None if max_bytes is None else max_bytes + 1
+        with _explained(f"cannot read {self.url(rel)}", keep=(FileNotFoundError, PermissionError)):
+            return self.fs.cat_file(self.full(rel), start=None if end is None else 0, end=end)
 
     # -- writing --------------------------------------------------------------------------
     def write_bytes(self, rel: str, data: bytes) -> str:

@@ -93,11 +93,6 @@ class Job:
     reason: str = ""
 
 
-def walk(in_dir: Path, out_dir: Path, out_format: str = "keep", *, overwrite: bool = False) -> Iterator[Job]:
-    """Every input under the existing folder ``in_dir`` as a Job (the rules: module docstring)."""
-    return list_jobs(Storage(in_dir), Storage(out_dir), out_format, overwrite=overwrite)
-
-
 def _walk_folder(folder, relative, real_root, real_out, out_root, out_format) -> Iterator[Job]:
     try:
         with os.scandir(folder) as listing:
@@ -143,14 +138,13 @@ def output_name(rel: PurePath, out_format: str, content_format: str | None = Non
 
 def _file_job(path: Path, rel: PurePath, out_root: Path, out_format: str) -> Job | None:
     """A job for a regular file that is an image by extension or by content, else None."""
-    if rel.suffix.lower() in EXTENSION_FORMATS:
-        name, fmt = output_name(rel, out_format)
-        return Job(path, rel, out_root / name, fmt)
-    with open(path, "rb") as handle:
-        content_format = sniff_format(handle.read(16))
-    if content_format is None:
-        reason = unsupported_reason(rel)
-        return None if reason is None else Job(path, rel, out_root / rel, None, SKIPPED, reason)
+    content_format = None
+    if rel.suffix.lower() not in EXTENSION_FORMATS:
+        with open(path, "rb") as handle:
+            content_format = sniff_format(handle.read(16))
+        if content_format is None:
+            reason = unsupported_reason(rel)
+            return None if reason is None else Job(path, rel, out_root / rel, None, SKIPPED, reason)
     name, fmt = output_name(rel, out_format, content_format)
     return Job(path, rel, out_root / name, fmt)
 
@@ -221,11 +215,6 @@ def _claim_output(job: Job, key, source: str, taken: dict) -> Job:
         return replace(job, status=FAILED, reason=reason)
     taken[key] = source
     return job
-
-
-def needs_sniffing(job: Job) -> bool:
-    """True for a URL input whose name has no image extension: its content decides."""
-    return PurePosixPath(job.relative).suffix.lower() not in EXTENSION_FORMATS
 
 
 def job_row(job: Job, out_store: Storage) -> dict[str, Any]:

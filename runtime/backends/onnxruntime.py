@@ -127,8 +127,6 @@ class OnnxRuntimeBackend(Backend):
                 (ab,) = self._session.run([self._output], {self._input: batch})
                 return ab
             return self._infer_cuda(l_norm)
-        except BackendError:
-            raise
         except Exception as error:
             raise BackendError(f"onnxruntime failed on a batch of {len(l_norm)}: {error}") from error
 

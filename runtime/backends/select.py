@@ -54,14 +54,9 @@ def cuda_available() -> bool:
 
 
 def resolve_device(device: str) -> str:
-    """'auto' -> 'cuda' when torch sees a GPU, else 'cpu'; 'cpu'/'cuda' unchanged."""
     if device == "auto":
         return "cuda" if cuda_available() else "cpu"
     return device
-
-
-def _tensorrt_installed() -> bool:
-    return importlib.util.find_spec("tensorrt") is not None
 
 
 # --------------------------------------------------------------------------- which file, which precision
@@ -148,20 +143,21 @@ def artifact_for(kind: str, model: Path, *, max_batch: int, notify: Notify | Non
     return model
 
 
-def missing_for(kind: str, device: str, requested: str) -> list[str]:
+def missing_for(kind: str, device: str, requested: str, *, fixes: bool = True) -> list[str]:
     """Everything this machine lacks to run ``kind`` on ``device`` (all of it, so one run tells
-    the whole story); ``requested`` is the user's --device."""
+    the whole story), each with its fix unless ``fixes`` is False (``open_backend``'s first
+    line names only what was missing); ``requested`` is the user's --device."""
     missing = []
-    if device == "cuda":
-        if not cuda_available():
-            missing.append("no CUDA device (torch sees none)")
-        elif requested == "cpu":
-            missing.append("--device cpu")
-    if kind == "tensorrt" and not _tensorrt_installed():
-        missing.append("TensorRT not installed (pip install 'facecolor[tensorrt]')")
+    if device == "cuda" and not cuda_available():
+        missing.append(("no CUDA device", "torch sees none"))
+    elif device == "cuda" and requested == "cpu":
+        missing.append(("--device cpu", None))
+    if kind == "tensorrt" and importlib.util.find_spec("tensorrt") is None:
+        missing.append(("TensorRT not installed", "pip install 'facecolor[tensorrt]'"))
     if kind == "onnxruntime" and device == "cuda" and not cuda_provider_available():
-        missing.append("onnxruntime has no CUDAExecutionProvider (pip install onnxruntime-gpu)")
-    return missing
+        missing.append(("onnxruntime-gpu not installed",
+                        "onnxruntime has no CUDAExecutionProvider: pip install onnxruntime-gpu"))
+    return [f"{what} ({fix})" if fixes and fix else what for what, fix in missing]
 
 
 def open_kind(kind: str, artifact: Path, device: str, *, precision: str | None = "fp32", max_batch: int,
@@ -173,21 +169,10 @@ def open_kind(kind: str, artifact: Path, device: str, *, precision: str | None =
         return TorchBackend(artifact, device=device, render_size=render_size, precision=precision)
     if kind == "onnxruntime":
         return OnnxRuntimeBackend(artifact, device=device, render_size=render_size, threads=threads, model=model)
-    backend = TensorRTBackend(artifact, max_batch=max_batch)
-    if model is not None:
-        backend.model = model
-    return backend
+    return TensorRTBackend(artifact, max_batch=max_batch, model=model)
 
 
 # --------------------------------------------------------------------------- choosing
-
-
-def _checkpoint_info(path: Path) -> tuple[ModelInfo, int]:
-    try:
-        checkpoint = read_checkpoint(path)
-    except CheckpointError as error:
-        raise ModelNotFound(str(error)) from error
-    return ModelInfo(checkpoint.preset, sha256_file(path), path), checkpoint.render_size
 
 
 #: What ``--device auto`` tries, in order: (kind, device, the model files it runs).
@@ -203,10 +188,9 @@ CANDIDATES = (
 def _open_candidate(kind: str, device: str, model: Path, *, batch_size: int, render_size: int | None,
                     info: ModelInfo | None, notify: Notify | None, threads: int | None) -> Backend:
     """One candidate of ``open_backend``, or Unavailable with a short reason."""
-    if kind == "tensorrt" and not _tensorrt_installed():
-        raise Unavailable("TensorRT not installed")
-    if kind == "onnxruntime" and device == "cuda" and not cuda_provider_available():
-        raise Unavailable("onnxruntime-gpu not installed")
+    missing = missing_for(kind, device, device, fixes=False)  # only a library can be missing here
+    if missing:
+        raise Unavailable(missing[0])
     try:
         artifact = artifact_for(kind, model, max_batch=batch_size, notify=notify)
     except Exception as error:
@@ -250,17 +234,17 @@ def open_backend(
         gpu_name = torch.cuda.get_device_name(torch.cuda.current_device())
     if device == "cuda" and gpu_name is None:
         raise Unavailable("--device cuda, but torch sees no CUDA device: use --device cpu or auto")
-    passed_over: list[str] = []
-    if device == "cpu":
-        passed_over.append("--device cpu")
-    elif gpu_name is None:
-        passed_over.append("no CUDA device")
-        if not _tensorrt_installed():
-            passed_over.append("TensorRT not installed")
+    passed_over = ["--device cpu"] if device == "cpu" else []
+    if device == "auto" and gpu_name is None:  # the first candidate's reasons say why none on CUDA runs
+        passed_over = missing_for("tensorrt", "cuda", device, fixes=False)
 
     info, native_size = (None, None)
     if suffix == ".safetensors":
-        info, native_size = _checkpoint_info(model)
+        try:
+            checkpoint = read_checkpoint(model)
+        except CheckpointError as error:
+            raise ModelNotFound(str(error)) from error
+        info, native_size = ModelInfo(checkpoint.preset, sha256_file(model), model), checkpoint.render_size
     resized = render_size is not None and native_size is not None and render_size != native_size
     if resized:
         passed_over.append(f"--render-size {render_size} differs from the model's {native_size}, "

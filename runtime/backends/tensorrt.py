@@ -50,10 +50,11 @@ class TensorRTBackend(Backend):
 
     ``max_batch``: the largest batch ``predict_ab`` runs in one go (None: the profile's maximum);
     larger ones are split. ``verify``: check the sidecar first (off only for engines built in
-    tests without one).
+    tests without one). ``model``: the checkpoint the plan was built from, when known.
     """
 
-    def __init__(self, plan_path: Path | str, max_batch: int | None = None, *, verify: bool = True) -> None:
+    def __init__(self, plan_path: Path | str, max_batch: int | None = None, *, verify: bool = True,
+                 model: ModelInfo | None = None) -> None:
         trt = import_tensorrt()
         if not torch.cuda.is_available():
             raise Unavailable("TensorRT needs a CUDA device, and torch sees none")
@@ -79,7 +80,7 @@ class TensorRTBackend(Backend):
         self.name = "tensorrt"
         self.device = "cuda"
         digest = sidecar.get("sha256") or sha256_file(plan_path)  # check_plan hashed it already
-        self.model = ModelInfo(preset_in(sidecar.get("source_onnx"), sidecar), str(digest), plan_path)
+        self.model = model or ModelInfo(preset_in(sidecar.get("source_onnx"), sidecar), str(digest), plan_path)
 
     def _load(self, trt, plan_path: Path, max_batch: int | None) -> None:
         what = f"loading TensorRT plan {plan_path.name}"

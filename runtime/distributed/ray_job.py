@@ -1,16 +1,11 @@
 """``facecolor-batch IN OUT --ray [ADDRESS]``: the runtime's stages on a Ray cluster.
 
-Only how batches execute changes (docs/ray.md): the driver's ``run_batch`` lists the jobs,
-and the ones still to do become Ray Data rows of paths that ``map_batches`` sends, a block of
-``files_per_task`` at a time, to a fixed pool of actors, each with one backend opened once. An
-actor runs the runtime's own ``ThreadExecutor`` over its block, so its stages overlap as on one
-machine, and returns one row per input plus one record for the block (its actor, backend and
-stage numbers), which ``RayExecutor`` turns into the finished items and report sections of a
-single-machine run.
-
-Nothing is lost when a worker dies: actors restart and the block they held is retried
-(outputs are written atomically, so a retried block rewrites whole files only). The model
-travels through Ray's object store, so workers need the package, not the model file.
+Only how batches execute changes (docs/ray.md): the jobs still to do become Ray Data rows of
+paths, sent a block of ``files_per_task`` at a time to a fixed pool of actors, each with one
+backend opened once and running the runtime's own ``ThreadExecutor`` over its block. Nothing
+is lost when a worker dies: actors restart and the block they held is retried (outputs are
+written atomically, so a retried block rewrites whole files only). The model travels through
+Ray's object store, so workers need the package, not the model file.
 """
 
 from __future__ import annotations
@@ -85,12 +80,6 @@ class ModelShipment:
         return target
 
 
-def ship_model(path: Path) -> ModelShipment:
-    import ray
-
-    return ModelShipment(path.name, sha256_file(path), [ray.put(path.read_bytes())])
-
-
 class ColorizeActor:
     """One Ray Data actor: a backend opened once, the runtime's stages run per block of jobs."""
 
@@ -125,15 +114,13 @@ class ColorizeActor:
         return self.runner.run(self._settings, items, self._in_store, self._out_store)
 
     def __call__(self, batch: Mapping[str, Any]) -> dict[str, list]:
-        rows = {bytes(relative): (bytes(output), str(fmt))
-                for relative, output, fmt in zip(batch["relative"], batch["output"], batch["out_format"])}
-        jobs = [row_job(relative, output, fmt, self._in_store, self._out_store)
-                for relative, (output, fmt) in rows.items()]
+        jobs = [row_job(*row, self._in_store, self._out_store)
+                for row in zip(batch["relative"], batch["output"], batch["out_format"])]
         out: dict[str, list] = {name: [] for name in RESULT_COLUMNS}
         cpu_start = time.process_time()  # this actor's CPU time, all its threads
         for item in self.finished_items(jobs):
-            relative = os.fsencode(str(item.job.relative))
-            values = (relative, *rows[relative], item.status or DONE, item.reason, item.stage, int(item.size))
+            values = (*job_row(item.job, self._out_store).values(), item.status or DONE, item.reason, item.stage,
+                      int(item.size))
             for name, value in zip(RESULT_COLUMNS, values):
                 out[name].append(value)
         count = len(out["status"])
@@ -337,12 +324,12 @@ class RayExecutor:
             report.settings = {**settings.as_dict(), "ray": plan.__dict__, "files_per_task": files_per_task}
             self.announce(f"ray: {plan.describe()}, {settings.batch_size} images per batch, "
                           f"{files_per_task} per task, model {self.model_path.name}")
-            from ray.data import DataContext
-
-            context = DataContext.get_current()
+            context = ray.data.DataContext.get_current()
             context.enable_progress_bars = False  # the driver draws its own bar
             context.print_on_execution_start = False
-            shipment = ship_model(self.model_path)  # referenced here until the last block is in
+            # referenced here until the last block is in
+            shipment = ModelShipment(self.model_path.name, sha256_file(self.model_path),
+                                     [ray.put(self.model_path.read_bytes())])
             constructor = {"model": shipment, "device": plan.device, "render_size": self.options.render_size,
                            "settings": settings, "in_store": in_store, "out_store": out_store}
             dataset = _map_with_actors(_dataset(ray, rows, files_per_task), self.actor_class, plan, files_per_task,
@@ -387,10 +374,8 @@ class RayExecutor:
                 report.backend["other_backends"] = list(backends.values())[1:]
         actors = report.backend["actors"]
         actor, restarted, ready_at = str(first["actor"]), bool(first["restarted"]), float(first["ready_at"])
-        known = actors.get(actor)
-        if known is None or (restarted and ready_at > known["ready_at"]):
-            restarts = known["restarts"] + 1 if known is not None else int(restarted)
-            cpu_s = known["cpu_s"] if known is not None else 0.0
-            known = actors[actor] = {"node": str(first["node"]), "ready_at": ready_at, "restarts": restarts,
-                                     "cpu_s": cpu_s}
+        known = actors.setdefault(actor, {"node": str(first["node"]), "ready_at": ready_at,
+                                          "restarts": int(restarted), "cpu_s": 0.0})
+        if restarted and ready_at > known["ready_at"]:  # a later life of the actor: it restarted again
+            known.update(node=str(first["node"]), ready_at=ready_at, restarts=known["restarts"] + 1)
         known["cpu_s"] = round(known["cpu_s"] + float(sum(block["cpu_s"])), 3)

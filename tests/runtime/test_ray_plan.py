@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from facecolor.runtime.cli import IN_LOCATION
+from facecolor.runtime.cli import Location
 from facecolor.runtime.distributed.ray_job import ClusterTooSmall, plan_actors
 from facecolor.runtime.storage import is_url, open_storage
 
@@ -35,10 +35,10 @@ def test_impossible_plans_say_what_to_change():
 
 
 def test_locations_and_dispatch(tmp_path):
-    assert IN_LOCATION.convert("s3://bucket/prefix", None, None) == "s3://bucket/prefix"
-    assert IN_LOCATION.convert(str(tmp_path), None, None) == tmp_path
+    assert Location(exists=True).convert("s3://bucket/prefix", None, None) == "s3://bucket/prefix"
+    assert Location(exists=True).convert(str(tmp_path), None, None) == tmp_path
     with pytest.raises(Exception, match="does not exist"):
-        IN_LOCATION.convert(str(tmp_path / "missing"), None, None)
+        Location(exists=True).convert(str(tmp_path / "missing"), None, None)
     # No dispatch is left (one run for every kind): a URL is object storage, a folder local storage.
     assert is_url("s3://b/in") and not is_url(tmp_path) and not is_url(tmp_path / "out")
     assert open_storage(tmp_path, {}).is_local and open_storage(tmp_path / "out", {}).is_local

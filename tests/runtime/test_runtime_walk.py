@@ -6,9 +6,14 @@ import os
 
 import pytest
 
-from facecolor.runtime.walk import FAILED, OUTPUT_EXISTS, SKIPPED, sniff_format, walk
+from facecolor.runtime.storage import Storage
+from facecolor.runtime.walk import FAILED, OUTPUT_EXISTS, SKIPPED, list_jobs, sniff_format
 
 from runtime_helpers import encode_cv2, portrait
+
+
+def walk(in_dir, out_dir, out_format="keep", **kw):
+    return list_jobs(Storage(in_dir), Storage(out_dir), out_format, **kw)
 
 
 def jobs_by_path(in_dir, out_dir, **kw):

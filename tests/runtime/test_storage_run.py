@@ -5,13 +5,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import fsspec
 import numpy as np
 import pytest
-from runtime_helpers import encode_cv2, encode_pil, moto_s3, portrait, run_single_process, s3_with_tree
+import torch
+from runtime_helpers import FakeBackend, encode_cv2, encode_pil, moto_s3, portrait, run_single_process, s3_with_tree
 
 from facecolor.runtime.batch import colorize_tree
 from facecolor.runtime.cli import run_cli
-from facecolor.runtime.run import LocationError
+from facecolor.runtime.executor import ThreadExecutor
+from facecolor.runtime.pipeline import Settings
+from facecolor.runtime.pipeline_gpu import GpuPipeline
+from facecolor.runtime.run import LocationError, run_batch
 from facecolor.runtime.report import REPORT_NAME
 
 DONE = ["a.jpg", "b.png", "deep/sixteen.png", "deep/no extension"]
@@ -104,3 +109,24 @@ def test_cli_entry_prints_backend_first_and_exits_3_on_failures(s3, tiny_onnx, c
     assert code == 3
     assert printed.out.splitlines()[0].startswith("backend: onnxruntime-cpu")
     assert "failed: broken.png" in printed.err and f"s3://urls/cli-out/{REPORT_NAME}" in printed.out
+
+
+class TensorFake(FakeBackend):
+    """FakeBackend with the CUDA backends' contract (torch tensors in and out), on the CPU."""
+
+    def predict_ab(self, l_norm: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(super().predict_ab(l_norm.numpy()))
+
+
+def test_url_in_through_the_gpu_stages(tmp_path):
+    """The GPU path's ``read`` triages the bytes the URL reader fetched (its stages on the CPU)."""
+    fs = fsspec.filesystem("memory")
+    fs.pipe("/gpu-stages-in/a.jpg", encode_cv2(portrait(64, 48), ".jpg"))
+    fs.pipe("/gpu-stages-in/deep/b.png", encode_cv2(portrait(40, 72, seed=3), ".png"))
+    backend = TensorFake()
+    executor = ThreadExecutor(backend, "test", lambda settings: GpuPipeline(settings, backend, device="cpu").stages())
+    settings = Settings(in_dir="memory://gpu-stages-in", out_dir=tmp_path / "out", batch_size=2, workers=2)
+    report = run_batch(settings, executor, progress=False, echo=lambda line: None)
+    assert (report.done, report.failed, report.status) == (2, 0, "complete")
+    assert (tmp_path / "out" / "a.jpg").read_bytes()[:3] == b"\xff\xd8\xff"
+    assert (tmp_path / "out" / "deep" / "b.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
