@@ -6,12 +6,11 @@ from pathlib import Path
 
 import click
 
-from facecolor.bench.errors import BenchError
 from facecolor.bench.gates import DEFAULT_MAX_DAB, GateSettings
 from facecolor.bench.latency import DEFAULT_BATCH_SIZES, LatencySettings
 from facecolor.bench.report import format_report
 from facecolor.bench.run import BenchSettings, run_bench
-from facecolor.bench.targets import TARGETS, parse_targets
+from facecolor.bench.targets import TARGETS
 from facecolor.errors import FacecolorError
 
 EPILOG = """\b
@@ -39,10 +38,13 @@ def _batch_sizes(ctx: click.Context, param: click.Parameter, value: str) -> tupl
 def _compare(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...] | None:
     if value is None:
         return None
-    try:
-        return tuple(parse_targets(value))
-    except BenchError as error:
-        raise click.BadParameter(str(error))
+    chosen = tuple(dict.fromkeys(name for name in (part.strip() for part in value.split(",")) if name))
+    for name in chosen:
+        if name not in TARGETS:
+            raise click.BadParameter(f"unknown backend {name!r}; choose from {', '.join(TARGETS)}")
+    if not chosen:
+        raise click.BadParameter(f"--compare names no backend; choose from {', '.join(TARGETS)}")
+    return chosen
 
 
 @click.command(name="bench", epilog=EPILOG)

@@ -86,7 +86,7 @@ class _Run:
         }
         if self.settings.pipeline:
             self.folder = measure.prepare_folder(self.images, self.workdir, self.settings.pipeline_images)
-            self.progress(f"codec alone: decode + encode of {self.folder.count} files on the CPU")
+            self.progress(f"codec alone: decode + encode of {len(self.folder.files)} files on the CPU")
             self.codec = report.codec = {"cpu": measure.codec_rate(self.folder, self.workdir)}
 
     def run_target(self, name: str) -> Row:
@@ -94,13 +94,13 @@ class _Run:
         row = Row(name=name, device=spec.device or self.device, precision=spec.precision)
         self.progress(f"{name}: opening")
         try:
-            opened = targets.open_target(name, self.engine, self.reference.path, self.device, self.max_batch)
+            backend, artifact, row.precision = targets.open_target(name, self.engine, self.reference.path,
+                                                                   self.device, self.max_batch)
         except Exception as error:  # noqa: BLE001 - every failure becomes the row's status
             unavailable = isinstance(error, Unavailable)
             row.status = f"unavailable: {error}" if unavailable else f"error: {failure_reason(error)}"
             return row
-        backend = opened.backend
-        row.precision, row.backend, row.artifact = opened.precision, backend.name, str(opened.artifact)
+        row.backend, row.artifact = backend.name, str(artifact)
         try:
             self.progress(f"{name}: parity on {len(self.images)} images")
             outputs = parity_module.predict_parity(backend, self.images)
@@ -123,10 +123,10 @@ class _Run:
 
     def _pipeline(self, name: str, backend) -> dict[str, Any]:
         """The folder pipeline's rate; its failure is recorded in its status, not the row's."""
-        self.progress(f"{name}: pipeline on {self.folder.count} files")
+        self.progress(f"{name}: pipeline on {len(self.folder.files)} files")
         try:
             if backend.device not in self.codec:  # the GPU codec, once, for the first CUDA row
-                self.progress(f"codec alone: nvJPEG decode + encode of {self.folder.count} files, then in memory")
+                self.progress(f"codec alone: nvJPEG decode + encode of {len(self.folder.files)} files, then in memory")
                 self.codec[backend.device] = measure.gpu_codec_rate(self.folder, self.workdir)
             return measure.pipeline_rate(backend, self.folder, self.workdir, self.codec[backend.device])
         except Unavailable as error:

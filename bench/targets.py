@@ -33,32 +33,18 @@ from facecolor.runtime.backends.select import (
 
 @dataclass(frozen=True)
 class TargetSpec:
-    name: str
     kind: str  # 'torch', 'onnxruntime', 'tensorrt'
     device: str | None  # None: follows --device (torch-fp32)
     precision: str | None  # None: that of the file it runs (ONNX, plan)
 
 
 TARGETS: dict[str, TargetSpec] = {
-    spec.name: spec
-    for spec in (
-        TargetSpec("torch-fp32", "torch", None, "fp32"),
-        TargetSpec("torch-fp16", "torch", "cuda", "fp16"),
-        TargetSpec("ort-cpu", "onnxruntime", "cpu", None),
-        TargetSpec("ort-cuda", "onnxruntime", "cuda", None),
-        TargetSpec("trt", "tensorrt", "cuda", None),
-    )
+    "torch-fp32": TargetSpec("torch", None, "fp32"),
+    "torch-fp16": TargetSpec("torch", "cuda", "fp16"),
+    "ort-cpu": TargetSpec("onnxruntime", "cpu", None),
+    "ort-cuda": TargetSpec("onnxruntime", "cuda", None),
+    "trt": TargetSpec("tensorrt", "cuda", None),
 }
-
-
-def parse_targets(names: str) -> list[str]:
-    chosen = list(dict.fromkeys(name for name in (part.strip() for part in names.split(",")) if name))
-    for name in chosen:
-        if name not in TARGETS:
-            raise BenchError(f"unknown backend {name!r}; choose from {', '.join(TARGETS)}")
-    if not chosen:
-        raise BenchError(f"--compare names no backend; choose from {', '.join(TARGETS)}")
-    return chosen
 
 
 def default_targets(engine: Path, device: str) -> list[str]:
@@ -135,15 +121,9 @@ def true_fp32() -> Iterator[None]:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
-@dataclass
-class OpenedTarget:
-    backend: Backend
-    artifact: Path
-    precision: str
-
-
-def open_target(name: str, engine: Path, reference: Path, device: str, max_batch: int) -> OpenedTarget:
-    """Raises Unavailable (the reason shown in the row) when ``name`` cannot run here."""
+def open_target(name: str, engine: Path, reference: Path, device: str, max_batch: int) -> tuple[Backend, Path, str]:
+    """(backend, the file it runs, its precision); raises Unavailable (the reason shown in the
+    row) when ``name`` cannot run here."""
     spec = TARGETS[name]
     where = spec.device or device
     missing = missing_for(spec.kind, where, device)
@@ -152,6 +132,6 @@ def open_target(name: str, engine: Path, reference: Path, device: str, max_batch
     if spec.kind == "torch":
         checkpoint = engine if engine.suffix.lower() == ".safetensors" else reference
         backend = open_kind("torch", checkpoint, where, precision=spec.precision, max_batch=max_batch)
-        return OpenedTarget(backend, checkpoint, spec.precision)
+        return backend, checkpoint, spec.precision
     artifact = artifact_for(spec.kind, engine, max_batch=max_batch)
-    return OpenedTarget(open_kind(spec.kind, artifact, where, max_batch=max_batch), artifact, precision_of(artifact))
+    return open_kind(spec.kind, artifact, where, max_batch=max_batch), artifact, precision_of(artifact)

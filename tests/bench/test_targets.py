@@ -5,18 +5,20 @@ from __future__ import annotations
 import json
 import shutil
 
+import click
 import pytest
 
 from facecolor.bench import targets
+from facecolor.bench.cli import _compare
 from facecolor.bench.errors import BenchError
 from facecolor.errors import Unavailable
 from facecolor.runtime.backends import select
 
 
-def test_parse_targets_keeps_order_and_lists_valid_names():
-    assert targets.parse_targets("ort-cpu, torch-fp32,ort-cpu") == ["ort-cpu", "torch-fp32"]
-    with pytest.raises(BenchError, match="torch-fp32, torch-fp16, ort-cpu, ort-cuda, trt"):
-        targets.parse_targets("onnx")
+def test_compare_keeps_order_and_lists_valid_names():
+    assert _compare(None, None, "ort-cpu, torch-fp32,ort-cpu") == ("ort-cpu", "torch-fp32")
+    with pytest.raises(click.BadParameter, match="torch-fp32, torch-fp16, ort-cpu, ort-cuda, trt"):
+        _compare(None, None, "onnx")
 
 
 def test_default_targets_follow_the_engine_kind(tmp_path):
@@ -74,9 +76,9 @@ def test_gpu_targets_are_unavailable_without_a_gpu(tiny, name, says):
 
 
 def test_ort_cpu_opens_the_runtime_backend(tiny):
-    opened = targets.open_target("ort-cpu", tiny["onnx"], tiny["checkpoint"], "cpu", 4)
+    backend, artifact, precision = targets.open_target("ort-cpu", tiny["onnx"], tiny["checkpoint"], "cpu", 4)
     try:
-        assert opened.backend.name == "onnxruntime-cpu" and opened.precision == "fp32"
-        assert opened.backend.render_size == 64
+        assert backend.name == "onnxruntime-cpu" and precision == "fp32" and artifact == tiny["onnx"]
+        assert backend.render_size == 64
     finally:
-        opened.backend.close()
+        backend.close()
