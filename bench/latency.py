@@ -109,17 +109,6 @@ def _cuda_timer() -> Callable[[Callable[[], Any]], float]:
     return timed
 
 
-def make_input(backend: Backend, batch_size: int, seed: int = 0) -> Any:
-    """float32 [N, 1, S, S] in [-1, 1], numpy on the CPU, a torch tensor on CUDA. Speed does not
-    depend on the values; a fixed seed keeps runs comparable anyway."""
-    size = backend.render_size
-    rng = np.random.default_rng(seed)
-    batch = rng.uniform(-1.0, 1.0, size=(batch_size, 1, size, size)).astype(np.float32)
-    if backend.device == "cuda":
-        return torch.from_numpy(batch).to("cuda")
-    return batch
-
-
 # --------------------------------------------------------------------------- host memory
 
 
@@ -192,7 +181,10 @@ def measure_batch(backend: Backend, batch_size: int, settings: LatencySettings) 
     on_cuda = backend.device == "cuda"
     timer = _cuda_timer() if on_cuda else _cpu_timer
     try:
-        batch = make_input(backend, batch_size, settings.seed)
+        # float32 [N, 1, S, S] in [-1, 1]: speed does not depend on the values; a fixed seed keeps runs comparable
+        size = backend.render_size
+        batch = np.random.default_rng(settings.seed).uniform(-1.0, 1.0, (batch_size, 1, size, size)).astype(np.float32)
+        batch = torch.from_numpy(batch).to("cuda") if on_cuda else batch
         call = lambda: backend.predict_ab(batch)  # noqa: E731 - the one thing being timed
         warmup: list[float] = []
         warmup_budget = min(settings.warmup_time, settings.min_time)
