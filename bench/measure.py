@@ -62,13 +62,9 @@ class PipelineFolder:
     path: Path
     files: tuple[Path, ...]
 
-    @property
-    def count(self) -> int:
-        return len(self.files)
-
     def head(self, count: int) -> PipelineFolder:
         """The warm-up set: a folder beside this one with its first ``count`` files."""
-        count = max(1, min(count, self.count))
+        count = max(1, min(count, len(self.files)))
         path = self.path.with_name(f"{self.path.name}-head{count}")
         return PipelineFolder(path, _copies(self.files[:count], self.path, path))
 
@@ -80,10 +76,8 @@ def prepare_folder(images: ParityImages, workdir: Path, synthetic: int | None = 
     source = Path(images.source)
     if source.is_dir() and not synthetic:
         return PipelineFolder(folder, _copies([source / name for name in images.names], source, folder))
-    if synthetic:
-        make_dataset(folder, synthetic, 1280, 1024)
-    else:
-        make_dataset(folder, len(images), 160, 128)
+    height, width = (1280, 1024) if synthetic else (160, 128)
+    make_dataset(folder, synthetic or len(images), height, width)
     return PipelineFolder(folder, tuple(sorted(folder.iterdir())))
 
 
@@ -129,7 +123,7 @@ def codec_rate(folder: PipelineFolder, workdir: Path) -> dict[str, Any]:
             list(pool.map(lambda p: _codec_one(p, out_dir, subset.path), subset.files))
 
     _, seconds = _timed(run, folder, workdir, threads, "codec-out")
-    return _rate(folder.count, seconds, codec="cpu (OpenCV/Pillow, the runtime's decode and write)",
+    return _rate(len(folder.files), seconds, codec="cpu (OpenCV/Pillow, the runtime's decode and write)",
                  threads=threads)
 
 
@@ -143,13 +137,12 @@ def gpu_codec_rate(folder: PipelineFolder, workdir: Path, batch_size: int = 64, 
 
     def run(subset: PipelineFolder, out_dir: Path) -> tuple[int, int]:
         on_gpu = on_cpu = 0
-        for start in range(0, subset.count, batch_size):
+        for start in range(0, len(subset.files), batch_size):
             paths = subset.files[start : start + batch_size]
-            files = [path.read_bytes() for path in paths]
-            verdicts = [triage(data) for data in files]
+            verdicts = [triage(path.read_bytes()) for path in paths]
             gpu = [i for i, verdict in enumerate(verdicts) if verdict.on_gpu]
             cpu = [i for i, verdict in enumerate(verdicts) if not verdict.on_gpu]
-            decoded = decoder.decode([files[i] for i in gpu], [verdicts[i].info for i in gpu]) if gpu else []
+            decoded = decoder.decode([verdicts[i].data for i in gpu], [verdicts[i].info for i in gpu]) if gpu else []
             images, targets = [], []
             with torch.cuda.stream(decoder.stream):  # the gray -> RGB copies follow the decodes
                 for index, image in zip(gpu, decoded):
@@ -176,7 +169,7 @@ def gpu_codec_rate(folder: PipelineFolder, workdir: Path, batch_size: int = 64, 
     jpegs = [data for data in map(Path.read_bytes, folder.files) if triage(data).on_gpu]
     steps = ("decode", "encode") if jpegs else ()
     alone = {step: nvjpeg_alone(jpegs, batch_size, quality, step, device) for step in steps}
-    return _rate(folder.count, seconds, codec="cuda (nvJPEG decode + encode, the runtime's GPU codec; other "
+    return _rate(len(folder.files), seconds, codec="cuda (nvJPEG decode + encode, the runtime's GPU codec; other "
                  "files on the CPU)", batch_size=batch_size, nvjpeg_files=on_gpu, cpu_files=on_cpu,
                  nvjpeg_alone=alone)
 
@@ -234,7 +227,7 @@ def pipeline_rate(backend: Backend, folder: PipelineFolder, workdir: Path, codec
     report, seconds = _timed(run, folder, workdir, batch_size, f"pipeline-out-{backend.name}")
     rate = report.done / seconds if seconds > 0 else None
     return {
-        "status": _status(report, folder.count),
+        "status": _status(report, len(folder.files)),
         "backend": backend.name,
         "images": report.done,
         "seconds": seconds,
