@@ -119,10 +119,8 @@ def check_gates(parity: dict[str, Any], precision: str, settings: GateSettings) 
         else:
             results.append(GateResult(name, abs(value), limit, unit, _within(value, limit)))
     agreement = parity["agreement"]
-    max_dab = agreement.get("max_dab")
     nonfinite = int(agreement.get("nonfinite", 0))
-    if nonfinite:
-        max_dab = math.inf
+    max_dab = math.inf if nonfinite else agreement.get("max_dab")
     note = f"{nonfinite} non-finite output values (NaN/inf)" if nonfinite else ""
     limit = settings.dab_limit(precision)
     results.append(

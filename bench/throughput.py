@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import statistics
 import tempfile
 from pathlib import Path
@@ -157,8 +156,8 @@ def ray(images, size, data, model, configs, batch_size, files_per_task, repeat, 
     import ray as ray_module
 
     width, height = (int(v) for v in size.lower().split("x"))
-    scratch = Path(tempfile.mkdtemp(prefix="facecolor-ray-bench-"))
-    try:
+    with tempfile.TemporaryDirectory(prefix="facecolor-ray-bench-", ignore_cleanup_errors=True) as name:
+        scratch = Path(name)
         folder = make_dataset(data or scratch / "in", images, height, width)
         model = model or random_checkpoint(scratch)
         onnx = model if model.suffix == ".onnx" else cached_onnx(model)  # exported once, outside the timings
@@ -176,8 +175,6 @@ def ray(images, size, data, model, configs, batch_size, files_per_task, repeat, 
                     click.echo(json.dumps(rows[-1]))
         finally:
             ray_module.shutdown()
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
     summary = {}
     for name in dict.fromkeys(row["config"] for row in rows):
         runs = [row for row in rows if row["config"] == name]
