@@ -50,9 +50,7 @@ class BenchReport:
     settings: dict[str, Any]
     engine: dict[str, Any]
     reference: dict[str, Any]
-    created: str = field(
-        default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
-    )
+    created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     data: dict[str, Any] = field(default_factory=dict)
     codec: dict[str, Any] | None = None
     reference_scores: dict[str, Any] | None = None
