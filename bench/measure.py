@@ -261,8 +261,7 @@ def make_dataset(folder: Path, count: int, height: int, width: int, quality: int
     """Gray JPEG portraits, reused between runs; most are shifted, brightened copies of
     ``_BASES``, so a thousand 1.3 MP files take seconds."""
     folder.mkdir(parents=True, exist_ok=True)
-    existing = {path.name for path in folder.glob("portrait_*.jpg")}
-    missing = [i for i in range(count) if f"portrait_{i:05d}.jpg" not in existing]
+    missing = [i for i in range(count) if not (folder / f"portrait_{i:05d}.jpg").exists()]
     portraits = synthetic_portraits(min(_BASES, count), size=(height, width)) if missing else []
     bases = [cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) for rgb in portraits]
 

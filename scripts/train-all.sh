@@ -72,7 +72,6 @@ fi
 # Logs, metrics, settings and curves of every run (checkpoints, resume files and the contact
 # sheets of research-only faces stay behind; see them there, or with eval --sheet).
 tar -czf "$OUT/runs.tgz" -C "$RUNS" --exclude='*.safetensors' --exclude='resume*' --exclude='.image-cache' \
-    --exclude='contact_sheet.png' . \
-    || status=1
+    --exclude='contact_sheet.png' . || status=1
 echo "total: $(( $(date +%s) - start )) s"
 exit $status
