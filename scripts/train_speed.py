@@ -30,17 +30,14 @@ STAGES = {"G": "pretrain_g", "D": "pretrain_d", "GAN": "gan"}
 
 
 def make_nets(stage: str, preset: str, size: int, width: float, amp: str) -> Nets:
-    generator = build_generator(preset, render_size=size, width=width).train()
+    """An Adam for each network: a stage steps only its own, and Adam allocates nothing before a step."""
+    generator = build_generator(preset, render_size=size, width=width).train(stage != "pretrain_d")  # frozen while D pretrains
     discriminator = build_discriminator(width=width).train()
 
     def adam(module):
         return torch.optim.Adam(module.parameters(), lr=2e-4, betas=(0.5, 0.999))
 
-    trains_g, trains_d = stage in ("pretrain_g", "gan"), stage in ("pretrain_d", "gan")
-    if stage == "pretrain_d":
-        generator.eval()
-    return Nets(generator, discriminator, torch.device("cpu"), amp,
-                opt_g=adam(generator) if trains_g else None, opt_d=adam(discriminator) if trains_d else None)
+    return Nets(generator, discriminator, torch.device("cpu"), amp, opt_g=adam(generator), opt_d=adam(discriminator))
 
 
 def time_steps(nets: Nets, stage: str, batch: int, size: int, steps: int) -> float:
