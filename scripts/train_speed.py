@@ -30,8 +30,9 @@ STAGES = {"G": "pretrain_g", "D": "pretrain_d", "GAN": "gan"}
 
 
 def make_nets(stage: str, preset: str, size: int, width: float, amp: str) -> Nets:
-    """An Adam for each network: a stage steps only its own, and Adam allocates nothing before a step."""
-    generator = build_generator(preset, render_size=size, width=width).train(stage != "pretrain_d")  # frozen while D pretrains
+    """G in eval mode while D pretrains, as the trainer has it; an Adam for each network, since a
+    stage steps only its own and Adam allocates nothing before a step."""
+    generator = build_generator(preset, render_size=size, width=width).train(stage != "pretrain_d")
     discriminator = build_discriminator(width=width).train()
 
     def adam(module):
