@@ -59,15 +59,6 @@ def storage_options_from_env() -> dict[str, Any]:
     return options
 
 
-def _clean_relpath(rel: str) -> str:
-    """A relative path that cannot climb out of its root."""
-    rel = rel.replace("\\", "/").lstrip("/")
-    parts = [p for p in rel.split("/") if p not in ("", ".")]
-    if not parts or ".." in parts:
-        raise StorageError(f"not a relative path inside the root: {rel!r}")
-    return "/".join(parts)
-
-
 @contextlib.contextmanager
 def _explained(what: str, keep: tuple[type[Exception], ...] = ()) -> Iterator[None]:
     """Turn a client's own error (botocore and aiohttp raise their own types) into a
@@ -99,7 +90,16 @@ class Storage:
         self.storage_options = dict(storage_options or {})
         self.is_local = not is_url(self.location)
         self.protocol = "file" if self.is_local else _URL.match(self.location).group(1).lower()
-        self.fs = self._open_filesystem()
+        import fsspec  # a core dependency (torch's too), imported once a root is opened
+
+        try:
+            # A client of our own: fsspec's shared instances would keep the endpoint and
+            # credentials of whichever run made them first in this process.
+            self.fs = fsspec.filesystem(self.protocol, **{"skip_instance_cache": True, **self.storage_options})
+        except (ImportError, ValueError) as error:
+            package = PROTOCOL_PACKAGES.get(self.protocol, f"the fsspec implementation of {self.protocol}://")
+            raise StorageError(f"{self.location}: cannot open {self.protocol}:// ({error}); "
+                               f"pip install {package}") from error
         if self.is_local:
             path = self.location.removeprefix("file://")
             self.root_path = Path(os.path.abspath(os.path.expanduser(path)))  # as the runtime's walk
@@ -114,25 +114,16 @@ class Storage:
     def __repr__(self) -> str:
         return f"Storage({self.location!r})"
 
-    def _open_filesystem(self):
-        import fsspec  # a core dependency (torch's too), imported once a root is opened
-
-        try:
-            # A client of our own: fsspec's shared instances would keep the endpoint and
-            # credentials of whichever run made them first in this process.
-            return fsspec.filesystem(self.protocol, **{"skip_instance_cache": True, **self.storage_options})
-        except (ImportError, ValueError) as error:
-            package = PROTOCOL_PACKAGES.get(self.protocol, f"the fsspec implementation of {self.protocol}://")
-            raise StorageError(f"{self.location}: cannot open {self.protocol}:// ({error}); "
-                               f"pip install {package}") from error
-
     # -- naming ---------------------------------------------------------------------------
     def full(self, rel: str) -> str:
-        """The native path of ``rel``: an absolute local path, or ``bucket/key`` for fsspec."""
-        rel = _clean_relpath(rel)
+        """The native path of ``rel``, never outside the root: an absolute local path, or ``bucket/key``."""
+        rel = rel.replace("\\", "/").lstrip("/")
+        parts = [part for part in rel.split("/") if part not in ("", ".")]
+        if not parts or ".." in parts:
+            raise StorageError(f"not a relative path inside the root: {rel!r}")
         if self.is_local:
-            return str(self.root_path.joinpath(*rel.split("/")))
-        return f"{self.root}/{rel}"
+            return str(self.root_path.joinpath(*parts))
+        return f"{self.root}/{'/'.join(parts)}"
 
     def url(self, rel: str) -> str:
         """``rel`` as the user would write it: a local path, or ``s3://bucket/key``."""

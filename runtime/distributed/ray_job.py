@@ -116,23 +116,17 @@ class ColorizeActor:
     def __call__(self, batch: Mapping[str, Any]) -> dict[str, list]:
         jobs = [row_job(*row, self._in_store, self._out_store)
                 for row in zip(batch["relative"], batch["output"], batch["out_format"])]
-        out: dict[str, list] = {name: [] for name in RESULT_COLUMNS}
         cpu_start = time.process_time()  # this actor's CPU time, all its threads
-        for item in self.finished_items(jobs):
-            values = (*job_row(item.job, self._out_store).values(), item.status or DONE, item.reason, item.stage,
-                      int(item.size))
-            for name, value in zip(RESULT_COLUMNS, values):
-                out[name].append(value)
-        count = len(out["status"])
-        for key, value in self.identity.items():
-            out[key] = [value] * count
+        rows = [(*job_row(item.job, self._out_store).values(), item.status or DONE, item.reason, item.stage,
+                 int(item.size)) for item in self.finished_items(jobs)]
+        out = {name: [row[index] for row in rows] for index, name in enumerate(RESULT_COLUMNS)}
+        out.update({key: [value] * len(rows) for key, value in self.identity.items()})
         # The block's numbers sit on its first row, zeros below: Ray may merge blocks, and the
         # driver sums every row of what it receives.
         numbers = {f"{_STAGE_COLUMN}{name}:{key}": value
                    for name, stats in self.runner.stats.items() for key, value in asdict(stats).items()}
         numbers["cpu_s"] = round(time.process_time() - cpu_start, 3)
-        for key, value in numbers.items():
-            out[key] = [value] + [0] * (count - 1) if count else []
+        out.update({key: [value] + [0] * (len(rows) - 1) if rows else [] for key, value in numbers.items()})
         return out
 
 
@@ -309,11 +303,8 @@ class RayExecutor:
                 yield item
             else:
                 rows.append(tuple(job_row(item.job, out_store).values()))
-        if rows:
-            yield from self._run_on_ray(settings, rows, in_store, out_store, report)
-
-    def _run_on_ray(self, settings: Settings, rows: list[tuple], in_store: Storage, out_store: Storage,
-                    report: Report) -> Iterator[Item]:
+        if not rows:
+            return
         ray, started = _connect(self.options.address)
         try:
             plan = plan_actors(ray.cluster_resources(), self.options.device, self.options.num_actors,
