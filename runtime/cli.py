@@ -26,18 +26,16 @@ EXIT_SOME_FAILED = 3
 RAY_LOCAL = "local"
 
 
-class Location(click.ParamType):
-    """A local folder (checked like ``click.Path(file_okay=False)``) or a URL (``s3://...``)."""
-
-    name = "location"
+class Location(click.Path):
+    """A local folder (checked as ``click.Path(file_okay=False)`` checks it) or a URL (``s3://...``)."""
 
     def __init__(self, exists: bool) -> None:
-        self._path = click.Path(exists=exists, file_okay=False, readable=False, path_type=Path)
+        super().__init__(exists=exists, file_okay=False, readable=False, path_type=Path)
 
     def convert(self, value, param, ctx):
         if isinstance(value, str) and is_url(value):
             return value
-        return self._path.convert(value, param, ctx)
+        return super().convert(value, param, ctx)
 
 
 @click.command(

@@ -44,21 +44,6 @@ def is_url(location: str | os.PathLike) -> bool:
     return bool(match) and match.group(1).lower() != "file"
 
 
-def storage_options_from_env() -> dict[str, Any]:
-    """fsspec options from ``FACECOLOR_STORAGE_OPTIONS`` (a JSON object), else ``{}``."""
-    raw = os.environ.get(STORAGE_OPTIONS_ENV, "").strip()
-    if not raw:
-        return {}
-    try:
-        options = json.loads(raw)
-    except json.JSONDecodeError as error:
-        raise StorageError(f"{STORAGE_OPTIONS_ENV} is not JSON ({error}); set it to e.g. "
-                           '\'{"endpoint_url": "http://127.0.0.1:9000"}\'') from error
-    if not isinstance(options, dict):
-        raise StorageError(f"{STORAGE_OPTIONS_ENV} must be a JSON object, not {type(options).__name__}")
-    return options
-
-
 @contextlib.contextmanager
 def _explained(what: str, keep: tuple[type[Exception], ...] = ()) -> Iterator[None]:
     """Turn a client's own error (botocore and aiohttp raise their own types) into a
@@ -231,9 +216,17 @@ class Storage:
 
 
 def open_storage(location: str | os.PathLike | Storage, storage_options: Mapping[str, Any] | None = None) -> Storage:
-    """A :class:`Storage` for ``location``; options default to ``FACECOLOR_STORAGE_OPTIONS``."""
+    """A :class:`Storage` for ``location``; a URL's options default to ``FACECOLOR_STORAGE_OPTIONS``
+    (a JSON object)."""
     if isinstance(location, Storage):
         return location
-    if storage_options is None and is_url(location):
-        storage_options = storage_options_from_env()
+    raw = os.environ.get(STORAGE_OPTIONS_ENV, "").strip()
+    if storage_options is None and is_url(location) and raw:
+        try:
+            storage_options = json.loads(raw)
+        except json.JSONDecodeError as error:
+            raise StorageError(f"{STORAGE_OPTIONS_ENV} is not JSON ({error}); set it to e.g. "
+                               '\'{"endpoint_url": "http://127.0.0.1:9000"}\'') from error
+        if not isinstance(storage_options, dict):
+            raise StorageError(f"{STORAGE_OPTIONS_ENV} must be a JSON object, not {type(storage_options).__name__}")
     return Storage(location, storage_options)

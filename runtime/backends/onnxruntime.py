@@ -72,21 +72,19 @@ class OnnxRuntimeBackend(Backend):
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
             options.intra_op_num_threads = threads
+        providers: list = [CPU_PROVIDER]
         if device == "cpu":
             # Idle ORT threads spin by default, burning the cores that the pipeline's decode and
             # encode threads need between batches (measured: 1.0 -> 1.5 images/s on 2 cores).
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self._device_index = 0
-        if device == "cuda":
+        else:
             if not cuda_provider_available():
                 raise Unavailable(
                     "onnxruntime has no CUDAExecutionProvider: pip install onnxruntime-gpu "
                     "(in place of onnxruntime)"
                 )
             self._device_index = torch.cuda.current_device()
-            providers = [(CUDA_PROVIDER, {"device_id": self._device_index}), CPU_PROVIDER]
-        else:
-            providers = [CPU_PROVIDER]
+            providers.insert(0, (CUDA_PROVIDER, {"device_id": self._device_index}))
         try:
             self._session = ort.InferenceSession(str(onnx_path), options, providers=providers)
         except Exception as error:  # onnxruntime raises its own Fail/InvalidGraph types
