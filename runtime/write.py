@@ -95,11 +95,9 @@ def tiff_with_description(data: bytes, text: str) -> bytes:
     entries = [data[ifd + 2 + 12 * i: ifd + 14 + 12 * i] for i in range(count)]
     next_ifd = data[ifd + 2 + 12 * count: ifd + 6 + 12 * count]
     text_bytes = _latin1(text) + b"\x00"
-    out = bytearray(data)
-    if len(out) % 2:
-        out += b"\x00"
+    out = bytearray(data) + b"\x00" * (len(data) % 2)  # TIFF values start on a word boundary
     text_offset = len(out)
-    out += text_bytes + (b"\x00" if len(text_bytes) % 2 else b"")
+    out += text_bytes + b"\x00" * (len(text_bytes) % 2)
     entry = struct.pack(order + "HHII", 270, 2, len(text_bytes), text_offset)
     entries = [e for e in entries if struct.unpack(order + "H", e[:2])[0] != 270] + [entry]
     entries.sort(key=lambda e: struct.unpack(order + "H", e[:2])[0])

@@ -114,7 +114,6 @@ class OnnxRuntimeBackend(Backend):
         self.render_size = int(fixed or render_size)
         self.max_batch = batch if isinstance(batch, int) else None
         self.model = model or onnx_model_info(onnx_path, self._session)
-        self.path = onnx_path
 
     def predict_ab(self, l_norm):
         if self._session is None:
@@ -124,22 +123,19 @@ class OnnxRuntimeBackend(Backend):
                 batch = np.ascontiguousarray(l_norm, dtype=np.float32)
                 (ab,) = self._session.run([self._output], {self._input: batch})
                 return ab
-            return self._infer_cuda(l_norm)
+            x = l_norm.to(dtype=torch.float32).contiguous()
+            n, _, s, _ = x.shape
+            y = torch.empty((n, 2, s, s), dtype=torch.float32, device=x.device)
+            binding = self._session.io_binding()
+            binding.bind_input(self._input, "cuda", self._device_index, np.float32, tuple(x.shape), x.data_ptr())
+            binding.bind_output(self._output, "cuda", self._device_index, np.float32, tuple(y.shape), y.data_ptr())
+            # ONNX Runtime runs on its own stream: the input must be complete before it reads it,
+            # and run_with_iobinding returns once its outputs are written.
+            torch.cuda.current_stream().synchronize()
+            self._session.run_with_iobinding(binding)
+            return y
         except Exception as error:
             raise BackendError(f"onnxruntime failed on a batch of {len(l_norm)}: {error}") from error
-
-    def _infer_cuda(self, l_norm):
-        x = l_norm.to(dtype=torch.float32).contiguous()
-        n, _, s, _ = x.shape
-        y = torch.empty((n, 2, s, s), dtype=torch.float32, device=x.device)
-        binding = self._session.io_binding()
-        binding.bind_input(self._input, "cuda", self._device_index, np.float32, tuple(x.shape), x.data_ptr())
-        binding.bind_output(self._output, "cuda", self._device_index, np.float32, tuple(y.shape), y.data_ptr())
-        # ONNX Runtime runs on its own stream: the input must be complete before it reads it,
-        # and run_with_iobinding returns once its outputs are written.
-        torch.cuda.current_stream().synchronize()
-        self._session.run_with_iobinding(binding)
-        return y
 
     def close(self) -> None:
         self._session = None

@@ -128,8 +128,7 @@ class TensorRTBackend(Backend):
         size = self.render_size
         if (
             not isinstance(l_norm, torch.Tensor)
-            or l_norm.ndim != 4
-            or tuple(l_norm.shape[1:]) != (1, size, size)
+            or tuple(l_norm.shape[1:]) != (1, size, size)  # so also 4 dimensions
             or l_norm.device != self._device
         ):
             shape = tuple(getattr(l_norm, "shape", ()))

@@ -36,7 +36,6 @@ from facecolor.runtime.walk import job_row, row_job
 #: Files per Ray task, in inference batches: large enough that the stages inside an actor
 #: overlap for most of a task, small enough that a retried task redoes little.
 BATCHES_PER_TASK = 8
-DEFAULT_MAX_RESTARTS = 4
 #: An actor's columns, one row per input; beside them, the actor's identity on every row and the
 #: block's numbers (``cpu_s`` and ``stage:NAME:FIELD`` per ``StageStats`` field) on its first row.
 RESULT_COLUMNS = ("relative", "output", "out_format", "status", "reason", "stage", "size")
@@ -272,7 +271,7 @@ class RaySettings:
     cpus_per_actor: float | None = None
     files_per_task: int | None = None
     render_size: int | None = None
-    max_restarts: int = DEFAULT_MAX_RESTARTS
+    max_restarts: int = 4  # a dying worker is restarted, and its task retried, this many times
 
 
 class RayExecutor:
@@ -363,10 +362,9 @@ class RayExecutor:
                 report.model = {**model, "source": report.model.get("source", "")}
             else:  # nodes that chose differently (e.g. a node without TensorRT) are listed too
                 report.backend["other_backends"] = list(backends.values())[1:]
-        actors = report.backend["actors"]
         actor, restarted, ready_at = str(first["actor"]), bool(first["restarted"]), float(first["ready_at"])
-        known = actors.setdefault(actor, {"node": str(first["node"]), "ready_at": ready_at,
-                                          "restarts": int(restarted), "cpu_s": 0.0})
+        known = report.backend["actors"].setdefault(actor, {"node": str(first["node"]), "ready_at": ready_at,
+                                                            "restarts": int(restarted), "cpu_s": 0.0})
         if restarted and ready_at > known["ready_at"]:  # a later life of the actor: it restarted again
             known.update(node=str(first["node"]), ready_at=ready_at, restarts=known["restarts"] + 1)
         known["cpu_s"] = round(known["cpu_s"] + float(sum(block["cpu_s"])), 3)
