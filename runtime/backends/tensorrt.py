@@ -139,9 +139,8 @@ class TensorRTBackend(Backend):
         count = int(l_norm.shape[0])
         result = torch.empty((count, 2, size, size), dtype=torch.float32, device=self._device)
         caller = torch.cuda.current_stream(self._device)
-        what = f"TensorRT inference on a batch of {count}"
         try:
-            with cuda_errors(what, BackendError):
+            with cuda_errors(f"TensorRT inference on a batch of {count}", BackendError):
                 self._stream.wait_stream(caller)
                 with torch.cuda.stream(self._stream):
                     for start in range(0, count, self.max_batch):

@@ -74,8 +74,7 @@ class ModelShipment:
             return target
         import ray
 
-        data = ray.get(self.ref[0])
-        write_atomically(target, lambda tmp: tmp.write_bytes(data))
+        write_atomically(target, ray.get(self.ref[0]))
         return target
 
 
@@ -181,11 +180,9 @@ def _connect(address: str | None):
     ray = _import_ray()
     if ray.is_initialized():
         return ray, False
-    options: dict[str, Any] = {"logging_level": "WARNING"}
-    if address is None and not os.environ.get("RAY_ADDRESS"):
-        options["include_dashboard"] = False  # a private local instance; clusters keep their own
-    try:
-        ray.init(address=address, **options)
+    private = address is None and not os.environ.get("RAY_ADDRESS")  # a local instance of our own
+    try:  # no dashboard for a private instance; a cluster keeps its own (None: Ray's default)
+        ray.init(address=address, logging_level="WARNING", include_dashboard=False if private else None)
     except Exception as error:  # ConnectionError, RuntimeError, ...
         raise FatalError(f"cannot connect to Ray at {address or 'a new local instance'}: {error}; "
                              "check the address (ray status on the head node) or omit it for a local run") from error
