@@ -135,10 +135,9 @@ class Storage:
         """Raise StorageError unless the root exists and is a folder (or prefix)."""
         with _explained(f"cannot list {self.location}"):
             exists = self.fs.isdir(self.root)
-        if not exists and self.is_local:
-            raise StorageError(f"{self.location} is not a folder")
         if not exists:
-            raise StorageError(f"{self.location}: no such bucket or prefix (or it holds no objects)")
+            raise StorageError(f"{self.location} is not a folder" if self.is_local
+                               else f"{self.location}: no such bucket or prefix (or it holds no objects)")
 
     def check_writable_root(self) -> None:
         """Raise StorageError when OUT cannot be written at all (no bucket, no permission)
