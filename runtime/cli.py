@@ -19,25 +19,23 @@ from facecolor.runtime.decode import DEFAULT_MAX_PIXELS
 from facecolor.runtime.distributed.ray_job import RaySettings
 from facecolor.runtime.pipeline import FatalError
 from facecolor.runtime.run import DirectoryError, report_location
-from facecolor.runtime.storage import StorageError, is_url
+from facecolor.runtime.storage import is_url
 
 EXIT_SOME_FAILED = 3
 #: ``--ray`` given without an address: ``RAY_ADDRESS`` or a new local Ray.
 RAY_LOCAL = "local"
 
 
-class Location(click.ParamType):
-    """A local folder (checked like ``click.Path(file_okay=False)``) or a URL (``s3://...``)."""
-
-    name = "location"
+class Location(click.Path):
+    """A local folder (checked as ``click.Path(file_okay=False)`` checks it) or a URL (``s3://...``)."""
 
     def __init__(self, exists: bool) -> None:
-        self._path = click.Path(exists=exists, file_okay=False, readable=False, path_type=Path)
+        super().__init__(exists=exists, file_okay=False, readable=False, path_type=Path)
 
     def convert(self, value, param, ctx):
         if isinstance(value, str) and is_url(value):
             return value
-        return self._path.convert(value, param, ctx)
+        return super().convert(value, param, ctx)
 
 
 @click.command(
@@ -101,7 +99,7 @@ def run_cli(in_dir: str | Path, out_dir: str | Path, *, ray_address: str | None 
         raise click.ClickException(str(error)) from error
     except (FatalError, BackendError) as error:
         raise click.ClickException(f"{error} (report: {report_location(out_dir)})") from error
-    except (FacecolorError, StorageError, ValueError) as error:
+    except (FacecolorError, ValueError) as error:  # StorageError, Unavailable, ModelNotFound, ...
         raise click.ClickException(str(error)) from error
     for line in report.summary_lines():
         click.echo(line)

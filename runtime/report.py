@@ -68,8 +68,8 @@ class Report:
             self.stages = {name: {key: round(value, 3) for key, value in asdict(numbers).items()}
                            for name, numbers in stages.items()}
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
+    def to_json(self) -> str:
+        document = {
             "facecolor_version": facecolor.__version__,
             "status": self.status,
             "fatal_error": self.fatal_error,
@@ -88,9 +88,7 @@ class Report:
             "failed": self.failures,
             "skipped": self.skips,
         }
-
-    def to_json(self) -> str:
-        return json.dumps(self.as_dict(), indent=2, ensure_ascii=False) + "\n"
+        return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
 
     def summary_lines(self) -> list[str]:
         """The closing lines: counts and throughput, then why files were skipped.

@@ -44,30 +44,6 @@ def is_url(location: str | os.PathLike) -> bool:
     return bool(match) and match.group(1).lower() != "file"
 
 
-def storage_options_from_env() -> dict[str, Any]:
-    """fsspec options from ``FACECOLOR_STORAGE_OPTIONS`` (a JSON object), else ``{}``."""
-    raw = os.environ.get(STORAGE_OPTIONS_ENV, "").strip()
-    if not raw:
-        return {}
-    try:
-        options = json.loads(raw)
-    except json.JSONDecodeError as error:
-        raise StorageError(f"{STORAGE_OPTIONS_ENV} is not JSON ({error}); set it to e.g. "
-                           '\'{"endpoint_url": "http://127.0.0.1:9000"}\'') from error
-    if not isinstance(options, dict):
-        raise StorageError(f"{STORAGE_OPTIONS_ENV} must be a JSON object, not {type(options).__name__}")
-    return options
-
-
-def _clean_relpath(rel: str) -> str:
-    """A relative path that cannot climb out of its root."""
-    rel = rel.replace("\\", "/").lstrip("/")
-    parts = [p for p in rel.split("/") if p not in ("", ".")]
-    if not parts or ".." in parts:
-        raise StorageError(f"not a relative path inside the root: {rel!r}")
-    return "/".join(parts)
-
-
 @contextlib.contextmanager
 def _explained(what: str, keep: tuple[type[Exception], ...] = ()) -> Iterator[None]:
     """Turn a client's own error (botocore and aiohttp raise their own types) into a
@@ -99,7 +75,16 @@ class Storage:
         self.storage_options = dict(storage_options or {})
         self.is_local = not is_url(self.location)
         self.protocol = "file" if self.is_local else _URL.match(self.location).group(1).lower()
-        self.fs = self._open_filesystem()
+        import fsspec  # a core dependency (torch's too), imported once a root is opened
+
+        try:
+            # A client of our own: fsspec's shared instances would keep the endpoint and
+            # credentials of whichever run made them first in this process.
+            self.fs = fsspec.filesystem(self.protocol, **{"skip_instance_cache": True, **self.storage_options})
+        except (ImportError, ValueError) as error:
+            package = PROTOCOL_PACKAGES.get(self.protocol, f"the fsspec implementation of {self.protocol}://")
+            raise StorageError(f"{self.location}: cannot open {self.protocol}:// ({error}); "
+                               f"pip install {package}") from error
         if self.is_local:
             path = self.location.removeprefix("file://")
             self.root_path = Path(os.path.abspath(os.path.expanduser(path)))  # as the runtime's walk
@@ -114,25 +99,16 @@ class Storage:
     def __repr__(self) -> str:
         return f"Storage({self.location!r})"
 
-    def _open_filesystem(self):
-        import fsspec  # a core dependency (torch's too), imported once a root is opened
-
-        try:
-            # A client of our own: fsspec's shared instances would keep the endpoint and
-            # credentials of whichever run made them first in this process.
-            return fsspec.filesystem(self.protocol, **{"skip_instance_cache": True, **self.storage_options})
-        except (ImportError, ValueError) as error:
-            package = PROTOCOL_PACKAGES.get(self.protocol, f"the fsspec implementation of {self.protocol}://")
-            raise StorageError(f"{self.location}: cannot open {self.protocol}:// ({error}); "
-                               f"pip install {package}") from error
-
     # -- naming ---------------------------------------------------------------------------
     def full(self, rel: str) -> str:
-        """The native path of ``rel``: an absolute local path, or ``bucket/key`` for fsspec."""
-        rel = _clean_relpath(rel)
+        """The native path of ``rel``, never outside the root: an absolute local path, or ``bucket/key``."""
+        rel = rel.replace("\\", "/").lstrip("/")
+        parts = [part for part in rel.split("/") if part not in ("", ".")]
+        if not parts or ".." in parts:
+            raise StorageError(f"not a relative path inside the root: {rel!r}")
         if self.is_local:
-            return str(self.root_path.joinpath(*rel.split("/")))
-        return f"{self.root}/{rel}"
+            return str(self.root_path.joinpath(*parts))
+        return f"{self.root}/{'/'.join(parts)}"
 
     def url(self, rel: str) -> str:
         """``rel`` as the user would write it: a local path, or ``s3://bucket/key``."""
@@ -159,10 +135,9 @@ class Storage:
         """Raise StorageError unless the root exists and is a folder (or prefix)."""
         with _explained(f"cannot list {self.location}"):
             exists = self.fs.isdir(self.root)
-        if not exists and self.is_local:
-            raise StorageError(f"{self.location} is not a folder")
         if not exists:
-            raise StorageError(f"{self.location}: no such bucket or prefix (or it holds no objects)")
+            raise StorageError(f"{self.location} is not a folder" if self.is_local
+                               else f"{self.location}: no such bucket or prefix (or it holds no objects)")
 
     def check_writable_root(self) -> None:
         """Raise StorageError when OUT cannot be written at all (no bucket, no permission)
@@ -240,9 +215,17 @@ class Storage:
 
 
 def open_storage(location: str | os.PathLike | Storage, storage_options: Mapping[str, Any] | None = None) -> Storage:
-    """A :class:`Storage` for ``location``; options default to ``FACECOLOR_STORAGE_OPTIONS``."""
+    """A :class:`Storage` for ``location``; a URL's options default to ``FACECOLOR_STORAGE_OPTIONS``
+    (a JSON object)."""
     if isinstance(location, Storage):
         return location
-    if storage_options is None and is_url(location):
-        storage_options = storage_options_from_env()
+    raw = os.environ.get(STORAGE_OPTIONS_ENV, "").strip()
+    if storage_options is None and is_url(location) and raw:
+        try:
+            storage_options = json.loads(raw)
+        except json.JSONDecodeError as error:
+            raise StorageError(f"{STORAGE_OPTIONS_ENV} is not JSON ({error}); set it to e.g. "
+                               '\'{"endpoint_url": "http://127.0.0.1:9000"}\'') from error
+        if not isinstance(storage_options, dict):
+            raise StorageError(f"{STORAGE_OPTIONS_ENV} must be a JSON object, not {type(storage_options).__name__}")
     return Storage(location, storage_options)

@@ -22,14 +22,6 @@ from PIL import Image
 import facecolor
 from facecolor.errors import FacecolorError
 
-#: format -> (OpenCV extension, quality flag or None)
-_ENCODERS = {
-    "jpeg": (".jpg", cv2.IMWRITE_JPEG_QUALITY),
-    "png": (".png", None),
-    "tiff": (".tif", None),
-    "bmp": (".bmp", None),
-    "webp": (".webp", cv2.IMWRITE_WEBP_QUALITY),
-}
 SIXTEEN_BIT_FORMATS = ("png", "tiff")
 _IMAGE_DESCRIPTION = 270  # the EXIF/TIFF tag that holds the note in TIFF and WebP outputs
 
@@ -55,28 +47,17 @@ def encode(rgb: np.ndarray, fmt: str, *, quality: int = 95, note: str | None = N
     if rgb.dtype == np.uint16 and fmt not in SIXTEEN_BIT_FORMATS:
         raise EncodeError(f"{fmt} holds 8 bits per channel, not 16")
     if fmt == "webp":
-        return _webp(rgb, quality, note)
-    extension, quality_flag = _ENCODERS[fmt]
+        buffer, exif = io.BytesIO(), Image.Exif()
+        if note:
+            exif[_IMAGE_DESCRIPTION] = note
+        Image.fromarray(np.ascontiguousarray(rgb)).save(buffer, format="WEBP", quality=int(quality), exif=exif.tobytes())
+        return buffer.getvalue()
+    extension, quality_flag, stamp = _ENCODERS[fmt]
     params = [quality_flag, int(quality)] if quality_flag is not None else []
     ok, buffer = cv2.imencode(extension, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), params)
     if not ok:
         raise EncodeError(f"OpenCV could not encode a {rgb.shape[1]}x{rgb.shape[0]} {fmt}")
-    data = buffer.tobytes()
-    if note:
-        stamp = {"jpeg": jpeg_with_comment, "png": png_with_text, "tiff": tiff_with_description}.get(fmt)
-        if stamp is not None:
-            data = stamp(data, note)
-    return data
-
-
-def _webp(rgb: np.ndarray, quality: int, note: str | None) -> bytes:
-    """A lossy WebP of ``quality`` whose EXIF ImageDescription (tag 270) is ``note``."""
-    buffer = io.BytesIO()
-    exif = Image.Exif()
-    if note:
-        exif[_IMAGE_DESCRIPTION] = note
-    Image.fromarray(np.ascontiguousarray(rgb)).save(buffer, format="WEBP", quality=int(quality), exif=exif.tobytes())
-    return buffer.getvalue()
+    return stamp(buffer.tobytes(), note) if note and stamp else buffer.tobytes()
 
 
 def _latin1(text: str) -> bytes:
@@ -114,11 +95,9 @@ def tiff_with_description(data: bytes, text: str) -> bytes:
     entries = [data[ifd + 2 + 12 * i: ifd + 14 + 12 * i] for i in range(count)]
     next_ifd = data[ifd + 2 + 12 * count: ifd + 6 + 12 * count]
     text_bytes = _latin1(text) + b"\x00"
-    out = bytearray(data)
-    if len(out) % 2:
-        out += b"\x00"
+    out = bytearray(data) + b"\x00" * (len(data) % 2)  # TIFF values start on a word boundary
     text_offset = len(out)
-    out += text_bytes + (b"\x00" if len(text_bytes) % 2 else b"")
+    out += text_bytes + b"\x00" * (len(text_bytes) % 2)
     entry = struct.pack(order + "HHII", 270, 2, len(text_bytes), text_offset)
     entries = [e for e in entries if struct.unpack(order + "H", e[:2])[0] != 270] + [entry]
     entries.sort(key=lambda e: struct.unpack(order + "H", e[:2])[0])
@@ -126,3 +105,13 @@ def tiff_with_description(data: bytes, text: str) -> bytes:
     out += struct.pack(order + "H", len(entries)) + b"".join(entries) + next_ifd
     out[4:8] = struct.pack(order + "I", new_ifd)
     return bytes(out)
+
+
+#: format -> (OpenCV extension, quality flag or None, what stamps the note into the bytes or None)
+_ENCODERS = {
+    "jpeg": (".jpg", cv2.IMWRITE_JPEG_QUALITY, jpeg_with_comment),
+    "png": (".png", None, png_with_text),
+    "tiff": (".tif", None, tiff_with_description),
+    "bmp": (".bmp", None, None),
+    "webp": None,  # Pillow's, in encode: OpenCV writes no WebP metadata
+}

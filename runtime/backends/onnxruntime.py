@@ -72,21 +72,19 @@ class OnnxRuntimeBackend(Backend):
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
             options.intra_op_num_threads = threads
+        providers: list = [CPU_PROVIDER]
         if device == "cpu":
             # Idle ORT threads spin by default, burning the cores that the pipeline's decode and
             # encode threads need between batches (measured: 1.0 -> 1.5 images/s on 2 cores).
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self._device_index = 0
-        if device == "cuda":
+        else:
             if not cuda_provider_available():
                 raise Unavailable(
                     "onnxruntime has no CUDAExecutionProvider: pip install onnxruntime-gpu "
                     "(in place of onnxruntime)"
                 )
             self._device_index = torch.cuda.current_device()
-            providers = [(CUDA_PROVIDER, {"device_id": self._device_index}), CPU_PROVIDER]
-        else:
-            providers = [CPU_PROVIDER]
+            providers.insert(0, (CUDA_PROVIDER, {"device_id": self._device_index}))
         try:
             self._session = ort.InferenceSession(str(onnx_path), options, providers=providers)
         except Exception as error:  # onnxruntime raises its own Fail/InvalidGraph types
@@ -116,7 +114,6 @@ class OnnxRuntimeBackend(Backend):
         self.render_size = int(fixed or render_size)
         self.max_batch = batch if isinstance(batch, int) else None
         self.model = model or onnx_model_info(onnx_path, self._session)
-        self.path = onnx_path
 
     def predict_ab(self, l_norm):
         if self._session is None:
@@ -126,22 +123,19 @@ class OnnxRuntimeBackend(Backend):
                 batch = np.ascontiguousarray(l_norm, dtype=np.float32)
                 (ab,) = self._session.run([self._output], {self._input: batch})
                 return ab
-            return self._infer_cuda(l_norm)
+            x = l_norm.to(dtype=torch.float32).contiguous()
+            n, _, s, _ = x.shape
+            y = torch.empty((n, 2, s, s), dtype=torch.float32, device=x.device)
+            binding = self._session.io_binding()
+            binding.bind_input(self._input, "cuda", self._device_index, np.float32, tuple(x.shape), x.data_ptr())
+            binding.bind_output(self._output, "cuda", self._device_index, np.float32, tuple(y.shape), y.data_ptr())
+            # ONNX Runtime runs on its own stream: the input must be complete before it reads it,
+            # and run_with_iobinding returns once its outputs are written.
+            torch.cuda.current_stream().synchronize()
+            self._session.run_with_iobinding(binding)
+            return y
         except Exception as error:
             raise BackendError(f"onnxruntime failed on a batch of {len(l_norm)}: {error}") from error
-
-    def _infer_cuda(self, l_norm):
-        x = l_norm.to(dtype=torch.float32).contiguous()
-        n, _, s, _ = x.shape
-        y = torch.empty((n, 2, s, s), dtype=torch.float32, device=x.device)
-        binding = self._session.io_binding()
-        binding.bind_input(self._input, "cuda", self._device_index, np.float32, tuple(x.shape), x.data_ptr())
-        binding.bind_output(self._output, "cuda", self._device_index, np.float32, tuple(y.shape), y.data_ptr())
-        # ONNX Runtime runs on its own stream: the input must be complete before it reads it,
-        # and run_with_iobinding returns once its outputs are written.
-        torch.cuda.current_stream().synchronize()
-        self._session.run_with_iobinding(binding)
-        return y
 
     def close(self) -> None:
         self._session = None

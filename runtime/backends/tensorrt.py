@@ -4,12 +4,10 @@
 version or GPU (its ``NAME.plan.json`` sidecar, DESIGN §4), with the command that rebuilds
 it. Running follows notes/tensorrt-onnx.md with torch owning every buffer and stream (no
 pycuda or cuda-python, so no second CUDA context): one input and one output buffer in the
-engine's own dtypes (an fp16 engine's I/O is cast on the way in and out), fresh torch
-allocations so they are aligned as TensorRT requires, and ``execute_async_v3`` on the
-backend's own stream, which waits for the caller's stream and is waited for by it: no host
-synchronisation. Batches above the profile's maximum run in chunks; a chunk below its minimum
-is zero-padded. TensorRT and CUDA failures become BackendError (running) or Unavailable
-(loading), with TensorRT's last error messages attached.
+engine's own dtypes (an fp16 engine's I/O is cast on the way in and out), and
+``execute_async_v3`` on the backend's own stream, which waits for the caller's stream and is
+waited for by it: no host synchronisation. TensorRT and CUDA failures become BackendError
+(running) or Unavailable (loading), with TensorRT's last error messages attached.
 """
 
 from __future__ import annotations
@@ -49,8 +47,9 @@ class TensorRTBackend(Backend):
     """One TensorRT engine and execution context on the current CUDA device.
 
     ``max_batch``: the largest batch ``predict_ab`` runs in one go (None: the profile's maximum);
-    larger ones are split. ``verify``: check the sidecar first (off only for engines built in
-    tests without one). ``model``: the checkpoint the plan was built from, when known.
+    larger ones run in chunks, a chunk below the profile's minimum zero-padded. ``verify``: check
+    the sidecar first (off only for engines built in tests without one). ``model``: the
+    checkpoint the plan was built from, when known.
     """
 
     def __init__(self, plan_path: Path | str, max_batch: int | None = None, *, verify: bool = True,
@@ -70,8 +69,6 @@ class TensorRTBackend(Backend):
                 raise Unavailable(str(error)) from error
         self._device = torch.device("cuda", torch.cuda.current_device())
         self._logger = _make_logger(trt)
-        self._runtime = self._engine = self._context = None
-        self._input = self._output = None
         try:
             self._load(trt, plan_path, max_batch)
         except BaseException:
@@ -126,15 +123,12 @@ class TensorRTBackend(Backend):
         self._output = torch.empty((rows, 2, size, size), dtype=self._out_dtype, device=self._device)
 
     def predict_ab(self, l_norm):
-        """torch float32 CUDA ``[N, 1, S, S]`` (L/50-1) -> float32 CUDA ``[N, 2, S, S]`` (ab/110),
-        valid once the caller's current stream reaches it."""
         if self._context is None:
             raise BackendError("the TensorRT backend was closed")
         size = self.render_size
         if (
             not isinstance(l_norm, torch.Tensor)
-            or l_norm.ndim != 4
-            or tuple(l_norm.shape[1:]) != (1, size, size)
+            or tuple(l_norm.shape[1:]) != (1, size, size)  # so also 4 dimensions
             or l_norm.device != self._device
         ):
             shape = tuple(getattr(l_norm, "shape", ()))
@@ -145,9 +139,8 @@ class TensorRTBackend(Backend):
         count = int(l_norm.shape[0])
         result = torch.empty((count, 2, size, size), dtype=torch.float32, device=self._device)
         caller = torch.cuda.current_stream(self._device)
-        what = f"TensorRT inference on a batch of {count}"
         try:
-            with cuda_errors(what, BackendError):
+            with cuda_errors(f"TensorRT inference on a batch of {count}", BackendError):
                 self._stream.wait_stream(caller)
                 with torch.cuda.stream(self._stream):
                     for start in range(0, count, self.max_batch):
@@ -182,12 +175,8 @@ class TensorRTBackend(Backend):
         stream = getattr(self, "_stream", None)
         if stream is not None:
             stream.synchronize()  # nothing may still run on buffers about to be freed
-        self._context = None
-        self._engine = None
-        self._runtime = None
-        self._input = None
-        self._output = None
-        self._stream = None
+        self._context = self._engine = self._runtime = None
+        self._input = self._output = self._stream = None
 
 
 def _torch_dtype(trt, engine, name: str):

@@ -36,7 +36,6 @@ from facecolor.runtime.walk import job_row, row_job
 #: Files per Ray task, in inference batches: large enough that the stages inside an actor
 #: overlap for most of a task, small enough that a retried task redoes little.
 BATCHES_PER_TASK = 8
-DEFAULT_MAX_RESTARTS = 4
 #: An actor's columns, one row per input; beside them, the actor's identity on every row and the
 #: block's numbers (``cpu_s`` and ``stage:NAME:FIELD`` per ``StageStats`` field) on its first row.
 RESULT_COLUMNS = ("relative", "output", "out_format", "status", "reason", "stage", "size")
@@ -75,8 +74,7 @@ class ModelShipment:
             return target
         import ray
 
-        data = ray.get(self.ref[0])
-        write_atomically(target, lambda tmp: tmp.write_bytes(data))
+        write_atomically(target, ray.get(self.ref[0]))
         return target
 
 
@@ -116,23 +114,17 @@ class ColorizeActor:
     def __call__(self, batch: Mapping[str, Any]) -> dict[str, list]:
         jobs = [row_job(*row, self._in_store, self._out_store)
                 for row in zip(batch["relative"], batch["output"], batch["out_format"])]
-        out: dict[str, list] = {name: [] for name in RESULT_COLUMNS}
         cpu_start = time.process_time()  # this actor's CPU time, all its threads
-        for item in self.finished_items(jobs):
-            values = (*job_row(item.job, self._out_store).values(), item.status or DONE, item.reason, item.stage,
-                      int(item.size))
-            for name, value in zip(RESULT_COLUMNS, values):
-                out[name].append(value)
-        count = len(out["status"])
-        for key, value in self.identity.items():
-            out[key] = [value] * count
+        rows = [(*job_row(item.job, self._out_store).values(), item.status or DONE, item.reason, item.stage,
+                 int(item.size)) for item in self.finished_items(jobs)]
+        out = {name: [row[index] for row in rows] for index, name in enumerate(RESULT_COLUMNS)}
+        out.update({key: [value] * len(rows) for key, value in self.identity.items()})
         # The block's numbers sit on its first row, zeros below: Ray may merge blocks, and the
         # driver sums every row of what it receives.
         numbers = {f"{_STAGE_COLUMN}{name}:{key}": value
                    for name, stats in self.runner.stats.items() for key, value in asdict(stats).items()}
         numbers["cpu_s"] = round(time.process_time() - cpu_start, 3)
-        for key, value in numbers.items():
-            out[key] = [value] + [0] * (count - 1) if count else []
+        out.update({key: [value] + [0] * (len(rows) - 1) if rows else [] for key, value in numbers.items()})
         return out
 
 
@@ -188,11 +180,9 @@ def _connect(address: str | None):
     ray = _import_ray()
     if ray.is_initialized():
         return ray, False
-    options: dict[str, Any] = {"logging_level": "WARNING"}
-    if address is None and not os.environ.get("RAY_ADDRESS"):
-        options["include_dashboard"] = False  # a private local instance; clusters keep their own
-    try:
-        ray.init(address=address, **options)
+    private = address is None and not os.environ.get("RAY_ADDRESS")  # a local instance of our own
+    try:  # no dashboard for a private instance; a cluster keeps its own (None: Ray's default)
+        ray.init(address=address, logging_level="WARNING", include_dashboard=False if private else None)
     except Exception as error:  # ConnectionError, RuntimeError, ...
         raise FatalError(f"cannot connect to Ray at {address or 'a new local instance'}: {error}; "
                              "check the address (ray status on the head node) or omit it for a local run") from error
@@ -278,7 +268,7 @@ class RaySettings:
     cpus_per_actor: float | None = None
     files_per_task: int | None = None
     render_size: int | None = None
-    max_restarts: int = DEFAULT_MAX_RESTARTS
+    max_restarts: int = 4  # a dying worker is restarted, and its task retried, this many times
 
 
 class RayExecutor:
@@ -309,11 +299,8 @@ class RayExecutor:
                 yield item
             else:
                 rows.append(tuple(job_row(item.job, out_store).values()))
-        if rows:
-            yield from self._run_on_ray(settings, rows, in_store, out_store, report)
-
-    def _run_on_ray(self, settings: Settings, rows: list[tuple], in_store: Storage, out_store: Storage,
-                    report: Report) -> Iterator[Item]:
+        if not rows:
+            return
         ray, started = _connect(self.options.address)
         try:
             plan = plan_actors(ray.cluster_resources(), self.options.device, self.options.num_actors,
@@ -372,10 +359,9 @@ class RayExecutor:
                 report.model = {**model, "source": report.model.get("source", "")}
             else:  # nodes that chose differently (e.g. a node without TensorRT) are listed too
                 report.backend["other_backends"] = list(backends.values())[1:]
-        actors = report.backend["actors"]
         actor, restarted, ready_at = str(first["actor"]), bool(first["restarted"]), float(first["ready_at"])
-        known = actors.setdefault(actor, {"node": str(first["node"]), "ready_at": ready_at,
-                                          "restarts": int(restarted), "cpu_s": 0.0})
+        known = report.backend["actors"].setdefault(actor, {"node": str(first["node"]), "ready_at": ready_at,
+                                                            "restarts": int(restarted), "cpu_s": 0.0})
         if restarted and ready_at > known["ready_at"]:  # a later life of the actor: it restarted again
             known.update(node=str(first["node"]), ready_at=ready_at, restarts=known["restarts"] + 1)
         known["cpu_s"] = round(known["cpu_s"] + float(sum(block["cpu_s"])), 3)

@@ -12,7 +12,6 @@ from facecolor.runtime.storage import (
     StorageError,
     is_url,
     open_storage,
-    storage_options_from_env,
 )
 
 
@@ -73,12 +72,13 @@ def test_missing_local_root_is_a_storage_error(tmp_path):
         open_storage(tmp_path / "missing").check_readable_root()
 
 
-def test_storage_options_env(monkeypatch):
+def test_storage_options_env(monkeypatch, tmp_path):
     monkeypatch.setenv(STORAGE_OPTIONS_ENV, '{"endpoint_url": "http://127.0.0.1:1"}')
-    assert storage_options_from_env() == {"endpoint_url": "http://127.0.0.1:1"}
+    assert open_storage("s3://bucket/in").storage_options == {"endpoint_url": "http://127.0.0.1:1"}
+    assert open_storage(tmp_path).storage_options == {}  # a local folder takes none
     monkeypatch.setenv(STORAGE_OPTIONS_ENV, "not json")
     with pytest.raises(StorageError, match="JSON"):
-        storage_options_from_env()
+        open_storage("s3://bucket/in")
 
 
 def test_unknown_protocol_says_what_to_install():
