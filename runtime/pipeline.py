@@ -9,6 +9,7 @@ failure is never one file's fault; ``FatalError`` from any stage stops the whole
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import sys
@@ -119,13 +120,10 @@ def failure_reason(error: BaseException) -> str:
 
 
 def _lower_thread_priority(nice: int) -> None:
-    """Raise this thread's nice value (Linux keeps one per thread); best effort."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), os.getpriority(os.PRIO_PROCESS, 0) + nice)
-    except OSError:
-        pass
+    """Raise this thread's nice value by ``nice`` > 0 (Linux keeps one per thread); best effort."""
+    if nice > 0 and sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), os.getpriority(os.PRIO_PROCESS, 0) + nice)
 
 
 class StageRunner:
@@ -144,22 +142,11 @@ class StageRunner:
         self._fatal: BaseException | None = None
         self._threads: list[threading.Thread] = []
 
-    # -- queue helpers that give up when the run stops
-    def _put(self, q: queue.Queue, value: Any) -> bool:
+    def _wait(self, call: Callable[..., Any], *args: Any) -> Any:
+        """``call`` (a queue's ``put`` or ``get``) retried until it returns, or ``_END`` once the run stops."""
         while not self._stop.is_set():
-            try:
-                q.put(value, timeout=_POLL_S)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _get(self, q: queue.Queue) -> Any:
-        while not self._stop.is_set():
-            try:
-                return q.get(timeout=_POLL_S)
-            except queue.Empty:
-                continue
+            with contextlib.suppress(queue.Full, queue.Empty):
+                return call(*args, timeout=_POLL_S)
         return _END
 
     def _fatal_error(self, error: BaseException) -> None:
@@ -176,15 +163,14 @@ class StageRunner:
             item.payload = None
             self._results.put(item)
             return True
-        return self._put(self._queues[index + 1], item)
+        return self._wait(self._queues[index + 1].put, item) is not _END
 
     def _worker(self, index: int, stage: MapStage | BatchStage, remaining: list[int]) -> None:
         try:
             if isinstance(stage, BatchStage):
                 self._batch_loop(index, stage)
             else:
-                if stage.nice > 0:
-                    _lower_thread_priority(stage.nice)
+                _lower_thread_priority(stage.nice)
                 self._map_loop(index, stage)
         except BaseException as error:  # the backend failed, or a bug in the runner: stop, never hang
             self._fatal_error(error)
@@ -193,7 +179,7 @@ class StageRunner:
                 remaining[0] -= 1
                 last = remaining[0] == 0
             if last:
-                self._put(self._queues[index + 1], _END)
+                self._wait(self._queues[index + 1].put, _END)
 
     def _timed(self, stage: MapStage | BatchStage, arg: Any, items: int) -> Any:
         """``stage.fn(arg)``, its wall and thread CPU time added to the stage's numbers."""
@@ -211,9 +197,9 @@ class StageRunner:
     def _map_loop(self, index: int, stage: MapStage) -> None:
         inbox = self._queues[index]
         while True:
-            item = self._get(inbox)
+            item = self._wait(inbox.get)
             if item is _END:
-                self._put(inbox, _END)  # let this stage's other threads see it too
+                self._wait(inbox.put, _END)  # let this stage's other threads see it too
                 break
             try:
                 item = self._timed(stage, item, 1)
@@ -228,7 +214,7 @@ class StageRunner:
         inbox = self._queues[index]
         ended = False
         while not ended:
-            first = self._get(inbox)
+            first = self._wait(inbox.get)
             if first is _END:
                 break
             batch = [first]
@@ -252,7 +238,7 @@ class StageRunner:
         except BaseException as error:  # the walk itself broke (IN_DIR vanished, ...)
             self._fatal_error(error)
             return
-        self._put(self._queues[0], _END)
+        self._wait(self._queues[0].put, _END)
 
     def run(self, items: Iterable[Item]) -> Iterator[Item]:
         """Yield every item once finished (status 'done', 'skipped' or 'failed'), in no
