@@ -148,7 +148,7 @@ class Triage:
         return self.reason is None
 
 
-def triage(data: bytes | bytearray | memoryview, max_pixels: int | None = None) -> Triage:
+def triage(data: bytes | bytearray, max_pixels: int | None = None) -> Triage:
     """Whether nvJPEG decodes ``data``, from its header alone.
 
     Progressive files would take nvJPEG's slow one-at-a-time path, which holds torchvision's
@@ -157,8 +157,6 @@ def triage(data: bytes | bytearray | memoryview, max_pixels: int | None = None) 
     the CPU path does (CMYK, YCCK, RGB-coded). Truncated files (nvJPEG returns gray rows) and
     files over ``max_pixels`` go there too, to fail with the CPU decoder's reason.
     """
-    if not isinstance(data, (bytes, bytearray)):
-        data = bytes(data)
     try:
         info = read_jpeg_info(data)
     except JpegHeaderError as error:
