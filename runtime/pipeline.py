@@ -106,7 +106,7 @@ class StageStats:
     calls: int = 0
 
     def add(self, numbers: dict[str, Any]) -> None:
-        """Add another run's numbers (``asdict`` of one, possibly from another process)."""
+        """Add one call's numbers, or another run's (``asdict`` of one, possibly from another process)."""
         for name, value in numbers.items():
             setattr(self, name, getattr(self, name) + value)
 
@@ -183,16 +183,13 @@ class StageRunner:
 
     def _timed(self, stage: MapStage | BatchStage, arg: Any, items: int) -> Any:
         """``stage.fn(arg)``, its wall and thread CPU time added to the stage's numbers."""
-        start, cpu = time.perf_counter(), time.thread_time()
+        start, start_cpu = time.perf_counter(), time.thread_time()
         try:
             return stage.fn(arg)
         finally:
+            busy_s, cpu_s = time.perf_counter() - start, time.thread_time() - start_cpu
             with self._lock:
-                stats = self.stats[stage.name]
-                stats.busy_s += time.perf_counter() - start
-                stats.cpu_s += time.thread_time() - cpu
-                stats.items += items
-                stats.calls += 1
+                self.stats[stage.name].add({"busy_s": busy_s, "cpu_s": cpu_s, "items": items, "calls": 1})
 
     def _map_loop(self, index: int, stage: MapStage) -> None:
         inbox = self._queues[index]
