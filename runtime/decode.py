@@ -60,14 +60,6 @@ class Decoded:
     def bit_depth(self) -> int:
         return 16 if self.pixels.dtype == np.uint16 else 8
 
-    @property
-    def height(self) -> int:
-        return self.pixels.shape[0]
-
-    @property
-    def width(self) -> int:
-        return self.pixels.shape[1]
-
 
 #: EXIF orientation -> (swap rows and columns first?, then flip these axes: 0 rows, 1 columns);
 #: the GPU path's ``gpu.nvjpeg.orient`` reads it too.

@@ -79,7 +79,7 @@ class CpuPipeline:
     def decode(self, item: Item) -> Item:
         decoded = decode_image(item.payload, max_pixels=self.settings.max_pixels)
         lightness = full_lightness(decoded.pixels)
-        geometry = fit_geometry(decoded.height, decoded.width, self.backend.render_size)
+        geometry = fit_geometry(*decoded.pixels.shape[:2], self.backend.render_size)
         item.payload = CpuWork(
             format=decoded.format,
             bit_depth=decoded.bit_depth,

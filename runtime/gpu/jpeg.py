@@ -37,10 +37,6 @@ class JpegInfo:
     orientation: int  # EXIF orientation 1..8; 1 when absent or unreadable
     adobe_transform: int | None  # APP14 "Adobe": 0 RGB/CMYK as stored, 1 YCbCr, 2 YCCK; None: no segment
 
-    @property
-    def is_gray(self) -> bool:
-        return self.components == 1
-
 
 def _frame_kind(marker: int) -> str | None:
     """What a start-of-frame marker says of the scan's coding (ITU-T T.81 table B.1: SOF markers

@@ -57,7 +57,7 @@ class NvjpegDecoder:
         device, upright), or the NvjpegError of a file nvJPEG could not decode alone."""
         results: list[GpuImage | NvjpegError | None] = [None] * len(files)
         for gray, mode in ((True, ImageReadMode.GRAY), (False, ImageReadMode.RGB)):
-            indices = [i for i, info in enumerate(infos) if info.is_gray == gray]
+            indices = [i for i, info in enumerate(infos) if (info.components == 1) == gray]
             if not indices:
                 continue
             # torch.frombuffer shares a bytearray's memory; read-only bytes are copied into one.
