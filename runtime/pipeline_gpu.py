@@ -71,8 +71,7 @@ class GpuPipeline:
     codecs, no streams, and a backend that takes CPU tensors."""
 
     def __init__(self, settings: Settings, backend, device: str | torch.device = "cuda") -> None:
-        self.settings = settings
-        self.backend = backend
+        self.settings, self.backend = settings, backend
         self.device = torch_device(device)
         self.note = metadata_note(backend.model.label)
         self.decoder = NvjpegDecoder(self.device)
