@@ -242,16 +242,12 @@ class StageRunner:
         particular order. Raises the first fatal error after stopping every thread."""
         self._start(items)
         try:
-            while True:
-                try:
+            while not (self._stop.is_set() and self._results.empty()):  # after a stop, what finished comes out
+                with contextlib.suppress(queue.Empty):
                     item = self._results.get(timeout=_POLL_S)
-                except queue.Empty:
-                    if self._stop.is_set():
+                    if item is _END:
                         break
-                    continue
-                if item is _END:
-                    break
-                yield item
+                    yield item
         finally:
             self._stop.set()
             for thread in self._threads:

@@ -160,8 +160,6 @@ class GpuPipeline:
     def encode_jpegs(self, items: list[Item]) -> list[Item]:
         """nvJPEG for the JPEG outputs of ``items``; the others pass through."""
         works = [item.payload for item in items if item.payload.rgb is not None]
-        if not works:
-            return items
         for work in works:
             hand_over(work.rgb, self.encoder.stream)
         ready = _unique(work.ready for work in works)
