@@ -54,8 +54,7 @@ def check_locations(in_store: Storage, out_store: Storage) -> None:
         if not in_dir.is_dir():
             raise DirectoryError(f"IN_DIR {display(in_dir)} is not a folder")
         try:
-            with os.scandir(in_dir):
-                pass
+            os.scandir(in_dir).close()
         except OSError as error:
             raise DirectoryError(f"cannot read IN_DIR {display(in_dir)}: {error.strerror}") from error
         if out_store.contains(in_store):

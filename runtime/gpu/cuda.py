@@ -75,7 +75,6 @@ def mark(stream: torch.cuda.Stream | None) -> torch.cuda.Event | None:
 
 
 def host_wait(point: torch.cuda.Stream | torch.cuda.Event | None) -> None:
-    """Block this thread (not the GIL) until the stream has run all its queued work, or the
-    event has completed."""
+    """Block this thread (not the GIL) until the stream has run all its queued work, or the event has completed."""
     if point is not None:
         point.synchronize()
