@@ -193,11 +193,7 @@ class StageRunner:
 
     def _map_loop(self, index: int, stage: MapStage) -> None:
         inbox = self._queues[index]
-        while True:
-            item = self._wait(inbox.get)
-            if item is _END:
-                self._wait(inbox.put, _END)  # let this stage's other threads see it too
-                break
+        while (item := self._wait(inbox.get)) is not _END:
             try:
                 item = self._timed(stage, item, 1)
             except FatalError as error:
@@ -206,14 +202,11 @@ class StageRunner:
             except Exception as error:  # one file's problem: report it and go on
                 item.fail(stage.name, failure_reason(error))
             self._forward(index, item)
+        self._wait(inbox.put, _END)  # let this stage's other threads see the end too
 
     def _batch_loop(self, index: int, stage: BatchStage) -> None:
         inbox = self._queues[index]
-        ended = False
-        while not ended:
-            first = self._wait(inbox.get)
-            if first is _END:
-                break
+        while (first := self._wait(inbox.get)) is not _END:
             batch = [first]
             while len(batch) < stage.batch_size:
                 try:
@@ -221,7 +214,7 @@ class StageRunner:
                 except queue.Empty:
                     break
                 if item is _END:
-                    ended = True
+                    self._wait(inbox.put, _END)  # back for the next round: this batch goes first
                     break
                 batch.append(item)
             for item in self._timed(stage, batch, len(batch)):
