@@ -119,13 +119,6 @@ def failure_reason(error: BaseException) -> str:
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
-def _lower_thread_priority(nice: int) -> None:
-    """Raise this thread's nice value by ``nice`` > 0 (Linux keeps one per thread); best effort."""
-    if nice > 0 and sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError):
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), os.getpriority(os.PRIO_PROCESS, 0) + nice)
-
-
 class StageRunner:
     """Runs items through stages in threads; ``run`` yields each item once it is finished."""
 
@@ -170,7 +163,6 @@ class StageRunner:
             if isinstance(stage, BatchStage):
                 self._batch_loop(index, stage)
             else:
-                _lower_thread_priority(stage.nice)
                 self._map_loop(index, stage)
         except BaseException as error:  # the backend failed, or a bug in the runner: stop, never hang
             self._fatal_error(error)
@@ -192,6 +184,10 @@ class StageRunner:
                 self.stats[stage.name].add({"busy_s": busy_s, "cpu_s": cpu_s, "items": items, "calls": 1})
 
     def _map_loop(self, index: int, stage: MapStage) -> None:
+        if stage.nice > 0 and sys.platform.startswith("linux"):  # Linux keeps one nice value per thread
+            with contextlib.suppress(OSError):  # best effort
+                nice = os.getpriority(os.PRIO_PROCESS, 0) + stage.nice
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
         inbox = self._queues[index]
         while (item := self._wait(inbox.get)) is not _END:
             try:
