@@ -80,13 +80,8 @@ class CpuPipeline:
         decoded = decode_image(item.payload, max_pixels=self.settings.max_pixels)
         lightness = full_lightness(decoded.pixels)
         geometry = fit_geometry(*decoded.pixels.shape[:2], self.backend.render_size)
-        item.payload = CpuWork(
-            format=decoded.format,
-            bit_depth=decoded.bit_depth,
-            geometry=geometry,
-            lightness=lightness,
-            render=render_lightness(lightness, geometry),
-        )
+        render = render_lightness(lightness, geometry)
+        item.payload = CpuWork(decoded.format, decoded.bit_depth, geometry, lightness, render)
         return item
 
     def infer(self, items: list[Item]) -> list[Item]:
