@@ -133,7 +133,13 @@ class StageRunner:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._fatal: BaseException | None = None
-        self._threads: list[threading.Thread] = []
+        self._threads: list[threading.Thread] = []  # each stage's, then the feeder (started by run)
+        for index, stage in enumerate(self.stages):
+            batched = isinstance(stage, BatchStage)
+            remaining = [1 if batched else max(1, stage.workers)]  # threads of the stage still running
+            self._threads += [threading.Thread(target=self._worker, args=(index, stage, remaining), daemon=True,
+                                               name=f"facecolor-{stage.name}" + ("" if batched else f"-{n}"))
+                              for n in range(remaining[0])]
 
     def _wait(self, call: Callable[..., Any], *args: Any) -> Any:
         """``call`` (a queue's ``put`` or ``get``) retried until it returns, or ``_END`` once the run stops."""
@@ -229,7 +235,9 @@ class StageRunner:
     def run(self, items: Iterable[Item]) -> Iterator[Item]:
         """Yield every item once finished (status 'done', 'skipped' or 'failed'), in no
         particular order. Raises the first fatal error after stopping every thread."""
-        self._start(items)
+        self._threads.append(threading.Thread(target=self._feed, args=(items,), name="facecolor-walk", daemon=True))
+        for thread in self._threads:
+            thread.start()
         try:
             while not (self._stop.is_set() and self._results.empty()):  # after a stop, what finished comes out
                 with contextlib.suppress(queue.Empty):
@@ -243,14 +251,3 @@ class StageRunner:
                 thread.join(timeout=10)
         if self._fatal is not None:
             raise self._fatal
-
-    def _start(self, items: Iterable[Item]) -> None:
-        for index, stage in enumerate(self.stages):
-            batched = isinstance(stage, BatchStage)
-            remaining = [1 if batched else max(1, stage.workers)]  # threads of the stage still running
-            self._threads += [threading.Thread(target=self._worker, args=(index, stage, remaining), daemon=True,
-                                               name=f"facecolor-{stage.name}" + ("" if batched else f"-{n}"))
-                              for n in range(remaining[0])]
-        self._threads.append(threading.Thread(target=self._feed, args=(items,), name="facecolor-walk", daemon=True))
-        for thread in self._threads:
-            thread.start()
