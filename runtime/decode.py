@@ -49,8 +49,7 @@ class TooManyPixels(DecodeError):
 @dataclass(frozen=True)
 class Decoded:
     """An upright image. ``pixels``: uint8 or uint16 HxW (gray) or HxWx3 **RGB**, host memory,
-    alpha dropped; possibly a non-contiguous view (make it contiguous before torch takes it).
-    """
+    alpha dropped; possibly a non-contiguous view (make it contiguous before torch takes it)."""
 
     pixels: np.ndarray
     format: str  # 'jpeg', 'png', 'tiff', 'bmp', 'webp': what the content is

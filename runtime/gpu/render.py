@@ -169,10 +169,8 @@ def preprocess(images: Sequence[GpuImage], render_size: int) -> PreparedBatch:
     groups = []
     for (_, height, width, bits), indices in kinds.items():
         geometry = fit_geometry(height, width, render_size)
-        pixels = [images[i].pixels for i in indices]
-        stack = torch.stack(pixels) if len(pixels) > 1 else pixels[0].unsqueeze(0)  # one image: a view
-        lightness = lightness_from_pixels(stack, bits)
-        del stack
+        pixels = [images[i].pixels for i in indices]  # stacked for the call only; one image as a view
+        lightness = lightness_from_pixels(torch.stack(pixels) if len(pixels) > 1 else pixels[0].unsqueeze(0), bits)
         l_norm[batch_rows(indices, device)] = render(lightness, geometry)
         groups.append(Group(indices, geometry, bits, lightness))
     return PreparedBatch(l_norm, groups)
