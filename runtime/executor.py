@@ -47,8 +47,6 @@ def storage_read_stage(settings: Settings, in_store: Storage, then: Callable[[It
 
 
 def upload_stage(out_store: Storage) -> Callable[[Item], Item]:
-    """``upload`` for a URL OUT: the encoded bytes ``write`` kept go whole to OUT."""
-
     def upload(item: Item) -> Item:
         out_store.write_bytes(PurePosixPath(item.job.target).as_posix(), item.payload)
         item.payload = None

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from facecolor.errors import FacecolorError
 from facecolor.runtime.decode import jpeg_is_truncated
 
-SOI = b"\xff\xd8"
 #: Markers that stand alone (no length field): TEM, RST0-7, SOI, EOI.
 _STANDALONE = {0x01, *range(0xD0, 0xD8), 0xD8, 0xD9}
 _SOS = 0xDA
@@ -50,7 +49,7 @@ def _frame_kind(marker: int) -> str | None:
 
 def _segments(data: bytes):
     """``(marker, payload_start, payload_end)`` of each segment up to and including SOS."""
-    if not data.startswith(SOI):
+    if not data.startswith(b"\xff\xd8"):
         raise JpegHeaderError("not a JPEG: the file does not start with the SOI marker FFD8")
     pos, size = 2, len(data)
     while True:
