@@ -162,9 +162,8 @@ class GpuPipeline:
         works = [item.payload for item in items if item.payload.rgb is not None]
         for work in works:
             hand_over(work.rgb, self.encoder.stream)
-        ready = _unique(work.ready for work in works)
         try:
-            files = self.encoder.encode([work.rgb for work in works], ready=ready)
+            files = self.encoder.encode([work.rgb for work in works], ready=_unique(work.ready for work in works))
         except NvjpegError:  # nvJPEG refused the batch: the write stage encodes these on the CPU
             return items
         for work, data in zip(works, files):
