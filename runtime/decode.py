@@ -49,8 +49,7 @@ class TooManyPixels(DecodeError):
 @dataclass(frozen=True)
 class Decoded:
     """An upright image. ``pixels``: uint8 or uint16 HxW (gray) or HxWx3 **RGB**, host memory,
-    alpha dropped; possibly a non-contiguous view (make it contiguous before torch takes it).
-    """
+    alpha dropped; possibly a non-contiguous view (make it contiguous before torch takes it)."""
 
     pixels: np.ndarray
     format: str  # 'jpeg', 'png', 'tiff', 'bmp', 'webp': what the content is
@@ -59,14 +58,6 @@ class Decoded:
     @property
     def bit_depth(self) -> int:
         return 16 if self.pixels.dtype == np.uint16 else 8
-
-    @property
-    def height(self) -> int:
-        return self.pixels.shape[0]
-
-    @property
-    def width(self) -> int:
-        return self.pixels.shape[1]
 
 
 #: EXIF orientation -> (swap rows and columns first?, then flip these axes: 0 rows, 1 columns);
@@ -106,7 +97,6 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decode
             warnings.simplefilter("ignore")
             header = Image.open(io.BytesIO(data))
             width, height = header.size
-            mode = header.mode
             frames = _frame_count(header, fmt)
     except Exception as error:  # Pillow raises many types for broken headers
         raise DecodeError(f"unreadable {fmt.upper()} header: {error}") from error
@@ -124,10 +114,7 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decode
     orientation = _exif_orientation(header)
     if fmt == "jpeg" and jpeg_is_truncated(data):
         raise DecodeError("truncated JPEG (no end-of-image marker after the last scan)")
-    if mode in _PIL_CONVERSIONS:
-        pixels = _decode_pillow(header, _PIL_CONVERSIONS[mode], fmt)
-    else:
-        pixels = _decode_opencv(data, fmt, mode)
+    pixels = _decode_pixels(header, data, fmt)
     if pixels.shape[:2] != (height, width):
         raise DecodeError(f"decoded size {pixels.shape[1]}x{pixels.shape[0]} differs from the header's {width}x{height}")
     return Decoded(apply_orientation(pixels, orientation), fmt, orientation)
@@ -177,16 +164,15 @@ def _exif_orientation(header: Image.Image) -> int:
     return value if 1 <= value <= 8 else 1
 
 
-def _decode_pillow(header: Image.Image, mode: str, fmt: str) -> np.ndarray:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return np.asarray(header.convert(mode))
-    except Exception as error:
-        raise DecodeError(f"broken {fmt.upper()} data: {error}") from error
-
-
-def _decode_opencv(data: bytes, fmt: str, mode: str) -> np.ndarray:
+def _decode_pixels(header: Image.Image, data: bytes, fmt: str) -> np.ndarray:
+    """Pillow for the modes it converts (``_PIL_CONVERSIONS``), OpenCV for the others."""
+    if header.mode in _PIL_CONVERSIONS:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return np.asarray(header.convert(_PIL_CONVERSIONS[header.mode]))
+        except Exception as error:
+            raise DecodeError(f"broken {fmt.upper()} data: {error}") from error
     try:
         pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     except cv2.error as error:
@@ -194,7 +180,7 @@ def _decode_opencv(data: bytes, fmt: str, mode: str) -> np.ndarray:
     if pixels is None:
         raise DecodeError(f"broken or truncated {fmt.upper()} data (OpenCV could not decode it)")
     if pixels.dtype not in (np.uint8, np.uint16):
-        raise DecodeError(f"unsupported pixel type {pixels.dtype} (Pillow mode {mode}); use 8 or 16 bit")
+        raise DecodeError(f"unsupported pixel type {pixels.dtype} (Pillow mode {header.mode}); use 8 or 16 bit")
     if pixels.ndim == 3:
         channels = pixels.shape[2]
         if channels == 1:

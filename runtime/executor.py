@@ -47,8 +47,6 @@ def storage_read_stage(settings: Settings, in_store: Storage, then: Callable[[It
 
 
 def upload_stage(out_store: Storage) -> Callable[[Item], Item]:
-    """``upload`` for a URL OUT: the encoded bytes ``write`` kept go whole to OUT."""
-
     def upload(item: Item) -> Item:
         out_store.write_bytes(PurePosixPath(item.job.target).as_posix(), item.payload)
         item.payload = None
@@ -87,25 +85,20 @@ class ThreadExecutor:
     def run(self, settings: Settings, items: Iterable[Item], in_store: Storage, out_store: Storage,
             report=None) -> Iterator[Item]:
         runner = StageRunner(self._stages(settings, in_store, out_store))
-        try:
-            yield from runner.run(items)
-        finally:
-            self.stats = runner.stats
+        self.stats = runner.stats  # the runner's own numbers, filled in as its stages run
+        yield from runner.run(items)
 
     def _stages(self, settings: Settings, in_store: Storage, out_store: Storage) -> list[MapStage | BatchStage]:
         stages = list(self._make_stages(settings))
         if not in_store.is_local:
             index = next((i for i, s in enumerate(stages) if s.name == "read" and isinstance(s, MapStage)), None)
             if index is None:
-                raise FatalError(  # no stage where object storage plugs in
-                    f"the {self.backend.device} pipeline has no 'read' stage to read object storage from; "
-                    "copy IN to a local folder or run on a CPU backend"
-                )
+                raise FatalError(f"the {self.backend.device} pipeline has no 'read' stage to read object storage "
+                                 "from; copy IN to a local folder or run on a CPU backend")
             stages[index] = replace(stages[index], fn=storage_read_stage(settings, in_store, stages[index].fn))
         if not out_store.is_local:
             workers = max(2, settings.workers)
-            stages.append(MapStage("upload", upload_stage(out_store), workers=workers,
-                                   queue_size=2 * workers))
+            stages.append(MapStage("upload", upload_stage(out_store), workers=workers, queue_size=2 * workers))
         return stages
 
 

@@ -54,8 +54,7 @@ class Geometry:
 
 
 def fit_geometry(height: int, width: int, render_size: int) -> Geometry:
-    """The short side rounds to at least 1 px; the odd pixel of padding goes to the bottom or
-    right."""
+    """The short side rounds to at least 1 px; the odd pixel of padding goes to the bottom or right."""
     if height < 1 or width < 1:
         raise GeometryError(f"image size {height}x{width} is empty")
     if render_size < 1:

@@ -9,6 +9,7 @@ failure is never one file's fault; ``FatalError`` from any stage stops the whole
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import sys
@@ -105,7 +106,7 @@ class StageStats:
     calls: int = 0
 
     def add(self, numbers: dict[str, Any]) -> None:
-        """Add another run's numbers (``asdict`` of one, possibly from another process)."""
+        """Add one call's numbers, or another run's (``asdict`` of one, possibly from another process)."""
         for name, value in numbers.items():
             setattr(self, name, getattr(self, name) + value)
 
@@ -116,16 +117,6 @@ def failure_reason(error: BaseException) -> str:
     if type(error).__module__.startswith("facecolor"):
         return text or type(error).__name__
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
-
-
-def _lower_thread_priority(nice: int) -> None:
-    """Raise this thread's nice value (Linux keeps one per thread); best effort."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), os.getpriority(os.PRIO_PROCESS, 0) + nice)
-    except OSError:
-        pass
 
 
 class StageRunner:
@@ -142,24 +133,19 @@ class StageRunner:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._fatal: BaseException | None = None
-        self._threads: list[threading.Thread] = []
+        self._threads: list[threading.Thread] = []  # each stage's, then the feeder (started by run)
+        for index, stage in enumerate(self.stages):
+            batched = isinstance(stage, BatchStage)
+            remaining = [1 if batched else max(1, stage.workers)]  # threads of the stage still running
+            self._threads += [threading.Thread(target=self._worker, args=(index, stage, remaining), daemon=True,
+                                               name=f"facecolor-{stage.name}" + ("" if batched else f"-{n}"))
+                              for n in range(remaining[0])]
 
-    # -- queue helpers that give up when the run stops
-    def _put(self, q: queue.Queue, value: Any) -> bool:
+    def _wait(self, call: Callable[..., Any], *args: Any) -> Any:
+        """``call`` (a queue's ``put`` or ``get``) retried until it returns, or ``_END`` once the run stops."""
         while not self._stop.is_set():
-            try:
-                q.put(value, timeout=_POLL_S)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _get(self, q: queue.Queue) -> Any:
-        while not self._stop.is_set():
-            try:
-                return q.get(timeout=_POLL_S)
-            except queue.Empty:
-                continue
+            with contextlib.suppress(queue.Full, queue.Empty):
+                return call(*args, timeout=_POLL_S)
         return _END
 
     def _fatal_error(self, error: BaseException) -> None:
@@ -176,15 +162,13 @@ class StageRunner:
             item.payload = None
             self._results.put(item)
             return True
-        return self._put(self._queues[index + 1], item)
+        return self._wait(self._queues[index + 1].put, item) is not _END
 
     def _worker(self, index: int, stage: MapStage | BatchStage, remaining: list[int]) -> None:
         try:
             if isinstance(stage, BatchStage):
                 self._batch_loop(index, stage)
             else:
-                if stage.nice > 0:
-                    _lower_thread_priority(stage.nice)
                 self._map_loop(index, stage)
         except BaseException as error:  # the backend failed, or a bug in the runner: stop, never hang
             self._fatal_error(error)
@@ -193,28 +177,25 @@ class StageRunner:
                 remaining[0] -= 1
                 last = remaining[0] == 0
             if last:
-                self._put(self._queues[index + 1], _END)
+                self._wait(self._queues[index + 1].put, _END)
 
     def _timed(self, stage: MapStage | BatchStage, arg: Any, items: int) -> Any:
         """``stage.fn(arg)``, its wall and thread CPU time added to the stage's numbers."""
-        start, cpu = time.perf_counter(), time.thread_time()
+        start, start_cpu = time.perf_counter(), time.thread_time()
         try:
             return stage.fn(arg)
         finally:
+            busy_s, cpu_s = time.perf_counter() - start, time.thread_time() - start_cpu
             with self._lock:
-                stats = self.stats[stage.name]
-                stats.busy_s += time.perf_counter() - start
-                stats.cpu_s += time.thread_time() - cpu
-                stats.items += items
-                stats.calls += 1
+                self.stats[stage.name].add({"busy_s": busy_s, "cpu_s": cpu_s, "items": items, "calls": 1})
 
     def _map_loop(self, index: int, stage: MapStage) -> None:
+        if stage.nice > 0 and sys.platform.startswith("linux"):  # Linux keeps one nice value per thread
+            with contextlib.suppress(OSError):  # best effort
+                nice = os.getpriority(os.PRIO_PROCESS, 0) + stage.nice
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
         inbox = self._queues[index]
-        while True:
-            item = self._get(inbox)
-            if item is _END:
-                self._put(inbox, _END)  # let this stage's other threads see it too
-                break
+        while (item := self._wait(inbox.get)) is not _END:
             try:
                 item = self._timed(stage, item, 1)
             except FatalError as error:
@@ -223,14 +204,11 @@ class StageRunner:
             except Exception as error:  # one file's problem: report it and go on
                 item.fail(stage.name, failure_reason(error))
             self._forward(index, item)
+        self._wait(inbox.put, _END)  # let this stage's other threads see the end too
 
     def _batch_loop(self, index: int, stage: BatchStage) -> None:
         inbox = self._queues[index]
-        ended = False
-        while not ended:
-            first = self._get(inbox)
-            if first is _END:
-                break
+        while (first := self._wait(inbox.get)) is not _END:
             batch = [first]
             while len(batch) < stage.batch_size:
                 try:
@@ -238,7 +216,7 @@ class StageRunner:
                 except queue.Empty:
                     break
                 if item is _END:
-                    ended = True
+                    self._wait(inbox.put, _END)  # back for the next round: this batch goes first
                     break
                 batch.append(item)
             for item in self._timed(stage, batch, len(batch)):
@@ -252,37 +230,24 @@ class StageRunner:
         except BaseException as error:  # the walk itself broke (IN_DIR vanished, ...)
             self._fatal_error(error)
             return
-        self._put(self._queues[0], _END)
+        self._wait(self._queues[0].put, _END)
 
     def run(self, items: Iterable[Item]) -> Iterator[Item]:
         """Yield every item once finished (status 'done', 'skipped' or 'failed'), in no
         particular order. Raises the first fatal error after stopping every thread."""
-        self._start(items)
+        self._threads.append(threading.Thread(target=self._feed, args=(items,), name="facecolor-walk", daemon=True))
+        for thread in self._threads:
+            thread.start()
         try:
-            while True:
-                try:
+            while not (self._stop.is_set() and self._results.empty()):  # after a stop, what finished comes out
+                with contextlib.suppress(queue.Empty):
                     item = self._results.get(timeout=_POLL_S)
-                except queue.Empty:
-                    if self._stop.is_set():
+                    if item is _END:
                         break
-                    continue
-                if item is _END:
-                    break
-                yield item
+                    yield item
         finally:
             self._stop.set()
             for thread in self._threads:
                 thread.join(timeout=10)
         if self._fatal is not None:
             raise self._fatal
-
-    def _start(self, items: Iterable[Item]) -> None:
-        for index, stage in enumerate(self.stages):
-            batched = isinstance(stage, BatchStage)
-            remaining = [1 if batched else max(1, stage.workers)]  # threads of the stage still running
-            self._threads += [threading.Thread(target=self._worker, args=(index, stage, remaining), daemon=True,
-                                               name=f"facecolor-{stage.name}" + ("" if batched else f"-{n}"))
-                              for n in range(remaining[0])]
-        self._threads.append(threading.Thread(target=self._feed, args=(items,), name="facecolor-walk", daemon=True))
-        for thread in self._threads:
-            thread.start()

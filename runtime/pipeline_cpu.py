@@ -67,48 +67,47 @@ def read_stage(settings: Settings):
     return read
 
 
-def decode_stage(settings: Settings, render_size: int):
-    def decode(item: Item) -> Item:
-        decoded = decode_image(item.payload, max_pixels=settings.max_pixels)
+class CpuPipeline:
+    """The CPU path's state; its methods are the stages (``read`` is ``read_stage``'s)."""
+
+    def __init__(self, settings: Settings, backend) -> None:
+        self.settings, self.backend = settings, backend
+        self.read = read_stage(settings)
+        self.note = metadata_note(backend.model.label)
+        self._per_thread = threading.local()  # each writer thread reuses its full-size work arrays (<= 256 MB)
+
+    def decode(self, item: Item) -> Item:
+        decoded = decode_image(item.payload, max_pixels=self.settings.max_pixels)
         lightness = full_lightness(decoded.pixels)
-        geometry = fit_geometry(decoded.height, decoded.width, render_size)
-        item.payload = CpuWork(
-            format=decoded.format,
-            bit_depth=decoded.bit_depth,
-            geometry=geometry,
-            lightness=lightness,
-            render=render_lightness(lightness, geometry),
-        )
+        geometry = fit_geometry(*decoded.pixels.shape[:2], self.backend.render_size)
+        render = render_lightness(lightness, geometry)
+        item.payload = CpuWork(decoded.format, decoded.bit_depth, geometry, lightness, render)
         return item
 
-    return decode
-
-
-def infer_stage(backend):
-    def infer(items: list[Item]) -> list[Item]:
+    def infer(self, items: list[Item]) -> list[Item]:
         batch = np.stack([item.payload.render for item in items])[:, None]  # [B,1,S,S]
-        ab = backend.predict_ab(batch)  # [B,2,S,S]
-        for item, item_ab in zip(items, ab):
-            item.payload.ab = item_ab
+        for item, ab in zip(items, self.backend.predict_ab(batch)):  # [B,2,S,S]
+            item.payload.ab = ab
         return items
 
-    return infer
-
-
-def write_stage(settings: Settings, model_label: str):
-    note = metadata_note(model_label)
-    per_thread = threading.local()  # each writer thread reuses its full-size work arrays (<= 256 MB)
-
-    def write(item: Item) -> Item:
+    def write(self, item: Item) -> Item:
         work: CpuWork = item.payload
         fmt = item.job.out_format or work.format
-        if not hasattr(per_thread, "scratch"):
-            per_thread.scratch = Scratch()
+        if not hasattr(self._per_thread, "scratch"):
+            self._per_thread.scratch = Scratch()
         rgb = colorize_image(work.lightness, work.ab, work.geometry, output_dtype(work.bit_depth, fmt),
-                              per_thread.scratch)
-        return save(item, encode(rgb, fmt, quality=settings.quality, note=note))
+                             self._per_thread.scratch)
+        return save(item, encode(rgb, fmt, quality=self.settings.quality, note=self.note))
 
-    return write
+    def stages(self) -> list[MapStage | BatchStage]:
+        batch = min(self.settings.batch_size, self.backend.max_batch or self.settings.batch_size)
+        workers = max(1, self.settings.workers)
+        return [
+            MapStage("read", self.read, workers=1, queue_size=2 * workers, nice=CODEC_NICE),
+            MapStage("decode", self.decode, workers=workers, queue_size=2 * workers, nice=CODEC_NICE),
+            BatchStage("infer", self.infer, batch_size=batch, queue_size=2 * batch),
+            MapStage("write", self.write, workers=workers, queue_size=2 * batch, nice=CODEC_NICE),
+        ]
 
 
 def save(item: Item, data: bytes) -> Item:
@@ -125,13 +124,4 @@ def build_stages(settings: Settings, backend) -> list[MapStage | BatchStage]:
     """The CPU stages for ``backend`` (a CPU backend: numpy in, numpy out)."""
     if backend.device != "cpu":
         raise ValueError(f"the CPU pipeline needs a CPU backend, not {backend.name}")
-    batch = min(settings.batch_size, backend.max_batch or settings.batch_size)
-    workers = max(1, settings.workers)
-    return [
-        MapStage("read", read_stage(settings), workers=1, queue_size=2 * workers, nice=CODEC_NICE),
-        MapStage("decode", decode_stage(settings, backend.render_size), workers=workers, queue_size=2 * workers,
-                 nice=CODEC_NICE),
-        BatchStage("infer", infer_stage(backend), batch_size=batch, queue_size=2 * batch),
-        MapStage("write", write_stage(settings, backend.model.label), workers=workers, queue_size=2 * batch,
-                 nice=CODEC_NICE),
-    ]
+    return CpuPipeline(settings, backend).stages()

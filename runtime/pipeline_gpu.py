@@ -71,8 +71,7 @@ class GpuPipeline:
     codecs, no streams, and a backend that takes CPU tensors."""
 
     def __init__(self, settings: Settings, backend, device: str | torch.device = "cuda") -> None:
-        self.settings = settings
-        self.backend = backend
+        self.settings, self.backend = settings, backend
         self.device = torch_device(device)
         self.note = metadata_note(backend.model.label)
         self.decoder = NvjpegDecoder(self.device)
@@ -161,13 +160,10 @@ class GpuPipeline:
     def encode_jpegs(self, items: list[Item]) -> list[Item]:
         """nvJPEG for the JPEG outputs of ``items``; the others pass through."""
         works = [item.payload for item in items if item.payload.rgb is not None]
-        if not works:
-            return items
         for work in works:
             hand_over(work.rgb, self.encoder.stream)
-        ready = _unique(work.ready for work in works)
         try:
-            files = self.encoder.encode([work.rgb for work in works], ready=ready)
+            files = self.encoder.encode([work.rgb for work in works], ready=_unique(work.ready for work in works))
         except NvjpegError:  # nvJPEG refused the batch: the write stage encodes these on the CPU
             return items
         for work, data in zip(works, files):

@@ -11,6 +11,7 @@ RayExecutor`` on Ray); everything around them is this module's, once.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sys
 import threading
@@ -23,7 +24,7 @@ from tqdm import tqdm
 from facecolor.runtime.pipeline import FatalError, Item, Settings, failure_reason
 from facecolor.runtime.report import REPORT_NAME, Report
 from facecolor.runtime.storage import Storage, StorageError, is_url, open_storage
-from facecolor.runtime.walk import FAILED, display, list_jobs
+from facecolor.runtime.walk import FAILED, Job, display, list_jobs
 
 try:
     import fcntl
@@ -54,8 +55,7 @@ def check_locations(in_store: Storage, out_store: Storage) -> None:
         if not in_dir.is_dir():
             raise DirectoryError(f"IN_DIR {display(in_dir)} is not a folder")
         try:
-            with os.scandir(in_dir):
-                pass
+            os.scandir(in_dir).close()
         except OSError as error:
             raise DirectoryError(f"cannot read IN_DIR {display(in_dir)}: {error.strerror}") from error
         if out_store.contains(in_store):
@@ -103,10 +103,10 @@ def report_location(out_dir: str | Path) -> str:
     return f"{text.rstrip('/')}/{REPORT_NAME}" if is_url(text) else os.path.join(text, REPORT_NAME)
 
 
-def _count_jobs(in_store: Storage, out_store: Storage, settings: Settings, bar: tqdm, stop: threading.Event) -> None:
+def _count_jobs(jobs: Iterator[Job], bar: tqdm, stop: threading.Event) -> None:
     """Count the jobs of a local run in a second, lazy walk, so the progress bar can show an ETA."""
     n = 0
-    for _ in list_jobs(in_store, out_store, settings.out_format, overwrite=settings.overwrite):
+    for _ in jobs:
         if stop.is_set():
             return
         n += 1
@@ -138,20 +138,17 @@ def run_batch(
     with _output_lock(out_store):
         backend, model = executor.describe()
         report = Report(settings=settings.as_dict(), backend=backend, model=model)
-        jobs = list_jobs(in_store, out_store, settings.out_format, overwrite=settings.overwrite)
-        if not in_store.is_local:
-            jobs = list(jobs)  # already one listing in memory: give the bar its total
+        listing = functools.partial(list_jobs, in_store, out_store, settings.out_format, overwrite=settings.overwrite)
+        jobs = listing() if in_store.is_local else list(listing())  # a URL IN's is one listing: the bar's total
         # disable=None: tqdm draws only when stderr is a terminal, so logs get no \r-lines
         bar = tqdm(total=None if in_store.is_local else len(jobs), unit="img", file=sys.stderr,
                    disable=None if progress else True, dynamic_ncols=True)
         stop_count = threading.Event()
         if in_store.is_local and out_store.is_local:  # a second walk costs only local metadata, never OUT listings
-            threading.Thread(target=_count_jobs, args=(in_store, out_store, settings, bar, stop_count),
-                             daemon=True).start()
-        items = (Item.from_job(job) for job in jobs)
+            threading.Thread(target=_count_jobs, args=(listing(), bar, stop_count), daemon=True).start()
         status, fatal = "complete", None
         try:
-            for item in executor.run(settings, items, in_store, out_store, report):
+            for item in executor.run(settings, map(Item.from_job, jobs), in_store, out_store, report):
                 report.add(item)
                 if item.status == FAILED:
                     bar.clear()

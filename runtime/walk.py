@@ -211,8 +211,7 @@ def _claim_output(job: Job, key, source: str, taken: dict) -> Job:
     """Two inputs that would write one output (``a.png`` and ``a.tif`` into PNG): the first keeps
     it, the second fails and names the first, so no output is silently overwritten."""
     if key in taken:
-        reason = f"its output {job.target.name} is already written from {taken[key]}"
-        return replace(job, status=FAILED, reason=reason)
+        return replace(job, status=FAILED, reason=f"its output {job.target.name} is already written from {taken[key]}")
     taken[key] = source
     return job
 

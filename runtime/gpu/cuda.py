@@ -58,13 +58,12 @@ def torch_device(device: str | torch.device) -> torch.device:
     return device if device.index is not None else torch.device("cuda", torch.cuda.current_device())
 
 
-def hand_over(tensor: torch.Tensor, consumer: torch.cuda.Stream | None) -> torch.Tensor:
+def hand_over(tensor: torch.Tensor, consumer: torch.cuda.Stream | None) -> None:
     """Record ``tensor`` on the ``consumer`` stream that reads it besides the one that made it,
     or the caching allocator may hand its memory out again while the reader's kernels are still
     queued (torch's notes, "CUDA caching allocator")."""
     if consumer is not None and tensor.is_cuda:
         tensor.record_stream(consumer)
-    return tensor
 
 
 def new_stream(device: torch.device) -> torch.cuda.Stream | None:
@@ -76,7 +75,6 @@ def mark(stream: torch.cuda.Stream | None) -> torch.cuda.Event | None:
 
 
 def host_wait(point: torch.cuda.Stream | torch.cuda.Event | None) -> None:
-    """Block this thread (not the GIL) until the stream has run all its queued work, or the
-    event has completed."""
+    """Block this thread (not the GIL) until the stream has run all its queued work, or the event has completed."""
     if point is not None:
         point.synchronize()

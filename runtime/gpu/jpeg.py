@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from facecolor.errors import FacecolorError
 from facecolor.runtime.decode import jpeg_is_truncated
 
-SOI = b"\xff\xd8"
 #: Markers that stand alone (no length field): TEM, RST0-7, SOI, EOI.
 _STANDALONE = {0x01, *range(0xD0, 0xD8), 0xD8, 0xD9}
 _SOS = 0xDA
@@ -37,10 +36,6 @@ class JpegInfo:
     orientation: int  # EXIF orientation 1..8; 1 when absent or unreadable
     adobe_transform: int | None  # APP14 "Adobe": 0 RGB/CMYK as stored, 1 YCbCr, 2 YCCK; None: no segment
 
-    @property
-    def is_gray(self) -> bool:
-        return self.components == 1
-
 
 def _frame_kind(marker: int) -> str | None:
     """What a start-of-frame marker says of the scan's coding (ITU-T T.81 table B.1: SOF markers
@@ -54,7 +49,7 @@ def _frame_kind(marker: int) -> str | None:
 
 def _segments(data: bytes):
     """``(marker, payload_start, payload_end)`` of each segment up to and including SOS."""
-    if not data.startswith(SOI):
+    if not data.startswith(b"\xff\xd8"):
         raise JpegHeaderError("not a JPEG: the file does not start with the SOI marker FFD8")
     pos, size = 2, len(data)
     while True:
@@ -148,7 +143,7 @@ class Triage:
         return self.reason is None
 
 
-def triage(data: bytes | bytearray | memoryview, max_pixels: int | None = None) -> Triage:
+def triage(data: bytes | bytearray, max_pixels: int | None = None) -> Triage:
     """Whether nvJPEG decodes ``data``, from its header alone.
 
     Progressive files would take nvJPEG's slow one-at-a-time path, which holds torchvision's
@@ -157,8 +152,6 @@ def triage(data: bytes | bytearray | memoryview, max_pixels: int | None = None) 
     the CPU path does (CMYK, YCCK, RGB-coded). Truncated files (nvJPEG returns gray rows) and
     files over ``max_pixels`` go there too, to fail with the CPU decoder's reason.
     """
-    if not isinstance(data, (bytes, bytearray)):
-        data = bytes(data)
     try:
         info = read_jpeg_info(data)
     except JpegHeaderError as error:

@@ -52,14 +52,12 @@ class NvjpegDecoder:
         self.device = torch_device(device)
         self.stream = new_stream(self.device)
 
-    def decode(
-        self, files: Sequence[bytes | bytearray | memoryview], infos: Sequence[JpegInfo]
-    ) -> list[GpuImage | NvjpegError]:
+    def decode(self, files: Sequence[bytes | bytearray], infos: Sequence[JpegInfo]) -> list[GpuImage | NvjpegError]:
         """Per file ``triage`` sent here, in order: a GpuImage (uint8 ``[1|3, H, W]`` on the
         device, upright), or the NvjpegError of a file nvJPEG could not decode alone."""
         results: list[GpuImage | NvjpegError | None] = [None] * len(files)
         for gray, mode in ((True, ImageReadMode.GRAY), (False, ImageReadMode.RGB)):
-            indices = [i for i, info in enumerate(infos) if info.is_gray == gray]
+            indices = [i for i, info in enumerate(infos) if (info.components == 1) == gray]
             if not indices:
                 continue
             # torch.frombuffer shares a bytearray's memory; read-only bytes are copied into one.
@@ -111,9 +109,7 @@ class NvjpegEncoder:
     """nvJPEG encoding on one CUDA device at one quality; on ``device="cpu"`` the same calls run
     torchvision's CPU encoder (for tests)."""
 
-    def __init__(
-        self, device: str | torch.device = "cuda", quality: int = 95, *, note: str | None = None
-    ) -> None:
+    def __init__(self, device: str | torch.device = "cuda", quality: int = 95, *, note: str | None = None) -> None:
         if not 1 <= int(quality) <= 100:
             raise ValueError(f"JPEG quality must be within 1..100, not {quality}")
         self.device = torch_device(device)
@@ -121,9 +117,7 @@ class NvjpegEncoder:
         self.note = note
         self.stream = new_stream(self.device)
 
-    def encode(
-        self, images: Sequence[torch.Tensor], ready: Iterable[torch.cuda.Event] | None = None
-    ) -> list[bytes]:
+    def encode(self, images: Sequence[torch.Tensor], ready: Iterable[torch.cuda.Event] | None = None) -> list[bytes]:
         """JPEG files for ``images`` (uint8 ``[3, H, W]`` contiguous on the encoder's device), read
         once every event in ``ready`` has completed (None: the current stream's work so far).
         NvjpegError when nvJPEG rejects the batch (the CPU encoder may take it instead)."""

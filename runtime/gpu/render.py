@@ -45,10 +45,6 @@ try:
 except ImportError:  # pragma: no cover - Triton ships with torch's CUDA wheels
     triton = tl = None
 
-#: sRGB (D65) -> Y weights, the middle row of the RGB->XYZ matrix of ``facecolor.color``.
-Y_WEIGHTS = CIE_RGB_TO_XYZ[1]
-WHITE_X, _, WHITE_Z = OPENCV_WHITE_D65
-
 
 @dataclass
 class GpuImage:
@@ -94,11 +90,11 @@ def batch_rows(indices: list[int], device: torch.device) -> slice | torch.Tensor
 
 @functools.lru_cache(maxsize=2)
 def rgb_tables(bits: int) -> np.ndarray:
-    """float32 ``[3, 2**bits]``: each channel's Y weight times the linear sRGB of every level,
-    decoded in float64."""
+    """float32 ``[3, 2**bits]``: each channel's Y weight (the middle row of ``facecolor.color``'s
+    RGB->XYZ matrix) times the linear sRGB of every level, decoded in float64."""
     unit = np.arange(1 << bits, dtype=np.float64) / ((1 << bits) - 1)
     linear = np.where(unit <= 0.04045, unit / 12.92, ((unit + 0.055) / 1.055) ** 2.4)
-    return np.outer(Y_WEIGHTS, linear).astype(np.float32)
+    return np.outer(CIE_RGB_TO_XYZ[1], linear).astype(np.float32)
 
 
 @functools.lru_cache(maxsize=256)
@@ -110,22 +106,18 @@ def resize_matrix(n_in: int, n_out: int) -> np.ndarray:
     the same averages). Enlarging or equal: bilinear with half-pixel centres and clamped edges,
     which is INTER_LINEAR (and ``F.interpolate(mode="bilinear", align_corners=False)``).
     """
-    matrix = np.zeros((n_out, n_in), dtype=np.float64)
     scale = n_in / n_out
+    inputs = np.arange(n_in)  # input pixel s covers [s, s + 1)
     if n_in > n_out:
-        for d in range(n_out):
-            start, stop = d * scale, min((d + 1) * scale, n_in)
-            for s in range(int(np.floor(start)), int(np.ceil(stop))):
-                matrix[d, s] = min(stop, s + 1) - max(start, s)
+        edges = np.arange(n_out + 1) * scale  # output pixel d covers [edges[d], edges[d + 1])
+        overlap = np.minimum(edges[1:, None], inputs + 1) - np.maximum(edges[:-1, None], inputs)
+        matrix = np.maximum(overlap, 0.0)
         matrix /= matrix.sum(axis=1, keepdims=True)
     else:
-        for d in range(n_out):
-            src = max((d + 0.5) * scale - 0.5, 0.0)
-            s0 = min(int(np.floor(src)), n_in - 1)
-            s1 = min(s0 + 1, n_in - 1)
-            frac = src - s0
-            matrix[d, s0] += 1.0 - frac
-            matrix[d, s1] += frac
+        src = np.maximum((np.arange(n_out) + 0.5) * scale - 0.5, 0.0)[:, None]
+        s0 = np.minimum(np.floor(src), n_in - 1)
+        frac = src - s0
+        matrix = (1.0 - frac) * (inputs == s0) + frac * (inputs == np.minimum(s0 + 1, n_in - 1))
     return matrix.astype(np.float32)
 
 
@@ -177,10 +169,8 @@ def preprocess(images: Sequence[GpuImage], render_size: int) -> PreparedBatch:
     groups = []
     for (_, height, width, bits), indices in kinds.items():
         geometry = fit_geometry(height, width, render_size)
-        pixels = [images[i].pixels for i in indices]
-        stack = torch.stack(pixels) if len(pixels) > 1 else pixels[0].unsqueeze(0)  # one image: a view
-        lightness = lightness_from_pixels(stack, bits)
-        del stack
+        pixels = [images[i].pixels for i in indices]  # stacked for the call only; one image as a view
+        lightness = lightness_from_pixels(torch.stack(pixels) if len(pixels) > 1 else pixels[0].unsqueeze(0), bits)
         l_norm[batch_rows(indices, device)] = render(lightness, geometry)
         groups.append(Group(indices, geometry, bits, lightness))
     return PreparedBatch(l_norm, groups)
@@ -268,13 +258,12 @@ def _colorize_fused(lightness: torch.Tensor, ab_norm: torch.Tensor, geometry: Ge
     count, height, width = (int(n) for n in lightness.shape)
     peak, dtype = (255.0, torch.uint8) if bits == 8 else (65535.0, torch.int32)
     out = torch.empty((count, 3, height, width), dtype=dtype, device=lightness.device)
-    y0, _, x0, _ = geometry.crop
     block = 1024
     _colorize_kernel[(triton.cdiv(height * width, block), count)](
         lightness.contiguous(), ab_norm.contiguous(), out,
-        height, width, geometry.render_size, y0, x0, geometry.inner_height, geometry.inner_width,
+        height, width, geometry.render_size, geometry.top, geometry.left, geometry.inner_height, geometry.inner_width,
         geometry.inner_height / height, geometry.inner_width / width, peak,
-        AB_SCALE, WHITE_X, WHITE_Z, OPENCV_KAPPA, CIE_SLOPE, OPENCV_L_BREAK,
+        AB_SCALE, OPENCV_WHITE_D65[0], OPENCV_WHITE_D65[2], OPENCV_KAPPA, CIE_SLOPE, OPENCV_L_BREAK,
         *(float(m) for row in OPENCV_XYZ_TO_RGB for m in row),
         BLOCK=block,
     )
