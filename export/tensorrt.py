@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -113,9 +114,9 @@ _LOGGER = None
 
 
 def trt_logger():
-    """One TensorRT logger for the process's builds (TensorRT 8 required a single logger per
-    process; later versions allow several): it forwards to Python logging and keeps the
-    errors of the current build for the exception message."""
+    """One TensorRT logger for the process, its builds and the runtime's engines (TensorRT 8
+    required a single logger per process; later versions allow several): it forwards to Python
+    logging and keeps the latest errors (cleared at each build or load) for our exceptions."""
     global _LOGGER
     if _LOGGER is None:
         trt = import_tensorrt()
@@ -123,7 +124,7 @@ def trt_logger():
         class CollectingLogger(trt.ILogger):
             def __init__(self) -> None:
                 trt.ILogger.__init__(self)
-                self.errors: list[str] = []
+                self.errors: deque[str] = deque(maxlen=32)  # TensorRT logs from any thread
 
             def log(self, severity, msg) -> None:
                 if severity in (trt.ILogger.INTERNAL_ERROR, trt.ILogger.ERROR):
@@ -133,6 +134,9 @@ def trt_logger():
                     log.warning("TensorRT: %s", msg)
                 else:
                     log.debug("TensorRT: %s", msg)
+
+            def last_errors(self) -> str:
+                return "; ".join(self.errors) if self.errors else "no message from TensorRT"
 
         _LOGGER = CollectingLogger()
     return _LOGGER

@@ -12,35 +12,16 @@ waited for by it: no host synchronisation. TensorRT and CUDA failures become Bac
 
 from __future__ import annotations
 
-from collections import deque
 from pathlib import Path
 
 import torch
 
 from facecolor.errors import Unavailable
 from facecolor.export.errors import ExportError
-from facecolor.export.tensorrt import check_plan, import_tensorrt
+from facecolor.export.tensorrt import check_plan, import_tensorrt, trt_logger
 from facecolor.files import sha256_file
 from facecolor.runtime.backends.base import Backend, BackendError, ModelInfo, preset_in
 from facecolor.runtime.gpu.cuda import GpuError, cuda_errors
-
-
-def _make_logger(trt):
-    """A TensorRT logger that keeps the last error messages for our exceptions."""
-
-    class Logger(trt.ILogger):
-        def __init__(self) -> None:
-            trt.ILogger.__init__(self)
-            self.errors: deque[str] = deque(maxlen=8)
-
-        def log(self, severity, msg) -> None:  # called by TensorRT, from any thread
-            if int(severity) <= int(trt.ILogger.Severity.ERROR):
-                self.errors.append(str(msg))
-
-        def last_errors(self) -> str:
-            return "; ".join(self.errors) if self.errors else "no message from TensorRT"
-
-    return Logger()
 
 
 class TensorRTBackend(Backend):
@@ -68,7 +49,8 @@ class TensorRTBackend(Backend):
             except (ExportError, Unavailable) as error:  # PlanError, PlanMismatchError, no TensorRT, ...
                 raise Unavailable(str(error)) from error
         self._device = torch.device("cuda", torch.cuda.current_device())
-        self._logger = _make_logger(trt)
+        self._logger = trt_logger()
+        self._logger.errors.clear()  # the messages of this load, not of an earlier build
         try:
             self._load(trt, plan_path, max_batch)
         except BaseException:
