@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
 
 from facecolor.bench.gates import DEFAULT_MAX_DAB, GateSettings, check_gates
+from facecolor.bench.report import BenchReport, Row
+from facecolor.files import write_json
 
 
 def record(psnr=0.0, hist=0.0, max_dab=0.1, nonfinite=0, truth=True):
@@ -48,10 +51,12 @@ def test_without_truth_only_agreement_is_gated():
 
 
 @pytest.mark.parametrize("max_dab, nonfinite", [(math.nan, 0), (0.1, 3), (math.inf, 0)])
-def test_non_finite_outputs_always_fail(max_dab, nonfinite):
+def test_non_finite_outputs_always_fail(max_dab, nonfinite, tmp_path):
     gate = check_gates(record(max_dab=max_dab, nonfinite=nonfinite), "fp16", GateSettings())[2]
     assert gate.passed is False
-    assert gate.to_dict()["value"] is None or math.isfinite(gate.to_dict()["value"])
+    report = BenchReport(system={}, settings={}, engine={}, reference={}, rows={"x": Row("x", gates=[gate.to_dict()])})
+    written = json.loads(write_json(tmp_path / "bench.json", report.to_dict()).read_text())  # JSON has no inf: null
+    assert written["rows"]["x"]["gates"][0]["value"] is None
 
 
 def test_negative_limits_are_refused():
