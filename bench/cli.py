@@ -12,6 +12,7 @@ from facecolor.bench.report import format_report
 from facecolor.bench.run import BenchSettings, run_bench
 from facecolor.bench.targets import TARGETS
 from facecolor.errors import FacecolorError
+from facecolor.files import write_json
 
 EPILOG = """\b
 Examples:
@@ -113,7 +114,7 @@ def main(engine: Path, reference: Path | None, data: Path | None, batch_sizes: t
         raise click.ClickException(str(error)) from error
     click.echo(format_report(report))
     if json_out is not None:
-        report.write_json(json_out)
+        write_json(json_out, report.to_dict())
         click.echo(f"saved as {json_out} ({json_out.stat().st_size / 1000:.1f} kB)")
     if report.rows and all(row.status.startswith("unavailable") for row in report.rows.values()):
         raise click.ClickException(

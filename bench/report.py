@@ -15,7 +15,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from facecolor.files import write_json
 from facecolor.table import format_table
 
 FORMAT = "facecolor-bench"
@@ -78,9 +77,6 @@ class BenchReport:
     def to_dict(self) -> dict[str, Any]:
         return _json_safe({"format": FORMAT, "format_version": FORMAT_VERSION, **asdict(self),
                            "passed": self.passed, "failures": self.failures})
-
-    def write_json(self, path: Path) -> Path:
-        return write_json(path, self.to_dict())
 
 
 def _json_safe(value: Any) -> Any:
