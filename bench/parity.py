@@ -200,10 +200,10 @@ def agreement(engine: Colorized, reference: Colorized, images: ParityImages) -> 
     }
 
 
-def truth_scores(outputs: Colorized, images: ParityImages) -> dict[str, float] | None:
+def truth_scores(outputs: Colorized, images: ParityImages, fid: float | None) -> dict[str, float | None] | None:
     if not images.has_truth:
         return None
-    return summarize([evaluate_pair(p, t) for p, t in zip(outputs.rgb, images.truth)])
+    return {**summarize([evaluate_pair(p, t) for p, t in zip(outputs.rgb, images.truth)]), "fid": fid}
 
 
 def fid_scorer(images: ParityImages, weights: Path | None, workdir: Path, device: str) -> FidScorer:
@@ -227,9 +227,7 @@ def parity_record(
     engine_fid: float | None,
 ) -> dict[str, Any]:
     """Scores vs truth, deltas to the reference (engine minus reference) and agreement."""
-    scores = truth_scores(engine, images)
-    if scores is not None:
-        scores["fid"] = engine_fid
+    scores = truth_scores(engine, images, engine_fid)
     delta = {key: _delta(scores, reference_scores, key) for key in ("psnr", "hist", "ciede2000", "fid")}
     delta["colorfulness"] = _delta(scores, reference_scores, "colorfulness_pred")
     return {"scores": scores, "delta": delta, "agreement": agreement(engine, reference, images)}

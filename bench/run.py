@@ -72,10 +72,8 @@ class _Run:
         finally:
             backend.close()
         self.fid = parity_module.fid_scorer(self.images, self.settings.fid_weights, self.workdir, self.device)
-        scores = parity_module.truth_scores(self.reference_out, self.images)
-        if scores is not None:
-            scores["fid"] = self.fid.score("reference", self.reference_out.rgb)
-        self.reference_scores = report.reference_scores = scores
+        self.reference_scores = report.reference_scores = parity_module.truth_scores(
+            self.reference_out, self.images, self.fid.score("reference", self.reference_out.rgb))
         report.data = {
             "source": self.images.source,
             "images": len(self.images),
