@@ -7,6 +7,9 @@ Modules: ``targets`` (backend names, the reference), ``latency`` (the one timer 
 ``throughput`` holds the harness's other commands (rounds, ray).
 """
 
-from facecolor.bench.errors import BenchError
+from facecolor.errors import FacecolorError
 
-__all__ = ["BenchError"]
+
+class BenchError(FacecolorError):
+    """The bench cannot run as asked; the message says how to fix it. A failed gate is not an
+    error: the bench finishes, names the failing gates, and exits 1."""

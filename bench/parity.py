@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 import torch
 
-from facecolor.bench.errors import BenchError
+from facecolor.bench import BenchError
 from facecolor.color import AB_SCALE, join_lab, lightness, normalize_l, to_dtype
 from facecolor.metrics import PSNR_CAP_DB, FidScorer, evaluate_pair, psnr, summarize
 from facecolor.runtime.backends.base import Backend

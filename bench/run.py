@@ -16,8 +16,7 @@ from typing import Any
 
 from facecolor.bench import gates as gates_module
 from facecolor.bench import parity as parity_module
-from facecolor.bench import measure, targets
-from facecolor.bench.errors import BenchError
+from facecolor.bench import BenchError, measure, targets
 from facecolor.bench.latency import LatencySettings, measure_latency
 from facecolor.bench.report import BenchReport, Row
 from facecolor.errors import Unavailable

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from facecolor.bench.errors import BenchError
+from facecolor.bench import BenchError
 from facecolor.errors import Unavailable
 from facecolor.files import sha256_file
 from facecolor.runtime.backends.base import Backend

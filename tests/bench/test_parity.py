@@ -6,8 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from facecolor.bench import parity
-from facecolor.bench.errors import BenchError
+from facecolor.bench import BenchError, parity
 from facecolor.color import AB_SCALE
 
 

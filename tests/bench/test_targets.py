@@ -8,9 +8,8 @@ import shutil
 import click
 import pytest
 
-from facecolor.bench import targets
+from facecolor.bench import BenchError, targets
 from facecolor.bench.cli import _compare
-from facecolor.bench.errors import BenchError
 from facecolor.errors import Unavailable
 from facecolor.runtime.backends import select
 
