@@ -146,7 +146,6 @@ PARITY_COLUMNS = (("PSNR", "scores", "psnr", 2), ("ΔPSNR", "delta", "psnr", 3),
 
 
 def _table(columns: tuple, records: list[tuple[str, dict[str, Any]]], right: list[bool] | None = None) -> str:
-    """One line per (backend name, record)."""
     rows = [[name, *(str(record.get(key) or "-") if digits is None else _num(record.get(key), digits)
                      for _, key, digits in columns)] for name, record in records]
     return format_table(["backend", *(header for header, _, _ in columns)], rows, right)

@@ -53,7 +53,6 @@ class _Run:
             raise BenchError("--device cuda, but torch sees no CUDA device; use --device cpu or auto")
         self.names = list(settings.compare or targets.default_targets(self.engine, self.device))
         self.reference = targets.resolve_reference(self.engine, settings.reference)
-        self.max_batch = max(settings.latency.batch_sizes)
 
     def prepare(self, report: BenchReport) -> None:
         self.progress(f"reference: PyTorch fp32 on {self.device} ({self.reference.path})")
@@ -92,7 +91,7 @@ class _Run:
         self.progress(f"{name}: opening")
         try:
             backend, artifact, row.precision = targets.open_target(name, self.engine, self.reference.path,
-                                                                   self.device, self.max_batch)
+                                                                   self.device, max(self.settings.latency.batch_sizes))
         except Exception as error:  # noqa: BLE001 - every failure becomes the row's status
             unavailable = isinstance(error, Unavailable)
             row.status = f"unavailable: {error}" if unavailable else f"error: {failure_reason(error)}"
