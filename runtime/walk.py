@@ -194,7 +194,7 @@ def _output_exists(out_store: Storage, overwrite: bool) -> Callable[[Job], bool]
         return lambda job: False
     if out_store.is_local:
         return lambda job: os.path.lexists(job.target)
-    listing = functools.cache(out_store.existing)
+    listing = functools.cache(lambda: set(out_store.iter_files()))
     return lambda job: str(job.target) in listing()
 
 
