@@ -29,9 +29,8 @@ DEFAULT_MAX_PIXELS = 100_000_000
 # The pixel limit is ours (--max-pixels, checked before any pixel is decoded); Pillow's own
 # bomb check would otherwise refuse images between its limit and ours.
 Image.MAX_IMAGE_PIXELS = None
-# Pillow warns about what it skips (a corrupt EXIF tag, palette transparency) and still decodes:
-# noise on stderr. One filter on Pillow's own modules, as ``catch_warnings`` around each call
-# would swap the process-wide filter list from several decode threads at once.
+# Pillow warns about what it skips yet decodes (a corrupt EXIF tag, palette transparency): one filter on
+# its modules, as ``catch_warnings`` around each call would swap the process-wide filters under the decode threads.
 warnings.filterwarnings("ignore", module=r"PIL\.")
 
 #: Pillow modes decoded by Pillow, and what they become.
