@@ -29,6 +29,9 @@ DEFAULT_MAX_PIXELS = 100_000_000
 # The pixel limit is ours (--max-pixels, checked before any pixel is decoded); Pillow's own
 # bomb check would otherwise refuse images between its limit and ours.
 Image.MAX_IMAGE_PIXELS = None
+# Pillow warns about what it skips yet decodes (a corrupt EXIF tag, palette transparency): one filter on
+# its modules, as ``catch_warnings`` around each call would swap the process-wide filters under the decode threads.
+warnings.filterwarnings("ignore", module=r"PIL\.")
 
 #: Pillow modes decoded by Pillow, and what they become.
 _PIL_CONVERSIONS = {
@@ -93,11 +96,9 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decode
     if fmt is None:
         raise DecodeError("not an image: the content is not JPEG, PNG, TIFF, BMP or WebP")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            header = Image.open(io.BytesIO(data))
-            width, height = header.size
-            frames = _frame_count(header, fmt)
+        header = Image.open(io.BytesIO(data))
+        width, height = header.size
+        frames = _frame_count(header, fmt)
     except Exception as error:  # Pillow raises many types for broken headers
         raise DecodeError(f"unreadable {fmt.upper()} header: {error}") from error
     if frames > 1:
@@ -151,14 +152,12 @@ def _exif_orientation(header: Image.Image) -> int:
     the whole image to look for one after them.
     """
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            if header.format == "PNG":
-                exif = Image.Exif()
-                exif.load(header.info.get("exif") or b"")
-            else:
-                exif = header.getexif()
-            value = int(exif.get(_EXIF_ORIENTATION, 1) or 1)
+        if header.format == "PNG":
+            exif = Image.Exif()
+            exif.load(header.info.get("exif") or b"")
+        else:
+            exif = header.getexif()
+        value = int(exif.get(_EXIF_ORIENTATION, 1) or 1)
     except Exception:  # a broken EXIF block does not make the picture unreadable
         return 1
     return value if 1 <= value <= 8 else 1
@@ -168,9 +167,7 @@ def _decode_pixels(header: Image.Image, data: bytes, fmt: str) -> np.ndarray:
     """Pillow for the modes it converts (``_PIL_CONVERSIONS``), OpenCV for the others."""
     if header.mode in _PIL_CONVERSIONS:
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                return np.asarray(header.convert(_PIL_CONVERSIONS[header.mode]))
+            return np.asarray(header.convert(_PIL_CONVERSIONS[header.mode]))
         except Exception as error:
             raise DecodeError(f"broken {fmt.upper()} data: {error}") from error
     try:

@@ -173,10 +173,6 @@ class Storage:
                 continue
             yield rel
 
-    def existing(self) -> set[str]:
-        """Every relative path already under the root (one listing: no request per file)."""
-        return set(self.iter_files())
-
     def read_bytes(self, rel: str, max_bytes: int | None = None) -> bytes:
         """The file's bytes, or only its first ``max_bytes + 1`` when ``max_bytes`` is given
         (one ranged read: a caller sees that the file is larger than it accepts without
@@ -187,12 +183,12 @@ class Storage:
             return self.fs.cat_file(self.full(rel), start=None if end is None else 0, end=end)
 
     # -- writing --------------------------------------------------------------------------
-    def write_bytes(self, rel: str, data: bytes) -> str:
-        """Write ``data`` to ``rel`` so that no reader ever sees a partial file; return its URL."""
+    def write_bytes(self, rel: str, data: bytes) -> None:
+        """Write ``data`` to ``rel`` so that no reader ever sees a partial file."""
         target = self.full(rel)
         if self.is_local:
             write_atomically(target, data, fixed_temp=True)  # the runtime's temp file + rename
-            return target
+            return
         with _explained(f"cannot write {self.url(rel)}"):
             if self.protocol in OBJECT_STORES:
                 self.fs.pipe_file(target, data)
@@ -202,7 +198,6 @@ class Storage:
                 self.fs.makedirs(parent, exist_ok=True)
                 self.fs.pipe_file(tmp, data)
                 self.fs.mv(tmp, target)
-        return self.url(rel)
 
     def makedirs(self) -> None:
         """Create the root (a no-op on object stores, where prefixes need no creation)."""

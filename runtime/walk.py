@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePath, PurePosixPath
 from typing import Any
@@ -177,25 +177,19 @@ def list_jobs(
         jobs = _walk_folder(root, PurePath(), root.resolve(), real_out, out_root, out_format)
     else:
         jobs = _url_jobs(in_store, out_store, out_root, out_format)
-    exists = _output_exists(out_store, overwrite)
+    listing = functools.cache(lambda: set(out_store.iter_files()))  # a URL OUT: one listing, not a request per file
     for job in jobs:
-        yield replace(job, status=SKIPPED, reason=OUTPUT_EXISTS) if job.status is None and exists(job) else job
+        if job.status is None and not overwrite:
+            exists = os.path.lexists(job.target) if out_store.is_local else str(job.target) in listing()
+            if exists:
+                job = replace(job, status=SKIPPED, reason=OUTPUT_EXISTS)
+        yield job
 
 
 def _job_root(store: Storage) -> PurePath:
     """What a job's paths are joined onto: the local folder, or nothing for a URL, whose files
     jobs name relative to the root."""
     return store.root_path if store.is_local else PurePosixPath()
-
-
-def _output_exists(out_store: Storage, overwrite: bool) -> Callable[[Job], bool]:
-    """Whether a job's output is there already: ``lexists`` on a local OUT, one listing of a URL OUT."""
-    if overwrite:
-        return lambda job: False
-    if out_store.is_local:
-        return lambda job: os.path.lexists(job.target)
-    listing = functools.cache(out_store.existing)
-    return lambda job: str(job.target) in listing()
 
 
 def _url_jobs(in_store: Storage, out_store: Storage, out_root: PurePath, out_format: str) -> Iterator[Job]:

@@ -94,35 +94,28 @@ def source_checkpoint(artifact: Path) -> tuple[Path | None, str | None]:
     return _recorded_path(document, artifact, "source_checkpoint", "checkpoint"), sha
 
 
-def onnx_precision(path: Path) -> str:
-    """'fp16' or 'fp32': the sidecar's record, else the file's own metadata, else whether any
-    weight is stored as float16."""
-    document = read_sidecar(path) or {}
+def precision_of(artifact: Path) -> str:
+    """'fp16' or 'fp32', the arithmetic a model file runs at: a checkpoint's fp32; else the
+    sidecar's record; else a plan's from the ONNX it was built from (fp16, what facecolor-export
+    builds, when that is gone), an ONNX's from its own metadata, else whether any weight is
+    stored as float16."""
+    suffix = artifact.suffix.lower()
+    if suffix == ".safetensors":
+        return "fp32"
+    document = read_sidecar(artifact) or {}
     if document.get("precision") in ("fp16", "fp32"):
         return document["precision"]
+    if suffix == ".plan":
+        source = source_onnx(artifact)
+        return precision_of(source) if source is not None else "fp16"
     import onnx
 
-    model = onnx.load(str(path), load_external_data=False)
+    model = onnx.load(str(artifact), load_external_data=False)
     props = {p.key: p.value for p in model.metadata_props}
     if props.get("facecolor.precision") in ("fp16", "fp32"):
         return props["facecolor.precision"]
     halves = any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer)
     return "fp16" if halves else "fp32"
-
-
-def precision_of(artifact: Path) -> str:
-    """The arithmetic a file runs at: a plan's from its sidecar, else from the ONNX it was built
-    from, else fp16 (what facecolor-export builds); an ONNX's (``onnx_precision``); fp32 else."""
-    suffix = artifact.suffix.lower()
-    if suffix == ".onnx":
-        return onnx_precision(artifact)
-    if suffix != ".plan":
-        return "fp32"
-    document = read_sidecar(artifact) or {}
-    if document.get("precision") in ("fp16", "fp32"):
-        return document["precision"]
-    onnx = source_onnx(artifact)
-    return onnx_precision(onnx) if onnx is not None else "fp16"
 
 
 def artifact_for(kind: str, model: Path, *, max_batch: int, notify: Notify | None = None) -> Path:

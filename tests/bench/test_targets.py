@@ -60,9 +60,9 @@ def test_no_reference_anywhere(tiny, tmp_path, monkeypatch):
 
 
 def test_precision_from_sidecar_or_weights(tiny, tmp_path):
-    assert select.onnx_precision(tiny["onnx"]) == "fp32"
+    assert select.precision_of(tiny["onnx"]) == "fp32"
     lone = shutil.copy(tiny["perturbed"], tmp_path / "lone.onnx")
-    assert select.onnx_precision(lone) == "fp32"  # no sidecar: float32 initializers
+    assert select.precision_of(lone) == "fp32"  # no sidecar: float32 initializers
 
 
 @pytest.mark.skipif(select.cuda_available(), reason="checks the reasons given without a GPU")

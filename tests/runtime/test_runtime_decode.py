@@ -4,6 +4,9 @@ can be broken, each with a clear reason."""
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
+import warnings
 
 import cv2
 import numpy as np
@@ -170,3 +173,27 @@ def _flag_second_page_reduced(data: bytes) -> bytes:
             struct.pack_into("<I" if kind == 4 else "<H", buffer, entry + 8, 1)
             return bytes(buffer)
     raise AssertionError("the second page has no NewSubfileType tag")
+
+
+def test_pillow_warnings_stay_off_stderr(tmp_path):
+    """Pillow warns about a palette's byte transparency and a corrupt EXIF tag, then decodes;
+    decode.py's import-time filter keeps that off stderr. Checked in a fresh process: pytest
+    resets the warning filters around collection and each test."""
+    palette = encode_pil(Image.fromarray(GRAY).convert("P"), "PNG", transparency=bytes(range(256)))
+    exif = Image.Exif()
+    exif[0x010E] = "x" * 40  # ImageDescription, then its length (41) claimed as 4095
+    jpeg = encode_pil(Image.fromarray(GRAY), "JPEG", exif=exif)
+    corrupt = jpeg.replace(b"\x01\x0e\x00\x02\x00\x00\x00\x29", b"\x01\x0e\x00\x02\x00\x00\x0f\xff")
+    assert corrupt != jpeg
+    paths = []
+    for name, data in [("palette.png", palette), ("corrupt.jpg", corrupt)]:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            decode_image(data)
+        assert caught, name  # Pillow does warn about it
+        (tmp_path / name).write_bytes(data)
+        paths.append(str(tmp_path / name))
+    script = ("import sys, pathlib; from facecolor.runtime.decode import decode_image\n"
+              "for path in sys.argv[1:]: decode_image(pathlib.Path(path).read_bytes())")
+    result = subprocess.run([sys.executable, "-c", script, *paths], capture_output=True, text=True, check=True)
+    assert result.stderr == ""

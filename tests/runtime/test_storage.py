@@ -41,13 +41,13 @@ def test_is_url():
 def test_local_roundtrip_atomic_and_listing(tmp_path):
     store = open_storage(tmp_path / "root")
     store.makedirs()
-    assert store.existing() == set()
+    assert set(store.iter_files()) == set()
     store.write_bytes("a/b c/ü.jpg", b"xyz")
     store.write_bytes("top.png", b"12345")
     (tmp_path / "root" / ".hidden.tmp").write_bytes(b"partial")
     assert list(store.iter_files()) == ["a/b c/ü.jpg", "top.png"]
     assert store.read_bytes("a/b c/ü.jpg") == b"xyz"
-    assert store.existing() == {"a/b c/ü.jpg", "top.png"}
+    assert set(store.iter_files()) == {"a/b c/ü.jpg", "top.png"}
     # No temporary file is left next to the output.
     assert sorted(p.name for p in (tmp_path / "root" / "a" / "b c").iterdir()) == ["ü.jpg"]
     assert list(store.iter_files(exclude_prefix="a")) == ["top.png"]
@@ -94,16 +94,16 @@ def test_s3_roundtrip_listing_and_pickle(bucket):
     store.check_readable_root()
     assert list(store.iter_files(exclude_prefix="out")) == ["x/1.jpg", "x/2 ü.png"]
     assert store.read_bytes("x/2 ü.png", max_bytes=1) == b"tw" and store.read_bytes("x/1.jpg", max_bytes=9) == b"one"
-    assert store.existing() == {"x/1.jpg", "x/2 ü.png", "out/skip.jpg"}
+    assert set(store.iter_files()) == {"x/1.jpg", "x/2 ü.png", "out/skip.jpg"}
     assert store.url("x/1.jpg") == f"s3://{bucket}/in/x/1.jpg"
     clone = pickle.loads(pickle.dumps(store))
-    assert clone.read_bytes("x/2 ü.png") == b"two!" and "x/1.jpg" in clone.existing()
+    assert clone.read_bytes("x/2 ü.png") == b"two!" and "x/1.jpg" in set(clone.iter_files())
     assert open_storage(f"s3://{bucket}/in").contains(open_storage(f"s3://{bucket}/in/out"))
 
 
 def test_s3_missing_prefix_and_object(bucket):
     store = open_storage(f"s3://{bucket}/empty")
-    assert store.existing() == set()
+    assert set(store.iter_files()) == set()
     with pytest.raises(StorageError, match="no such bucket or prefix"):
         store.check_readable_root()
     with pytest.raises(FileNotFoundError):
