@@ -15,7 +15,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from facecolor.runtime.decode import DecodeError
-from facecolor.runtime.pipeline import BatchStage, FatalError, Item, MapStage, Settings, StageRunner, StageStats
+from facecolor.runtime.pipeline import BatchStage, Item, MapStage, Settings, StageRunner, StageStats
 from facecolor.runtime.pipeline_cpu import read_limit
 from facecolor.runtime.pipeline_cpu import build_stages as build_cpu_stages
 from facecolor.runtime.pipeline_gpu import build_stages as build_gpu_stages
@@ -91,10 +91,7 @@ class ThreadExecutor:
     def _stages(self, settings: Settings, in_store: Storage, out_store: Storage) -> list[MapStage | BatchStage]:
         stages = list(self._make_stages(settings))
         if not in_store.is_local:
-            index = next((i for i, s in enumerate(stages) if s.name == "read" and isinstance(s, MapStage)), None)
-            if index is None:
-                raise FatalError(f"the {self.backend.device} pipeline has no 'read' stage to read object storage "
-                                 "from; copy IN to a local folder or run on a CPU backend")
+            index = [stage.name for stage in stages].index("read")  # both pipelines start with it
             stages[index] = replace(stages[index], fn=storage_read_stage(settings, in_store, stages[index].fn))
         if not out_store.is_local:
             workers = max(2, settings.workers)

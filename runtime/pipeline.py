@@ -106,7 +106,7 @@ class StageStats:
     calls: int = 0
 
     def add(self, numbers: dict[str, Any]) -> None:
-        """Add one call's numbers, or another run's (``asdict`` of one, possibly from another process)."""
+        """Add another run's numbers (``asdict`` of one, possibly from another process)."""
         for name, value in numbers.items():
             setattr(self, name, getattr(self, name) + value)
 
@@ -186,8 +186,12 @@ class StageRunner:
             return stage.fn(arg)
         finally:
             busy_s, cpu_s = time.perf_counter() - start, time.thread_time() - start_cpu
-            with self._lock:
-                self.stats[stage.name].add({"busy_s": busy_s, "cpu_s": cpu_s, "items": items, "calls": 1})
+            stats = self.stats[stage.name]
+            with self._lock:  # plain additions: this runs for every item of every stage
+                stats.busy_s += busy_s
+                stats.cpu_s += cpu_s
+                stats.items += items
+                stats.calls += 1
 
     def _map_loop(self, index: int, stage: MapStage) -> None:
         if stage.nice > 0 and sys.platform.startswith("linux"):  # Linux keeps one nice value per thread

@@ -104,7 +104,8 @@ def report_location(out_dir: str | Path) -> str:
 
 
 def _count_jobs(jobs: Iterator[Job], bar: tqdm, stop: threading.Event) -> None:
-    """Count the jobs of a local run in a second, lazy walk, so the progress bar can show an ETA."""
+    """Count the jobs of a local run in a second, lazy walk, so the progress bar can show an ETA
+    (with ``overwrite``: every job counts either way, so no output is looked up a second time)."""
     n = 0
     for _ in jobs:
         if stop.is_set():
@@ -131,9 +132,10 @@ def run_batch(
     ``executor.stats`` the stage numbers. ``echo`` prints a line to stderr (each failed input
     as it happens); the progress bar is drawn on stderr only when it is a terminal.
     """
-    in_store = in_store or open_storage(settings.in_dir)
-    out_store = out_store or open_storage(settings.out_dir)
-    check_locations(in_store, out_store)
+    if in_store is None or out_store is None:  # stores passed in were checked by their opener (colorize_tree)
+        in_store = in_store or open_storage(settings.in_dir)
+        out_store = out_store or open_storage(settings.out_dir)
+        check_locations(in_store, out_store)
     echo = echo or (lambda line: print(line, file=sys.stderr))
     with _output_lock(out_store):
         backend, model = executor.describe()
@@ -145,7 +147,7 @@ def run_batch(
                    disable=None if progress else True, dynamic_ncols=True)
         stop_count = threading.Event()
         if in_store.is_local and out_store.is_local:  # a second walk costs only local metadata, never OUT listings
-            threading.Thread(target=_count_jobs, args=(listing(), bar, stop_count), daemon=True).start()
+            threading.Thread(target=_count_jobs, args=(listing(overwrite=True), bar, stop_count), daemon=True).start()
         status, fatal = "complete", None
         try:
             for item in executor.run(settings, map(Item.from_job, jobs), in_store, out_store, report):

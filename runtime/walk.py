@@ -100,7 +100,7 @@ def _walk_folder(folder, relative, real_root, real_out, out_root, out_format) ->
     except OSError as error:
         yield Job(folder, relative, out_root / relative, None, FAILED, f"cannot list folder: {error.strerror}")
         return
-    taken: dict[str, str] = {}  # output name -> input name, within this folder
+    taken: dict[PurePath, str] = {}  # output -> input name, within this folder
     subfolders = []
     for entry in entries:
         path = Path(entry.path)
@@ -121,7 +121,7 @@ def _walk_folder(folder, relative, real_root, real_out, out_root, out_format) ->
         if job is None:  # neither an image nor named like one
             continue
         if job.status is None:
-            job = _claim_output(job, job.target.name, entry.name, taken)
+            job = _claim_output(job, taken)
         yield job
     for path, rel in subfolders:
         yield from _walk_folder(path, rel, real_root, real_out, out_root, out_format)
@@ -198,15 +198,16 @@ def _url_jobs(in_store: Storage, out_store: Storage, out_root: PurePath, out_for
     for rel in in_store.iter_files(exclude_prefix=exclude):
         relative = PurePosixPath(rel)
         name, fmt = output_name(relative, out_format)
-        yield _claim_output(Job(relative, relative, out_root / name, fmt), name, relative.name, taken)
+        yield _claim_output(Job(relative, relative, out_root / name, fmt), taken)
 
 
-def _claim_output(job: Job, key, source: str, taken: dict) -> Job:
+def _claim_output(job: Job, taken: dict[PurePath, str]) -> Job:
     """Two inputs that would write one output (``a.png`` and ``a.tif`` into PNG): the first keeps
     it, the second fails and names the first, so no output is silently overwritten."""
-    if key in taken:
-        return replace(job, status=FAILED, reason=f"its output {job.target.name} is already written from {taken[key]}")
-    taken[key] = source
+    if job.target in taken:
+        return replace(job, status=FAILED,
+                       reason=f"its output {job.target.name} is already written from {taken[job.target]}")
+    taken[job.target] = job.relative.name
     return job
 
 

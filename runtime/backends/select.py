@@ -159,7 +159,7 @@ def open_kind(kind: str, artifact: Path, device: str, *, precision: str | None =
     choosing, no falling back (the bench compares backends by name). ``model`` names the
     checkpoint a derived ONNX or engine runs (default: what the file itself records)."""
     if kind == "torch":
-        return TorchBackend(artifact, device=device, render_size=render_size, precision=precision)
+        return TorchBackend(artifact, device=device, render_size=render_size, precision=precision, model=model)
     if kind == "onnxruntime":
         return OnnxRuntimeBackend(artifact, device=device, render_size=render_size, threads=threads, model=model)
     return TensorRTBackend(artifact, max_batch=max_batch, model=model)

@@ -28,6 +28,7 @@ class TorchBackend(Backend):
         device: str = "cpu",
         render_size: int | None = None,
         precision: str | None = None,
+        model: ModelInfo | None = None,
     ) -> None:
         default = "fp16" if device == "cuda" else "fp32"
         precision = precision or default
@@ -48,7 +49,8 @@ class TorchBackend(Backend):
         self.device = device
         self.render_size = int(render_size or checkpoint.render_size)
         self.max_batch = None
-        self.model = ModelInfo(checkpoint.preset, sha256_file(checkpoint_path), checkpoint_path)
+        # open_backend has hashed the checkpoint already: the file is read once more, not twice
+        self.model = model or ModelInfo(checkpoint.preset, sha256_file(checkpoint_path), checkpoint_path)
 
     def predict_ab(self, l_norm):
         if self._model is None:

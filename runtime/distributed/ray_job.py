@@ -10,6 +10,7 @@ Ray's object store, so workers need the package, not the model file.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import re
@@ -315,8 +316,8 @@ class RayExecutor:
             context.enable_progress_bars = False  # the driver draws its own bar
             context.print_on_execution_start = False
             # referenced here until the last block is in
-            shipment = ModelShipment(self.model_path.name, sha256_file(self.model_path),
-                                     [ray.put(self.model_path.read_bytes())])
+            data = self.model_path.read_bytes()  # read once: hashed and shipped
+            shipment = ModelShipment(self.model_path.name, hashlib.sha256(data).hexdigest(), [ray.put(data)])
             constructor = {"model": shipment, "device": plan.device, "render_size": self.options.render_size,
                            "settings": settings, "in_store": in_store, "out_store": out_store}
             dataset = _map_with_actors(_dataset(ray, rows, files_per_task), self.actor_class, plan, files_per_task,
