@@ -63,10 +63,14 @@ class PipelineFolder:
     files: tuple[Path, ...]
 
     def head(self, count: int) -> PipelineFolder:
-        """The warm-up set: a folder beside this one with its first ``count`` files."""
+        """The warm-up set: a folder beside this one with its first ``count`` files (copied once,
+        whichever backend warms up on it next)."""
         count = max(1, min(count, len(self.files)))
         path = self.path.with_name(f"{self.path.name}-head{count}")
-        return PipelineFolder(path, _copies(self.files[:count], self.path, path))
+        files = self.files[:count]
+        if path.is_dir():
+            return PipelineFolder(path, tuple(path / file.relative_to(self.path) for file in files))
+        return PipelineFolder(path, _copies(files, self.path, path))
 
 
 def prepare_folder(images: ParityImages, workdir: Path, synthetic: int | None = None) -> PipelineFolder:
@@ -135,13 +139,14 @@ def gpu_codec_rate(folder: PipelineFolder, workdir: Path, batch_size: int = 64, 
     CPU codec, for tests."""
     decoder, encoder = NvjpegDecoder(device), NvjpegEncoder(device, quality)
 
-    def run(subset: PipelineFolder, out_dir: Path) -> tuple[int, int]:
-        on_gpu = on_cpu = 0
+    def run(subset: PipelineFolder, out_dir: Path) -> tuple[int, int, list[bytes]]:
+        on_gpu, on_cpu, jpegs = 0, 0, []  # jpegs: what nvJPEG takes, kept for its ceiling below
         for start in range(0, len(subset.files), batch_size):
             paths = subset.files[start : start + batch_size]
             verdicts = [triage(path.read_bytes()) for path in paths]
             gpu = [i for i, verdict in enumerate(verdicts) if verdict.on_gpu]
             cpu = [i for i, verdict in enumerate(verdicts) if not verdict.on_gpu]
+            jpegs += [verdicts[i].data for i in gpu]
             decoded = decoder.decode([verdicts[i].data for i in gpu], [verdicts[i].info for i in gpu]) if gpu else []
             images, targets = [], []
             with torch.cuda.stream(decoder.stream):  # the gray -> RGB copies follow the decodes
@@ -159,14 +164,13 @@ def gpu_codec_rate(folder: PipelineFolder, workdir: Path, batch_size: int = 64, 
                 _codec_one(paths[index], out_dir, subset.path)
             on_gpu, on_cpu = on_gpu + len(images), on_cpu + len(cpu)
         _synchronize(device)
-        return on_gpu, on_cpu
+        return on_gpu, on_cpu, jpegs
 
     try:
-        (on_gpu, on_cpu), seconds = _timed(run, folder, workdir, batch_size, "gpu-codec-out")
+        (on_gpu, on_cpu, jpegs), seconds = _timed(run, folder, workdir, batch_size, "gpu-codec-out")
     finally:
         decoder.close()
         encoder.close()
-    jpegs = [data for data in map(Path.read_bytes, folder.files) if triage(data).on_gpu]
     steps = ("decode", "encode") if jpegs else ()
     alone = {step: nvjpeg_alone(jpegs, batch_size, quality, step, device) for step in steps}
     return _rate(len(folder.files), seconds, codec="cuda (nvJPEG decode + encode, the runtime's GPU codec; other "

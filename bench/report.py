@@ -9,12 +9,12 @@ cannot run (TensorRT missing, no GPU) or that fails halfway never hides the othe
 
 from __future__ import annotations
 
-import datetime as _dt
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from facecolor.files import utc_now
 from facecolor.table import format_table
 
 FORMAT = "facecolor-bench"
@@ -49,7 +49,7 @@ class BenchReport:
     settings: dict[str, Any]
     engine: dict[str, Any]
     reference: dict[str, Any]
-    created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    created: str = field(default_factory=utc_now)
     data: dict[str, Any] = field(default_factory=dict)
     codec: dict[str, Any] | None = None
     reference_scores: dict[str, Any] | None = None

@@ -7,14 +7,13 @@ artifact's appearance is the commit point that caches and readers rely on.
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import os
 import time
 from pathlib import Path
 from typing import Any
 
-from facecolor.files import human_size, sha256_file, temporary_sibling, write_atomically, write_json
+from facecolor.files import human_size, sha256_file, temporary_sibling, utc_now, write_atomically, write_json
 
 __all__ = [
     "human_size",
@@ -60,7 +59,3 @@ def read_sidecar(path: str | Path) -> dict[str, Any] | None:
         return None
     return document if isinstance(document, dict) else None
 
-
-def utc_now() -> str:
-    """The current time as an ISO 8601 UTC string, for sidecars."""
-    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()

@@ -111,7 +111,8 @@ _EPSILON = CIE_EPSILON
 _KAPPA = CIE_SLOPE
 
 
-def _srgb_to_linear(rgb: np.ndarray) -> np.ndarray:
+def srgb_to_linear(rgb: np.ndarray) -> np.ndarray:
+    """sRGB's decoding curve on values in [0, 1] (the GPU path's per-channel tables use it too)."""
     return np.where(rgb > 0.04045, ((rgb + 0.055) / 1.055) ** 2.4, rgb / 12.92)
 
 
@@ -126,7 +127,7 @@ def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
     Exact CIE formulas (OpenCV's float32 Lab was measured 0.58 units off skimage, too far for
     DESIGN §2's 1e-3), so this is for metrics, training and tests, not full-resolution hot paths.
     """
-    xyz = _srgb_to_linear(np.asarray(rgb, dtype=np.float64)) @ _RGB_TO_XYZ.T / _WHITE_D65
+    xyz = srgb_to_linear(np.asarray(rgb, dtype=np.float64)) @ _RGB_TO_XYZ.T / _WHITE_D65
     f = np.where(xyz > _EPSILON, np.cbrt(xyz), _KAPPA * xyz + 16.0 / 116.0)
     lab = np.stack(
         [116.0 * f[..., 1] - 16.0, 500.0 * (f[..., 0] - f[..., 1]), 200.0 * (f[..., 1] - f[..., 2])],
@@ -181,10 +182,11 @@ def lab_planes_to_rgb(
 
 
 @functools.lru_cache(maxsize=4)
-def _level_tables(levels: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per gray level: linear-light value and L* of (g, g, g); exact and far cheaper per pixel."""
+def level_tables(levels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per gray level: linear-light value and L* of (g, g, g); exact and far cheaper per pixel
+    (``lightness`` reads them, and so do the runtime's 8-bit LUT and the GPU path's gray table)."""
     ramp = np.arange(levels, dtype=np.float64) / (levels - 1)
-    linear = _srgb_to_linear(ramp)
+    linear = srgb_to_linear(ramp)
     return linear.astype(np.float32), _lightness_from_luminance(linear).astype(np.float32)
 
 
@@ -205,12 +207,12 @@ def lightness(image: np.ndarray) -> np.ndarray:
     if image.ndim == 3 and image.shape[2] == 4:
         image = image[:, :, :3]
     if image.dtype in (np.uint8, np.uint16):
-        linear_table, lightness_table = _level_tables(256 if image.dtype == np.uint8 else 65536)
+        linear_table, lightness_table = level_tables(256 if image.dtype == np.uint8 else 65536)
         if image.ndim == 2:
             return lightness_table[image]
         y = linear_table[image] @ _RGB_TO_XYZ[1].astype(np.float32)
     else:
-        y = _srgb_to_linear(to_unit_rgb(image).astype(np.float64)) @ _RGB_TO_XYZ[1]
+        y = srgb_to_linear(to_unit_rgb(image).astype(np.float64)) @ _RGB_TO_XYZ[1]
     return _lightness_from_luminance(y).astype(np.float32)
 
 

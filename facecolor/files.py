@@ -8,6 +8,7 @@ restarted run then reuses and removes what a killed one left, instead of collect
 
 from __future__ import annotations
 
+import datetime as _dt
 import hashlib
 import json
 import os
@@ -117,3 +118,8 @@ def human_size(num_bytes: int) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1000
     return f"{size:.1f} GB"  # pragma: no cover
+
+
+def utc_now() -> str:
+    """The current time as an ISO 8601 UTC string, to the second (sidecars, reports)."""
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")

@@ -1,8 +1,8 @@
 """The machine a figure was measured on: CPU, cores, load, GPU and library versions.
 
 Timings and training speeds mean little without it (a shared machine's load, a CPU without
-native bf16), so the bench's header, the throughput harness, export sidecars and
-``scripts/train_speed.py`` all describe the machine with these.
+native bf16), so the bench's header, export sidecars and ``scripts/train_speed.py`` describe
+the machine with these.
 """
 
 from __future__ import annotations

@@ -9,7 +9,6 @@ L*, so sharpness is never lost. Full-size work is OpenCV/numpy on float32 in hos
 
 from __future__ import annotations
 
-import functools
 
 import cv2
 import numpy as np
@@ -19,12 +18,10 @@ from facecolor.runtime.geometry import Geometry
 from facecolor.scratch import FRESH, Scratch
 
 
-@functools.lru_cache(maxsize=2)
 def gray_levels(bits: int) -> np.ndarray:
-    """float32 ``[2**bits]``: L* of sRGB (g, g, g) for every level g, from ``color.lightness``
-    itself (the GPU path's table too)."""
-    ramp = np.arange(1 << bits, dtype=np.uint8 if bits == 8 else np.uint16)[None]
-    return color.lightness(ramp)[0].astype(np.float32)
+    """float32 ``[2**bits]``: L* of sRGB (g, g, g) for every level g: ``color.lightness``'s own
+    cached table (the GPU path's too)."""
+    return color.level_tables(1 << bits)[1]
 
 
 def gray_view(pixels: np.ndarray) -> np.ndarray:

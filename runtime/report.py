@@ -6,7 +6,6 @@ tree); every other skip and every failure is listed by its path relative to IN_D
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import time
 from collections import Counter
@@ -14,13 +13,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import facecolor
+from facecolor.files import utc_now
 from facecolor.runtime.walk import FAILED, OUTPUT_EXISTS, SKIPPED, display
 
 REPORT_NAME = "facecolor-report.json"
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
 @dataclass
@@ -29,7 +25,7 @@ class Report:
     settings: dict[str, Any]
     backend: dict[str, Any]
     model: dict[str, Any]
-    started: str = field(default_factory=_now)
+    started: str = field(default_factory=utc_now)
     done: int = 0
     skipped: int = 0
     bytes_written: int = 0
@@ -74,7 +70,7 @@ class Report:
             "status": self.status,
             "fatal_error": self.fatal_error,
             "started": self.started,
-            "finished": _now(),
+            "finished": utc_now(),
             "backend": self.backend,
             "model": self.model,
             "settings": self.settings,

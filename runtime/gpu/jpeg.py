@@ -113,14 +113,14 @@ def read_jpeg_info(data: bytes) -> JpegInfo:
     orientation = 1
     adobe = None
     for marker, start, end in _segments(data):
-        if frame is None and _frame_kind(marker):
+        if frame is None and (kind := _frame_kind(marker)):
             if end - start < 6:
                 raise JpegHeaderError("the frame header (SOF) is too short")
             precision, height, width, ncomp = struct.unpack_from(">BHHB", data, start)
             if ncomp < 1 or end - start < 6 + 3 * ncomp:
                 raise JpegHeaderError(f"the frame header lists {ncomp} components it does not hold")
             ids = tuple(data[start + 6 + 3 * i] for i in range(ncomp))
-            frame = (_frame_kind(marker), precision, height, width, ncomp, ids)
+            frame = (kind, precision, height, width, ncomp, ids)
         elif marker == _APP1 and orientation == 1 and data[start:start + 6] == _EXIF_HEADER:
             orientation = exif_orientation(data[start + 6:end])
         elif marker == _APP14 and data[start:start + 5] == b"Adobe" and end - start >= 12:

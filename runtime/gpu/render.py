@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from facecolor.color import (
     AB_SCALE, CIE_EPSILON, CIE_RGB_TO_XYZ, CIE_SLOPE, OPENCV_KAPPA, OPENCV_L_BREAK, OPENCV_WHITE_D65,
-    OPENCV_XYZ_TO_RGB, normalize_l,
+    OPENCV_XYZ_TO_RGB, normalize_l, srgb_to_linear,
 )
 from facecolor.errors import Unavailable
 from facecolor.runtime.geometry import Geometry, fit_geometry
@@ -59,12 +59,13 @@ class GpuImage:
 class Group:
     """Images of one size and kind: their ``indices`` in the batch and their ``lightness``, float32
     ``[B, H, W]`` L* in [0, 100], contiguous, on the device, kept for the postprocess to join with
-    ab."""
+    ab; ``rows``, the indices as made once for both sides (``batch_rows``)."""
 
     indices: list[int]
     geometry: Geometry
     bits: int
     lightness: torch.Tensor
+    rows: slice | torch.Tensor
 
 
 @dataclass
@@ -88,16 +89,14 @@ def batch_rows(indices: list[int], device: torch.device) -> slice | torch.Tensor
 # --------------------------------------------------------------------------- constants
 
 
-@functools.lru_cache(maxsize=2)
 def rgb_tables(bits: int) -> np.ndarray:
     """float32 ``[3, 2**bits]``: each channel's Y weight (the middle row of ``facecolor.color``'s
-    RGB->XYZ matrix) times the linear sRGB of every level, decoded in float64."""
+    RGB->XYZ matrix) times the linear sRGB of every level, decoded in float64. (Built once per
+    device: ``on_device`` caches the upload, as for ``resize_matrix``.)"""
     unit = np.arange(1 << bits, dtype=np.float64) / ((1 << bits) - 1)
-    linear = np.where(unit <= 0.04045, unit / 12.92, ((unit + 0.055) / 1.055) ** 2.4)
-    return np.outer(CIE_RGB_TO_XYZ[1], linear).astype(np.float32)
+    return np.outer(CIE_RGB_TO_XYZ[1], srgb_to_linear(unit)).astype(np.float32)
 
 
-@functools.lru_cache(maxsize=256)
 def resize_matrix(n_in: int, n_out: int) -> np.ndarray:
     """float32 ``[n_out, n_in]``: the linear map OpenCV's resize applies along one axis.
 
@@ -171,8 +170,9 @@ def preprocess(images: Sequence[GpuImage], render_size: int) -> PreparedBatch:
         geometry = fit_geometry(height, width, render_size)
         pixels = [images[i].pixels for i in indices]  # stacked for the call only; one image as a view
         lightness = lightness_from_pixels(torch.stack(pixels) if len(pixels) > 1 else pixels[0].unsqueeze(0), bits)
-        l_norm[batch_rows(indices, device)] = render(lightness, geometry)
-        groups.append(Group(indices, geometry, bits, lightness))
+        rows = batch_rows(indices, device)
+        l_norm[rows] = render(lightness, geometry)
+        groups.append(Group(indices, geometry, bits, lightness, rows))
     return PreparedBatch(l_norm, groups)
 
 
@@ -304,7 +304,7 @@ def postprocess(
     results: list[torch.Tensor | None] = [None] * count
     for group in batch.groups:
         colorize = _colorize_fused if fused and group.geometry.shrinks else _colorize_on_host
-        ab = ab_norm[batch_rows(group.indices, ab_norm.device)]
+        ab = ab_norm[group.rows]
         stacked = colorize(group.lightness, ab, group.geometry, min(group.bits, max_bits))
         for position, index in enumerate(group.indices):
             results[index] = stacked[position]
