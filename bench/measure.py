@@ -107,9 +107,10 @@ def _rate(images: int, seconds: float, **details: Any) -> dict[str, Any]:
 # --------------------------------------------------------------------------- codec alone
 
 
-def _codec_one(path: Path, out_dir: Path, root: Path) -> None:
-    """One file as the runtime would, minus the model: 3-channel, as the pipeline writes color."""
-    decoded = decode_image(path.read_bytes())
+def _codec_one(path: Path, out_dir: Path, root: Path, data: bytes | None = None) -> None:
+    """One file as the runtime would, minus the model: 3-channel, as the pipeline writes color.
+    ``data``: its bytes when already read (the GPU codec's triage), so no file is read twice."""
+    decoded = decode_image(path.read_bytes() if data is None else data)
     pixels = decoded.pixels
     if pixels.ndim == 2:
         pixels = np.repeat(pixels[:, :, None], 3, axis=2)
@@ -161,7 +162,7 @@ def gpu_codec_rate(folder: PipelineFolder, workdir: Path, batch_size: int = 64, 
                 for data, target in zip(encoder.encode(images, ready=[decoder.ready_event()]), targets):
                     write_atomically(target, data, fixed_temp=True)
             for index in cpu:
-                _codec_one(paths[index], out_dir, subset.path)
+                _codec_one(paths[index], out_dir, subset.path, verdicts[index].data)
             on_gpu, on_cpu = on_gpu + len(images), on_cpu + len(cpu)
         _synchronize(device)
         return on_gpu, on_cpu, jpegs

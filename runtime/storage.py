@@ -23,6 +23,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import fsspec
+
 from facecolor.errors import FacecolorError
 from facecolor.files import write_atomically
 
@@ -75,8 +77,6 @@ class Storage:
         self.storage_options = dict(storage_options or {})
         self.is_local = not is_url(self.location)
         self.protocol = "file" if self.is_local else _URL.match(self.location).group(1).lower()
-        import fsspec  # a core dependency (torch's too), imported once a root is opened
-
         try:
             # A client of our own: fsspec's shared instances would keep the endpoint and
             # credentials of whichever run made them first in this process.
